@@ -1,0 +1,161 @@
+"""Command line: ``python -m nst CONTENT STYLE -o OUT [options]`` and ``python -m nst export-weights OUT``.
+
+Exit codes: 0 done, 1 the run failed (e.g. out of memory), 2 bad input (named on stderr), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .errors import NSTError
+from .params import FIELDS, StyleParams, parse_value
+
+# A 500-step job at 512 px takes minutes on a CPU; 384 px keeps it reasonable (about 2.5x fewer pixels).
+CPU_DEFAULT_SIZE = 384
+OUTPUT_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
+
+EPILOG = """\
+examples:
+  python -m nst examples/content.jpg examples/style.jpg -o out.png
+  python -m nst photo.jpg painting.jpg -o out.jpg --epochs 300 --style-weight 1e9 --size 512 --seed 7
+  python -m nst examples/content.jpg examples/style.jpg -o smoke.png --weights random --epochs 20
+  python -m nst export-weights vgg19-features.pth            # compact weights file (~52 MB)
+
+weights: 'torchvision' (default) downloads VGG-19 once into torchvision's cache; a path loads a local
+file (torchvision's vgg19-dcbb9e9d.pth or an exported features file); 'random' is for offline smoke
+tests only and does not stylize. The size defaults to 512 on a GPU and 384 on a CPU.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad usage in one line (exit 2) instead of the usage block."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = StyleParams()
+    parser = _Parser(
+        prog="python -m nst",
+        description="Neural style transfer: repaint CONTENT in the style of STYLE (Gatys et al., VGG-19).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("content", help="image whose content (shapes, layout) to keep")
+    parser.add_argument("style", help="image whose style (colours, strokes, texture) to take")
+    parser.add_argument("-o", "--output", required=True, help="where to write the result (.png, .jpg, .webp)")
+    for name, spec in FIELDS.items():
+        default = getattr(defaults, name)
+        if name == "size":
+            shown = f"{default} on a GPU, {CPU_DEFAULT_SIZE} on a CPU"
+        elif isinstance(default, tuple):
+            shown = ",".join(str(v) for v in default)
+        else:
+            shown = "random" if default is None else default
+        parser.add_argument(
+            _option(name),
+            dest=name,
+            metavar=spec.choices and "{" + ",".join(spec.choices) + "}" or name.upper(),
+            default=None,
+            help=f"{spec.help}; {spec.describe_range()} (default: {shown})",
+        )
+    parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    parser.add_argument(
+        "--weights", default="torchvision", help="torchvision (default), a path to a weights file, or random"
+    )
+    parser.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality of the output (default: 95)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def build_export_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m nst export-weights",
+        description="Write the compact VGG-19 features-only weights file (conv1_1..conv5_1, ~52 MB) "
+        "that the bot and the container load.",
+    )
+    parser.add_argument("output", help="path of the file to write, e.g. weights/vgg19-features.pth")
+    parser.add_argument(
+        "--weights", default="torchvision", help="source: torchvision (default), a full VGG-19 .pth file, or random"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        if args[:1] == ["export-weights"]:
+            return _export(build_export_parser().parse_args(args[1:]))
+        return _run(build_parser().parse_args(args))
+    except NSTError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _params(args: argparse.Namespace, device_type: str) -> StyleParams:
+    given = {name: parse_value(name, getattr(args, name)) for name in FIELDS if getattr(args, name) is not None}
+    if "size" not in given and device_type == "cpu":
+        given["size"] = CPU_DEFAULT_SIZE
+    return StyleParams().replace(**given)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from . import images
+    from .model import load_vgg19, resolve_device
+    from .transfer import stylize
+
+    device = resolve_device(args.device)
+    params = _params(args, device.type)
+    output = Path(args.output)
+    if output.suffix.lower() not in OUTPUT_EXTENSIONS:
+        raise NSTError(f"output: {output.name} must end in one of {', '.join(OUTPUT_EXTENSIONS)}")
+    if not output.parent.is_dir():
+        raise NSTError(f"output: the folder {output.parent} does not exist")
+    content = images.decode_image(args.content, name="content image")
+    style = images.decode_image(args.style, name="style image")
+    model = load_vgg19(args.weights, device=device, progress=not args.quiet)
+
+    bar = tqdm(total=params.epochs, unit="step", disable=args.quiet, dynamic_ncols=True, leave=False)
+
+    def on_progress(progress) -> None:
+        bar.set_postfix_str(f"loss {progress.total_loss:.4g}", refresh=False)
+        bar.update(1)
+
+    try:
+        result = stylize(content, style, params, model=model, on_progress=on_progress)
+    except torch.OutOfMemoryError:
+        print(f"error: out of memory at size {params.size} on {device}; try a smaller --size", file=sys.stderr)
+        return 1
+    finally:
+        bar.close()
+    images.write_image(result.image, output, quality=args.quality)  # ImageError (exit 2) if unwritable
+    s = result.stats
+    print(
+        f"done: {s.steps} steps · {s.size[0]}×{s.size[1]} · {s.seconds:.1f} s "
+        f"({s.steps_per_second:.2f} steps/s) on {s.device} ({s.dtype}) · seed {s.seed} → {output}"
+    )
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .model import export_features
+
+    path, digest, size = export_features(args.weights, args.output)
+    print(f"wrote {path} ({size / 1e6:.1f} MB)\nsha256 {digest}")
+    return 0

@@ -1,0 +1,576 @@
+"""Image I/O for the engine: decode untrusted uploads safely, resize, encode under a byte budget.
+
+Everything a user can send (a Discord attachment, a CLI path) goes through :func:`decode_image`,
+which turns every way an upload can be unusable into an :class:`~nst.errors.ImageError` whose
+message is shown to the user as is. The engine itself only ever sees 8-bit RGB images, and
+:func:`to_tensor` / :func:`to_image` bridge those to the ``(1, 3, H, W)`` float tensors it optimises.
+
+Decoding policy, and why:
+
+* Only common raster formats are opened (:data:`READABLE_FORMATS`). Pillow can read many more, but
+  some of them are rarely tested against hostile input, and EPS would run Ghostscript on it.
+* The pixel count declared in the header is checked before any pixel data is decoded, so a
+  50000×50000 "decompression bomb" of a few hundred bytes is refused without allocating memory.
+* Truncated files are refused rather than silently padded with grey.
+* Only the first frame of an animation is used; EXIF orientation is applied so phone photos come
+  out upright; transparency is flattened onto white (what a viewer shows); high bit depths are
+  scaled, not clipped, to 8 bits. Metadata (EXIF incl. GPS position, ICC profile) is dropped.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+import threading
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, BinaryIO
+
+import numpy as np
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError, features
+
+from .errors import ImageError
+
+if TYPE_CHECKING:  # torch is imported lazily: decoding/encoding must not pay for importing it
+    import torch
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "READABLE_FORMATS",
+    "EncodedImage",
+    "decode_image",
+    "encode_image",
+    "fit_within",
+    "match_scale",
+    "to_image",
+    "to_tensor",
+    "write_image",
+]
+
+DEFAULT_MAX_PIXELS = 40_000_000
+"""Largest header-declared width×height :func:`decode_image` accepts (about 120 MB as 8-bit RGB)."""
+
+READABLE_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "DIB", "TIFF", "ICO", "PPM", "TGA") + (
+    ("AVIF",) if features.check("avif") else ()
+)
+"""Pillow format identifiers :func:`decode_image` will open (JPEG includes phones' multi-picture MPO)."""
+
+_SUPPORTED_TEXT = "PNG, JPEG, WebP, GIF, BMP or TIFF"
+
+_ORIENTATION = ExifTags.Base.Orientation
+
+# encode_image: formats by canonical name -> (Pillow format, file extension, MIME type)
+_FORMATS = {
+    "png": ("PNG", ".png", "image/png"),
+    "jpeg": ("JPEG", ".jpg", "image/jpeg"),
+    "webp": ("WEBP", ".webp", "image/webp"),
+}
+_LOSSY_ALIASES = {"jpeg": "jpeg", "jpg": "jpeg", "webp": "webp"}
+_EXTENSIONS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
+_MAX_QUALITY = 95  # above 95 JPEG/WebP files grow a lot for no visible gain
+_MIN_BUDGET = 1024  # below ~1 KiB even a thumbnail is mostly headers: do not grind the image down
+_MIN_SIDE = 16  # stop downscaling before the result is a meaningless smear
+
+# warnings.catch_warnings() swaps process-wide state; two threads interleaving it could leave our
+# "ignore" filters installed for good. Decoding is short next to style transfer, so serialise it.
+_WARNINGS_LOCK = threading.Lock()
+
+
+# --------------------------------------------------------------------------------------------- decode
+
+
+def decode_image(
+    source: bytes | bytearray | memoryview | str | os.PathLike[str],
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    name: str = "image",
+) -> Image.Image:
+    """Decode ``source`` (raw bytes or a file path) into a fully loaded, upright, 8-bit RGB image.
+
+    ``name`` says which image a message is about ("the style image is truncated ..."). Raises
+    :class:`ImageError` for anything a user sent that cannot be used; the returned image holds no
+    file handle and no metadata.
+    """
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be at least 1, not {max_pixels}")
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise ImageError(f"the {name} is empty (0 bytes)")
+        return _decode_stream(io.BytesIO(bytes(source)), max_pixels, name)
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"decode_image() takes bytes or a path, not {type(source).__name__}")
+
+    path = os.fspath(source)
+    try:
+        file = open(path, "rb")  # noqa: SIM115 - closed by the with block below
+    except FileNotFoundError:
+        raise ImageError(f"the {name} file was not found: {path}") from None
+    except IsADirectoryError:
+        raise ImageError(f"the {name} path is a directory, not a file: {path}") from None
+    except PermissionError:
+        raise ImageError(f"the {name} file cannot be read (permission denied): {path}") from None
+    except OSError as err:
+        raise ImageError(f"the {name} file cannot be read ({err.strerror or err}): {path}") from None
+    with file:  # we own the handle, so it is closed whatever happens to the decode
+        return _decode_stream(file, max_pixels, name)
+
+
+def _decode_stream(fp: BinaryIO, max_pixels: int, name: str) -> Image.Image:
+    try:
+        head = fp.read(1024)
+        fp.seek(0)
+    except OSError as err:
+        raise ImageError(f"the {name} file cannot be read ({err.strerror or err})") from None
+    if not head:
+        raise ImageError(f"the {name} is empty (0 bytes)")
+
+    # Our own size check below is the real limit; Pillow's global one only warns or raises at sizes
+    # we handle ourselves, so its warning is silenced and its error translated.
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        # Pillow's remarks on damaged metadata ("Corrupt EXIF data") are noise: we either return a
+        # good image or raise a precise error.
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+        try:
+            image = Image.open(fp, formats=READABLE_FORMATS)
+        except Image.DecompressionBombError as err:
+            raise ImageError(_bomb_message(name, err, max_pixels)) from None
+        except Exception:  # UnidentifiedImageError, or a plugin choking on a malformed header
+            raise ImageError(_unreadable_message(name, head)) from None
+
+        try:
+            width, height = image.size
+            if width < 1 or height < 1:
+                raise ImageError(f"the {name} has no pixels ({width}×{height})")
+            if width * height > max_pixels:
+                raise ImageError(
+                    f"the {name} is {width}×{height} = {_pixels(width * height)}; "
+                    f"the limit is {_pixels(max_pixels)}"
+                )
+            # Name the format as users know it: a phone's multi-picture MPO is "a JPEG" to them.
+            fmt = {"MPO": "JPEG", "WEBP": "WebP"}.get(image.format or "", image.format or "image")
+            try:
+                image.load()  # decodes the first frame only; forces truncation errors to surface here
+            except Image.DecompressionBombError as err:
+                raise ImageError(_bomb_message(name, err, max_pixels)) from None
+            except MemoryError:
+                raise ImageError(f"the {name} is too large to decode in the memory available") from None
+            except Exception as err:  # OSError, SyntaxError, EOFError, zlib errors, ...
+                raise ImageError(_broken_message(name, fmt, err)) from None
+
+            result = _to_rgb(_upright(image), name)
+            if result is image:  # detach from the file-backed object we are about to close
+                result = image.copy()
+        finally:
+            image.close()
+    result.info = {}  # EXIF (GPS!) and ICC no longer describe these pixels; never pass them on
+    return result
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation tag; a broken EXIF block is ignored rather than refused."""
+    try:
+        orientation = image.getexif().get(_ORIENTATION, 1)
+        if orientation not in (2, 3, 4, 5, 6, 7, 8):
+            return image  # skip exif_transpose, which would copy the whole image for nothing
+        return ImageOps.exif_transpose(image)
+    except Exception:
+        return image
+
+
+def _to_rgb(image: Image.Image, name: str = "image") -> Image.Image:
+    """8-bit RGB with transparency flattened onto white. Returns ``image`` itself when already RGB."""
+    mode = image.mode
+    if mode in ("I", "F") or mode.startswith("I;16"):
+        return _high_depth_to_rgb(image)
+    try:
+        if mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in image.info:
+            if mode == "La":  # premultiplied LA has no direct route to RGBA
+                image = image.convert("LA")
+            rgba = image.convert("RGBA")
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            return Image.alpha_composite(white, rgba).convert("RGB")
+        if mode == "RGB":
+            return image
+        return image.convert("RGB")  # P, L, 1, CMYK, YCbCr, LAB, HSV, RGBX ...
+    except ValueError:
+        raise ImageError(f"the {name} uses a colour mode ({mode}) that cannot be converted to RGB") from None
+
+
+def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
+    """Scale 16/32-bit integer and float greyscale to 8 bits (Pillow's convert() would clip at 255).
+
+    * ``I;16*``: 0..65535, divided by 257 (so 65535 -> 255 exactly).
+    * ``I``: 32-bit, but in practice 16-bit data (older Pillow reads 16-bit PNGs as ``I``): values
+      above 255 mean 16-bit and are divided by 257; otherwise they already are 0..255. Clipped.
+    * ``F``: values within 0..1 are taken as normalised and multiplied by 255; anything else as
+      0..255 and clipped. NaN and infinities become 0.
+    """
+    values = np.asarray(image).astype(np.float32)
+    if image.mode == "F":
+        values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+        if values.size and values.min() >= 0.0 and values.max() <= 1.0:
+            values *= 255.0
+    elif image.mode.startswith("I;16") or (values.size and values.max() > 255):
+        values /= 257.0
+    grey = np.rint(np.clip(values, 0.0, 255.0)).astype(np.uint8)
+    return Image.fromarray(grey).convert("RGB")
+
+
+def _pixels(count: int) -> str:
+    return f"{count / 1e6:.1f} megapixels" if count >= 100_000 else f"{count} pixels"
+
+
+def _bomb_message(name: str, err: Exception, max_pixels: int) -> str:
+    # Pillow's message is "Image size (N pixels) exceeds limit of M pixels, ..."; keep only N.
+    found = re.search(r"\((\d+) pixels\)", str(err))
+    if found is None:
+        return f"the {name} is too large (more than {_pixels(max_pixels)})"
+    declared = int(found.group(1))
+    if declared > max_pixels:
+        return f"the {name} is {_pixels(declared)}; the limit is {_pixels(max_pixels)}"
+    # Only reachable when the caller allows more than Pillow's own hard ceiling.
+    return f"the {name} is {_pixels(declared)}, too large to decode safely"
+
+
+def _broken_message(name: str, fmt: str, err: Exception) -> str:
+    text = str(err).lower()
+    if isinstance(err, EOFError) or "truncated" in text or "not enough data" in text:
+        return f"the {name} is truncated: the {fmt} file ends before its pixel data does (incomplete upload?)"
+    return f"the {name} is corrupt: its {fmt} pixel data cannot be decoded"
+
+
+# Magic numbers of what people send instead of a usable image, to tell them what they sent.
+_DAMAGED, _UNSUPPORTED, _NOT_IMAGE = "damaged", "unsupported", "not an image"
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", _DAMAGED, "PNG"),
+    (b"\xff\xd8\xff", _DAMAGED, "JPEG"),
+    (b"GIF87a", _DAMAGED, "GIF"),
+    (b"GIF89a", _DAMAGED, "GIF"),
+    (b"II*\x00", _DAMAGED, "TIFF"),
+    (b"MM\x00*", _DAMAGED, "TIFF"),
+    (b"8BPS", _UNSUPPORTED, "a Photoshop document"),
+    (b"gimp xcf", _UNSUPPORTED, "a GIMP document"),
+    (b"%!PS", _UNSUPPORTED, "a PostScript file"),
+    (b"\x00\x00\x00\x0cjP  ", _UNSUPPORTED, "a JPEG 2000 image"),
+    (b"\xffO\xffQ", _UNSUPPORTED, "a JPEG 2000 image"),
+    (b"qoif", _UNSUPPORTED, "a QOI image"),
+    (b"DDS ", _UNSUPPORTED, "a DDS texture"),
+    (b"icns", _UNSUPPORTED, "a macOS icon"),
+    (b"%PDF", _NOT_IMAGE, "a PDF document"),
+    (b"PK\x03\x04", _NOT_IMAGE, "a ZIP archive (or an Office document)"),
+    (b"PK\x05\x06", _NOT_IMAGE, "a ZIP archive"),
+    (b"\x1f\x8b", _NOT_IMAGE, "a gzip archive"),
+    (b"Rar!\x1a\x07", _NOT_IMAGE, "a RAR archive"),
+    (b"7z\xbc\xaf\x27\x1c", _NOT_IMAGE, "a 7-Zip archive"),
+    (b"\x1aE\xdf\xa3", _NOT_IMAGE, "a WebM/Matroska video"),
+    (b"OggS", _NOT_IMAGE, "an Ogg audio/video file"),
+    (b"fLaC", _NOT_IMAGE, "a FLAC audio file"),
+    (b"ID3", _NOT_IMAGE, "an MP3 audio file"),
+    (b"\x7fELF", _NOT_IMAGE, "a program (ELF executable)"),
+    (b"MZ", _NOT_IMAGE, "a program (Windows executable)"),
+)
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heif", b"mif1", b"msf1")
+
+
+def _sniff(head: bytes) -> tuple[str, str] | None:
+    """(kind, what) from the first bytes of a file Pillow would not open, or None if unrecognised."""
+    for magic, kind, what in _MAGIC:
+        if head.startswith(magic):
+            return kind, what
+    if head[:4] == b"RIFF":
+        riff = {
+            b"WEBP": (_DAMAGED, "WebP"),
+            b"AVI ": (_NOT_IMAGE, "an AVI video"),
+            b"WAVE": (_NOT_IMAGE, "a WAV audio file"),
+        }
+        return riff.get(head[8:12], (_NOT_IMAGE, "a RIFF media file"))
+    if head[4:8] == b"ftyp":  # ISO media: HEIC/AVIF photos, MP4/MOV videos
+        brand = head[8:12]
+        if brand in _HEIF_BRANDS:
+            return _UNSUPPORTED, "a HEIC/HEIF photo (the iPhone camera format)"
+        if brand in (b"avif", b"avis"):
+            return (_DAMAGED, "AVIF") if "AVIF" in READABLE_FORMATS else (_UNSUPPORTED, "an AVIF image")
+        return _NOT_IMAGE, "a QuickTime video" if brand == b"qt  " else "an MP4 video"
+    if _looks_like_text(head):
+        lowered = head.lower()
+        if b"<svg" in lowered:
+            return _UNSUPPORTED, "an SVG drawing (a vector image)"
+        if b"<html" in lowered or b"<!doctype html" in lowered:
+            return _NOT_IMAGE, "a web page (HTML), maybe from a link to a page rather than to the image itself"
+        return _NOT_IMAGE, "text"
+    if head.startswith(b"BM"):  # checked after text: "BM..." is also how some sentences start
+        return _DAMAGED, "BMP"
+    return None
+
+
+def _looks_like_text(head: bytes) -> bool:
+    if b"\x00" in head:
+        return False
+    controls = sum(1 for byte in head if byte < 32 and byte not in (9, 10, 12, 13))
+    if controls > len(head) // 20:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return err.start >= len(head) - 3  # only a multi-byte character cut off by the 1 KiB window
+    return True
+
+
+def _unreadable_message(name: str, head: bytes) -> str:
+    sniffed = _sniff(head)
+    if sniffed is None:
+        return f"the {name} is not in a supported image format ({_SUPPORTED_TEXT})"
+    kind, what = sniffed
+    if kind == _DAMAGED:
+        return f"the {name} is a corrupt or truncated {what} file: its header cannot be read"
+    if kind == _UNSUPPORTED:
+        return f"the {name} is {what}, which is not supported; convert it to PNG or JPEG"
+    return f"the {name} is not an image: it looks like {what}; send a {_SUPPORTED_TEXT} file"
+
+
+# ---------------------------------------------------------------------------------------------- resize
+
+
+def fit_within(image: Image.Image, max_side: int) -> Image.Image:
+    """Downscale (never upscale) so the longer side is at most ``max_side``, keeping the aspect ratio.
+
+    Returns ``image`` itself when it already fits.
+    """
+    if max_side < 1:
+        raise ValueError(f"max_side must be at least 1, not {max_side}")
+    width, height = image.size
+    longest = max(width, height)
+    if longest <= max_side:
+        return image
+    # The longer side is set exactly; only the shorter one is rounded.
+    if width >= height:
+        size = (max_side, max(1, round(height * max_side / width)))
+    else:
+        size = (max(1, round(width * max_side / height)), max_side)
+    return _resample_ready(image).resize(size, Image.Resampling.LANCZOS)
+
+
+def match_scale(style: Image.Image, reference_size: tuple[int, int], scale: float = 1.0) -> Image.Image:
+    """Resize ``style`` so its longer side is ``scale × max(reference_size)``, keeping its aspect ratio.
+
+    Style statistics (Gram matrices) depend on the size of the brush strokes in pixels, so the style
+    is brought to the content's scale. The shorter side is kept at 16 px or more when the target
+    allows it (VGG pools the image four times before the last style layer), which slightly stretches
+    extreme panoramas. LANCZOS when shrinking, BICUBIC when enlarging. Returns ``style`` itself when
+    the size does not change.
+    """
+    if not scale > 0 or not math.isfinite(scale):
+        raise ValueError(f"scale must be a positive number, not {scale}")
+    if min(reference_size) < 1:
+        raise ValueError(f"reference_size must be positive, not {reference_size}")
+    width, height = style.size
+    target = max(1, round(scale * max(reference_size)))
+    shortest = min(target, _MIN_SIDE)
+    if width >= height:
+        size = (target, max(shortest, round(height * target / width)))
+    else:
+        size = (max(shortest, round(width * target / height)), target)
+    if size == style.size:
+        return style
+    resample = Image.Resampling.BICUBIC if target > max(width, height) else Image.Resampling.LANCZOS
+    return _resample_ready(style).resize(size, resample)
+
+
+def _resample_ready(image: Image.Image) -> Image.Image:
+    # Pillow resizes palette and bilevel images with NEAREST whatever is asked: convert them first.
+    return _to_rgb(image) if image.mode in ("P", "PA", "1") else image
+
+
+# ---------------------------------------------------------------------------------------------- encode
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    """An encoded image ready to upload or write."""
+
+    data: bytes
+    format: str  # "png", "jpeg" or "webp"
+    quality: int | None  # None for PNG
+    size: tuple[int, int]  # pixel size actually encoded; smaller than the input if it had to shrink
+
+    @property
+    def extension(self) -> str:
+        return _FORMATS[self.format][1]
+
+    @property
+    def content_type(self) -> str:
+        return _FORMATS[self.format][2]
+
+
+def encode_image(
+    image: Image.Image,
+    *,
+    max_bytes: int | None = None,
+    lossy_formats: Sequence[str] = ("webp", "jpeg"),
+    min_quality: int = 50,
+) -> EncodedImage:
+    """Encode losslessly (PNG) if that fits in ``max_bytes``, else in the best lossy form that fits.
+
+    For each of ``lossy_formats`` in order, the highest quality in [``min_quality``, 95] that fits is
+    found by binary search; the first format that fits at all wins. If none fits, the image is
+    downscaled and tried again, so an upload never fails just for being large. Raises
+    :class:`ImageError` only when even a tiny version does not fit (or ``max_bytes`` < 1 KiB).
+    """
+    formats = _lossy_formats(lossy_formats)
+    if not 1 <= min_quality <= _MAX_QUALITY:
+        raise ValueError(f"min_quality must be between 1 and {_MAX_QUALITY}, not {min_quality}")
+
+    png = _encode(image, "png")
+    if max_bytes is None or len(png) <= max_bytes:
+        return EncodedImage(png, "png", None, image.size)
+
+    current, smallest = image, len(png)
+    while True:
+        if formats:
+            smallest = math.inf
+            for fmt in formats:
+                data, quality, size_at_min = _highest_quality(
+                    current, fmt, max_bytes, min_quality, top_first=current is image
+                )
+                if data is not None:
+                    return EncodedImage(data, fmt, quality, current.size)
+                smallest = min(smallest, size_at_min)
+        elif current is not image:  # PNG only, at a reduced size (full size was tried above)
+            data = _encode(current, "png")
+            if len(data) <= max_bytes:
+                return EncodedImage(data, "png", None, current.size)
+            smallest = len(data)
+        if max_bytes < _MIN_BUDGET:
+            break
+        # Bytes grow roughly with the pixel count, so shrink each side by about sqrt(budget / size);
+        # at most 0.8 so every round makes progress, at least 0.3 so a wild estimate cannot overshoot.
+        factor = min(0.8, max(0.3, 0.95 * math.sqrt(max_bytes / smallest)))
+        width, height = current.size
+        size = (max(1, round(width * factor)), max(1, round(height * factor)))
+        if max(size) < _MIN_SIDE:
+            break
+        current = _resample_ready(current).resize(size, Image.Resampling.LANCZOS)
+    raise ImageError(f"cannot encode the result under {max_bytes} bytes")
+
+
+def _lossy_formats(names: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(names, str):  # a lone "webp" is a format, not the sequence "w", "e", "b", "p"
+        names = (names,)
+    formats = []
+    for name in names:
+        fmt = _LOSSY_ALIASES.get(str(name).lower())
+        if fmt is None:
+            raise ValueError(f"unknown lossy format {name!r}; use 'webp' or 'jpeg'")
+        if fmt not in formats:
+            formats.append(fmt)
+    return tuple(formats)
+
+
+def _highest_quality(
+    image: Image.Image, fmt: str, max_bytes: int, min_quality: int, *, top_first: bool
+) -> tuple[bytes | None, int | None, int]:
+    """(data, quality) at the highest quality that fits, or (None, None); plus the size at min_quality.
+
+    At most 2 + log2(95 - min_quality) encodes (8 for the default 50). ``top_first`` tries 95 before
+    anything else, which settles a generous budget in one encode; after a downscale it rarely fits.
+    """
+    if top_first:
+        top = _encode(image, fmt, _MAX_QUALITY)
+        if len(top) <= max_bytes:
+            return top, _MAX_QUALITY, len(top)
+    best = _encode(image, fmt, min_quality)
+    if len(best) > max_bytes:
+        return None, None, len(best)
+    # Invariant: quality ``low`` fits (its bytes are ``best``); ``high`` does not fit (or was not
+    # tried yet: then it is 96, one past the range, so 95 itself still gets tested).
+    low, high, size_at_min = min_quality, _MAX_QUALITY if top_first else _MAX_QUALITY + 1, len(best)
+    while high - low > 1:
+        middle = (low + high) // 2
+        data = _encode(image, fmt, middle)
+        if len(data) <= max_bytes:
+            low, best = middle, data
+        else:
+            high = middle
+    return best, low, size_at_min
+
+
+def _encode(image: Image.Image, fmt: str, quality: int | None = None) -> bytes:
+    buffer = io.BytesIO()
+    if fmt == "png":
+        image.save(buffer, "PNG", optimize=False, compress_level=6)
+    else:
+        rgb = image if image.mode == "RGB" else _to_rgb(image)
+        assert quality is not None
+        if fmt == "jpeg":
+            # 4:4:4 chroma at high quality: 4:2:0 smears the fine coloured strokes style transfer makes
+            options = {"quality": quality, "subsampling": 0 if quality >= 90 else 2}
+            try:
+                rgb.save(buffer, "JPEG", optimize=True, progressive=True, **options)
+            except OSError:
+                # Optimised/progressive output must fit a buffer Pillow sizes at ~1 byte per pixel,
+                # which near-noise at quality 90-94 with 4:4:4 chroma can exceed; baseline streams.
+                buffer = io.BytesIO()
+                rgb.save(buffer, "JPEG", **options)
+        else:
+            rgb.save(buffer, "WEBP", quality=quality, method=4)
+    return buffer.getvalue()
+
+
+def write_image(image: Image.Image, path: str | os.PathLike[str], *, quality: int = 95) -> None:
+    """Write ``image`` to ``path`` in the format its extension names (.png, .jpg/.jpeg, .webp).
+
+    ``quality`` applies to JPEG and WebP. The file is encoded in memory first, so a refusal never
+    leaves a half-written file behind.
+    """
+    if not 1 <= quality <= 100:
+        raise ValueError(f"quality must be between 1 and 100, not {quality}")
+    target = os.fspath(path)
+    fmt = _EXTENSIONS.get(os.path.splitext(target)[1].lower())
+    if fmt is None:
+        raise ImageError(
+            f"cannot write {os.path.basename(target) or target!r}: the file name must end in .png, .jpg, .jpeg or .webp"
+        )
+    data = _encode(image, fmt, None if fmt == "png" else quality)
+    try:
+        with open(target, "wb") as file:
+            file.write(data)
+    except OSError as err:
+        raise ImageError(f"cannot write {target}: {err.strerror or err}") from None
+
+
+# ---------------------------------------------------------------------------------------------- tensors
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    """float32 tensor of shape (1, 3, H, W) with values in 0..1, contiguous, on the CPU.
+
+    A non-RGB image is converted the way :func:`decode_image` would (transparency onto white).
+    """
+    import torch
+
+    rgb = image if image.mode == "RGB" else _to_rgb(image)
+    pixels = np.array(rgb, dtype=np.uint8)  # a writable copy, which torch.from_numpy wants
+    tensor = torch.from_numpy(pixels).permute(2, 0, 1).unsqueeze(0)
+    return tensor.to(torch.float32).div_(255.0).contiguous()
+
+
+def to_image(tensor: torch.Tensor) -> Image.Image:
+    """RGB image from a (1, 3, H, W) or (3, H, W) float tensor in 0..1 (clamped; NaN becomes 0)."""
+    import torch
+
+    if tensor.dim() == 4:
+        if tensor.shape[0] != 1:
+            raise ValueError(f"expected a batch of one image, got shape {tuple(tensor.shape)}")
+        tensor = tensor[0]
+    if tensor.dim() != 3 or tensor.shape[0] != 3:
+        raise ValueError(f"expected shape (1, 3, H, W) or (3, H, W), got {tuple(tensor.shape)}")
+    if not tensor.is_floating_point():
+        raise TypeError(f"expected a floating-point tensor, got {tensor.dtype}")
+    # Quantise on the tensor's own device, then move 1 byte per value instead of 4.
+    values = torch.nan_to_num(tensor.detach().to(torch.float32), nan=0.0).clamp_(0.0, 1.0)
+    pixels = values.mul_(255.0).round_().to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()
+    return Image.fromarray(pixels)

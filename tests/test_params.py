@@ -1,0 +1,108 @@
+import math
+
+import pytest
+
+from nst.errors import ParamError
+from nst.params import FIELDS, VGG19_LAYERS, StyleParams, parse_value
+
+
+def test_defaults_are_the_reference_numbers():
+    p = StyleParams()
+    assert p.style_layers == ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+    assert p.style_layer_weights == (1.0, 0.8, 0.4, 0.2, 0.1)
+    assert p.content_layer == "conv4_2"
+    assert (p.content_weight, p.style_weight, p.epochs, p.lr) == (100.0, 1e8, 500, 0.007)
+    assert (p.init, p.pool, p.tv_weight, p.size) == ("content", "max", 0.0, 512)
+
+
+def test_layer_names_are_vgg19s():
+    assert len(VGG19_LAYERS) == 37  # len(torchvision.models.vgg19().features)
+    assert VGG19_LAYERS[0] == "conv1_1" and VGG19_LAYERS[28] == "conv5_1" and VGG19_LAYERS[21] == "conv4_2"
+    assert VGG19_LAYERS[-1] == "pool5"
+
+
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        ("epochs", 0, "from 1 to 100000"),
+        ("epochs", 100_001, "from 1 to 100000"),
+        ("epochs", 2.5, "integer"),
+        ("lr", 0.0, "greater than 0"),
+        ("lr", -0.1, "greater than 0"),
+        ("lr", math.inf, "greater than 0"),
+        ("content_weight", -1.0, "from 0"),
+        ("style_weight", math.nan, "nan"),
+        ("tv_weight", -0.5, "from 0"),
+        ("size", 8, "from 16 to 4096"),
+        ("style_scale", 0.0, "from 0.1 to 4"),
+        ("pool", "min", "one of max, avg"),
+        ("init", "zeros", "one of content, style, noise"),
+        ("seed", -1, "from 0"),
+        ("precision", "fp8", "one of auto, fp32, bf16"),
+        ("content_layer", "conv6_1", "not a VGG-19 layer"),
+        ("style_layers", ("conv1_1", "fc7"), "not a VGG-19 layer"),
+        ("epochs", True, "integer"),
+        ("lr", "0.1", "greater than 0"),  # typed construction does not parse strings
+    ],
+)
+def test_invalid_values_name_the_field_and_range(field, value, words):
+    with pytest.raises(ParamError) as caught:
+        if field == "style_layers":
+            StyleParams(style_layers=value, style_layer_weights=(1.0,) * len(value))
+        else:
+            StyleParams(**{field: value})
+    assert caught.value.field == field
+    assert str(caught.value).startswith(f"{field}: ")
+    assert words in str(caught.value)
+
+
+def test_cross_field_rules():
+    with pytest.raises(ParamError, match="3 weights given for 2 style layers"):
+        StyleParams(style_layers=("conv1_1", "conv2_1"), style_layer_weights=(1.0, 1.0, 1.0))
+    with pytest.raises(ParamError, match="cannot both be 0"):
+        StyleParams(content_weight=0, style_weight=0)
+    with pytest.raises(ParamError, match="listed twice"):
+        StyleParams(style_layers=("conv1_1", "conv1_1"), style_layer_weights=(1.0, 1.0))
+    with pytest.raises(ParamError, match="unknown parameter"):
+        StyleParams().replace(colour="blue")
+
+
+def test_numbers_are_normalised():
+    p = StyleParams(content_weight=50, epochs=300.0, seed=7)
+    assert isinstance(p.content_weight, float) and p.epochs == 300 and isinstance(p.epochs, int)
+
+
+@pytest.mark.parametrize(
+    "field, text, expected",
+    [
+        ("epochs", "300", 300),
+        ("epochs", "1e3", 1000),
+        ("style_weight", "1e9", 1e9),
+        ("lr", " 0.01 ", 0.01),
+        ("seed", "none", None),
+        ("seed", "42", 42),
+        ("pool", "AVG", "avg"),
+        ("style_layers", "conv1_1, conv2_1", ("conv1_1", "conv2_1")),
+        ("style_layer_weights", "1,0.5", (1.0, 0.5)),
+    ],
+)
+def test_parse_value_from_text(field, text, expected):
+    assert parse_value(field, text) == expected
+
+
+@pytest.mark.parametrize("field, text", [("epochs", "12.5"), ("epochs", "many"), ("style_weight", "lots"), ("nope", "1")])
+def test_parse_value_refuses_with_the_field_named(field, text):
+    with pytest.raises(ParamError) as caught:
+        parse_value(field, text)
+    assert caught.value.field == field
+
+
+def test_from_mapping_and_back():
+    p = StyleParams.from_mapping({"epochs": "250", "style_weight": "1e9", "init": "noise", "seed": "3"})
+    assert (p.epochs, p.style_weight, p.init, p.seed) == (250, 1e9, "noise", 3)
+    assert StyleParams.from_mapping(p.as_dict()) == p
+
+
+def test_every_field_has_help_and_a_describable_range():
+    for spec in FIELDS.values():
+        assert spec.help and spec.describe_range()
