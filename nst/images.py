@@ -42,6 +42,7 @@ __all__ = [
     "READABLE_FORMATS",
     "EncodedImage",
     "decode_image",
+    "describe_pixels",
     "encode_image",
     "fit_within",
     "match_scale",
@@ -147,8 +148,8 @@ def _decode_stream(fp: BinaryIO, max_pixels: int, name: str) -> Image.Image:
                 raise ImageError(f"the {name} has no pixels ({width}×{height})")
             if width * height > max_pixels:
                 raise ImageError(
-                    f"the {name} is {width}×{height} = {_pixels(width * height)}; "
-                    f"the limit is {_pixels(max_pixels)}"
+                    f"the {name} is {width}×{height} = {describe_pixels(width * height)}; "
+                    f"the limit is {describe_pixels(max_pixels)}"
                 )
             # Name the format as users know it: a phone's multi-picture MPO is "a JPEG" to them.
             fmt = {"MPO": "JPEG", "WEBP": "WebP"}.get(image.format or "", image.format or "image")
@@ -220,7 +221,8 @@ def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
     return Image.fromarray(grey).convert("RGB")
 
 
-def _pixels(count: int) -> str:
+def describe_pixels(count: int) -> str:
+    """"12.0 megapixels" or "6000 pixels": how a pixel count is told to users."""
     return f"{count / 1e6:.1f} megapixels" if count >= 100_000 else f"{count} pixels"
 
 
@@ -228,12 +230,12 @@ def _bomb_message(name: str, err: Exception, max_pixels: int) -> str:
     # Pillow's message is "Image size (N pixels) exceeds limit of M pixels, ..."; keep only N.
     found = re.search(r"\((\d+) pixels\)", str(err))
     if found is None:
-        return f"the {name} is too large (more than {_pixels(max_pixels)})"
+        return f"the {name} is too large (more than {describe_pixels(max_pixels)})"
     declared = int(found.group(1))
     if declared > max_pixels:
-        return f"the {name} is {_pixels(declared)}; the limit is {_pixels(max_pixels)}"
+        return f"the {name} is {describe_pixels(declared)}; the limit is {describe_pixels(max_pixels)}"
     # Only reachable when the caller allows more than Pillow's own hard ceiling.
-    return f"the {name} is {_pixels(declared)}, too large to decode safely"
+    return f"the {name} is {describe_pixels(declared)}, too large to decode safely"
 
 
 def _broken_message(name: str, fmt: str, err: Exception) -> str:

@@ -52,8 +52,8 @@ class FieldSpec:
             return "one of " + ", ".join(self.choices)
         if self.kind is tuple:
             return "comma-separated VGG-19 layer names (e.g. conv1_1,conv2_1)"
-        low = "" if self.minimum is None else _fmt(self.minimum)
-        high = "" if self.maximum is None else _fmt(self.maximum)
+        low = "" if self.minimum is None else format_number(self.minimum)
+        high = "" if self.maximum is None else format_number(self.maximum)
         kind = "an integer" if self.kind is int else "a number"
         if self.minimum is not None and self.maximum is not None:
             if self.min_exclusive:
@@ -64,9 +64,11 @@ class FieldSpec:
         return kind
 
 
-def _fmt(value: float) -> str:
+def format_number(value: float) -> str:
+    """Numbers as people type them: 1e8, 0.007, 500."""
     if isinstance(value, float) and (abs(value) >= 1e5 or (value and abs(value) < 1e-3)):
-        return f"{value:g}".replace("e+", "e")
+        mantissa, _, exponent = f"{value:g}".partition("e")
+        return f"{mantissa}e{int(exponent)}" if exponent else mantissa
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
@@ -174,6 +176,11 @@ def parse_value(name: str, value: Any) -> Any:
     return text.lower() if spec.choices else text
 
 
+def check_value(name: str, value: Any) -> Any:
+    """Parse (when text) and validate one field on its own; returns the typed value or raises ParamError."""
+    return _check(FIELDS[name], parse_value(name, value))
+
+
 def _to_float(spec: FieldSpec, text: str) -> float:
     try:
         return float(text)
@@ -224,7 +231,7 @@ def _check(spec: FieldSpec, value: Any) -> Any:
     )
     too_high = spec.maximum is not None and value > spec.maximum
     if too_low or too_high:
-        raise ParamError(spec.name, f"must be {spec.describe_range()}, got {_fmt(value)}")
+        raise ParamError(spec.name, f"must be {spec.describe_range()}, got {format_number(value)}")
     return value
 
 

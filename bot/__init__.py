@@ -1,0 +1,1 @@
+"""The Discord bot: commands, per-user settings, per-server limits, and the executor that runs jobs."""

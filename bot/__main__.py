@@ -1,0 +1,97 @@
+"""python -m bot --config config.toml  (also the ``nst-bot`` console script).
+
+Exit codes: 0 stopped cleanly, 1 lost Discord or crashed, 2 configuration/start-up problem (one line
+on stderr naming it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from typing import Sequence
+
+log = logging.getLogger("bot")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bot", description="The style-transfer Discord bot.")
+    parser.add_argument("--config", default="config.toml", help="path to the TOML config (default: config.toml)")
+    args = parser.parse_args(argv)
+
+    from .config import ConfigError, load_config, read_token
+    from .logs import setup_logging
+
+    try:
+        config = load_config(args.config)
+        token = read_token(config)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    setup_logging(config.bot.log_level, config.bot.log_json, secrets=[token])
+    try:
+        return asyncio.run(run(config, token))
+    except KeyboardInterrupt:
+        return 130
+
+
+async def run(config, token: str) -> int:
+    import discord
+
+    from .app import StyleBot
+    from .executor import ExecutorError
+    from .store import StoreError
+
+    bot = StyleBot(config)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            log.warning("second %s: exiting without waiting", signal.Signals(signum).name)
+            runner.cancel()
+            return
+        log.info("%s received: shutting down gracefully", signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    runner = asyncio.create_task(bot.start(token))
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            await bot.close()
+            await asyncio.wait({runner}, timeout=30)
+            return 0
+        runner.result()  # bot.start() returned or raised without a signal
+        return 0
+    except discord.LoginFailure:
+        return _fail("Discord rejected the token (401 Unauthorized): check DISCORD_TOKEN or bot.token_file")
+    except discord.PrivilegedIntentsRequired:
+        return _fail(
+            "Discord refused the Message Content intent: enable it for this bot in the Developer Portal "
+            "(Bot → Privileged Gateway Intents → Message Content Intent)"
+        )
+    except (ExecutorError, StoreError) as error:
+        return _fail(str(error))
+    except (discord.HTTPException, discord.GatewayNotFound, OSError) as error:
+        log.error("lost Discord: %s", error)
+        return 1
+    except asyncio.CancelledError:
+        return 1
+    finally:
+        stopper.cancel()
+        if not bot.is_closed():
+            await bot.close()
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

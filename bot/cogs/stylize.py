@@ -1,0 +1,190 @@
+"""``!stylize``, ``!cancel`` and ``!queue``: from a message with two images to a reply with the result."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import discord
+from discord.ext import commands
+
+from nst.errors import ParamError
+
+from .. import attachments
+from ..errors import UserError
+from ..executor.base import CANCELLED, SHUTDOWN, Done, Failed, JobHandle, Progress, Queued, Refused, Started, StyleJob
+from ..limits import Resolved, effective_limits, resolve
+from ..options import StyleOptions, option_name, options_help
+from ..status import StatusMessage
+
+if TYPE_CHECKING:
+    from ..app import StyleBot
+
+log = logging.getLogger(__name__)
+
+# Room for the multipart envelope and the message text next to the file.
+UPLOAD_MARGIN = 64 * 1024
+
+
+class Stylize(commands.Cog, name="Style transfer"):
+    def __init__(self, bot: "StyleBot"):
+        self.bot = bot
+        self.accepting = True
+        self.following: set[asyncio.Task] = set()  # commands waiting on a job: shutdown lets them finish
+        self.stylize.help = self.stylize.help.replace("{options}", options_help(bot.config.defaults))
+
+    @commands.command(
+        usage="[--epochs N] [--style-weight X] [--content-weight X] [--size N] [--seed N] ...",
+        help=(
+            "Repaint the first attached image (content) in the style of the second (style).\n"
+            "Attach two images, or reply to a message that has them.\n\n"
+            "Options (your saved defaults from `settings` apply to what you leave out):\n"
+            "```\n{options}\n```\n"
+            "Example: stylize --epochs 300 --style-weight 1e9 --size 384 --seed 7"
+        ),
+    )
+    async def stylize(self, ctx: commands.Context, *, options: StyleOptions):
+        config = self.bot.config
+        store = self.bot.store
+        if not self.accepting:
+            raise UserError("the bot is shutting down and not taking new jobs; please try again in a few minutes")
+        guild_limits = await store.guild_limits(ctx.guild.id) if ctx.guild else None
+        limits = effective_limits(guild_limits, config.caps)
+        if ctx.guild and limits.channels and ctx.channel.id not in limits.channels:
+            where = ", ".join(f"<#{channel}>" for channel in limits.channels)
+            raise UserError(f"on this server, `{ctx.clean_prefix}stylize` works in {where} only")
+
+        images = await attachments.find_images(ctx.message)
+        attachments.check_attachments(images, max_bytes=config.caps.max_attachment_bytes, max_pixels=config.caps.max_pixels)
+        try:
+            resolved = resolve(config.defaults, await store.user_settings(ctx.author.id), options.given(), guild_limits, config.caps)
+        except ParamError as error:
+            raise UserError(f"`{option_name(error.field)}`: {error.reason}") from None
+        await self._check_cooldown(ctx, limits.cooldown)
+        content, style = await attachments.download(
+            images, max_bytes=config.caps.max_attachment_bytes, max_pixels=config.caps.max_pixels
+        )
+        upload_limit = ctx.guild.filesize_limit if ctx.guild else discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
+        job = StyleJob(
+            user_id=ctx.author.id,
+            guild_id=ctx.guild.id if ctx.guild else None,
+            channel_id=ctx.channel.id,
+            message_id=ctx.message.id,
+            content=content,
+            style=style,
+            params=resolved.params.as_dict(),
+            max_result_bytes=upload_limit - UPLOAD_MARGIN,
+            max_pixels=config.caps.max_pixels,
+        )
+        try:
+            handle = await self.bot.executor.submit(
+                job, max_per_user=limits.max_jobs_per_user, max_queue=config.caps.max_queue
+            )
+        except Refused as refusal:
+            raise UserError(str(refusal)) from None
+        await self.bot.record_job(job)
+        task = asyncio.current_task()
+        self.following.add(task)
+        try:
+            await self._follow(ctx, handle, resolved)
+        finally:
+            self.following.discard(task)
+
+    async def drain(self, timeout: float) -> None:
+        """Wait (bounded) until every job's last message has been posted."""
+        if self.following:
+            await asyncio.wait(set(self.following), timeout=timeout)
+
+    async def _check_cooldown(self, ctx: commands.Context, cooldown: float) -> None:
+        if cooldown <= 0:
+            return
+        last = await self.bot.store.last_job_started(ctx.author.id, ctx.guild.id if ctx.guild else None)
+        if last is not None and time.time() - last < cooldown:
+            wait = cooldown - (time.time() - last)
+            raise UserError(f"please wait {wait:.0f} s before your next job (the cooldown here is {cooldown:g} s)")
+
+    async def _follow(self, ctx: commands.Context, handle: JobHandle, resolved: Resolved) -> None:
+        """Turn the job's events into a status message and, at the end, the result reply."""
+        status = StatusMessage(ctx.message, self.bot.config.bot.status_interval)
+        notes = "".join(f"\n⚠️ {note}" for note in resolved.notes)
+        prefix = ctx.clean_prefix
+        job_id = handle.job.job_id
+        async for event in handle:
+            if isinstance(event, Queued):
+                await status.show(f"⏳ Queued, position {event.position}. `{prefix}cancel` withdraws it.{notes}")
+            elif isinstance(event, Started):
+                await status.show(f"🎨 Started on {event.device}…{notes}", now=True)
+                await self.bot.update_job(job_id, state="running", status_message_id=status.message and status.message.id)
+            elif isinstance(event, Progress):
+                await status.show(f"🎨 {progress_line(event)}{notes}")
+            elif isinstance(event, Done):
+                try:
+                    await self._deliver(ctx, event, notes)
+                except discord.HTTPException as error:
+                    log.error("could not deliver job %s: %s", job_id, error)
+                    reason = "the result was made, but Discord refused the upload; please try a smaller --size"
+                    await status.finish(f"❌ {reason}")
+                    await self.bot.update_job(job_id, state="failed", outcome=reason, finished_at=time.time())
+                else:
+                    await status.finish()
+                    await self.bot.update_job(job_id, state="done", outcome=timing_line(event.stats), finished_at=time.time())
+            elif isinstance(event, Failed):
+                icon = "🛑" if event.kind == CANCELLED else "❌"
+                await status.finish(f"{icon} Your job did not finish: {event.reason}")
+                state = {CANCELLED: "cancelled", SHUTDOWN: "interrupted"}.get(event.kind, "failed")
+                await self.bot.update_job(job_id, state=state, outcome=event.reason, finished_at=time.time())
+
+    async def _deliver(self, ctx: commands.Context, done: Done, notes: str) -> None:
+        file = discord.File(io.BytesIO(done.image), filename=done.filename)
+        reference = ctx.message.to_reference(fail_if_not_exists=False)  # the request may have been deleted
+        await ctx.channel.send(f"{ctx.author.mention} {timing_line(done.stats)}{notes}", file=file, reference=reference)
+
+    @commands.command(help="Cancel your queued or running job (a running job stops within one step).")
+    async def cancel(self, ctx: commands.Context):
+        handles = self.bot.executor.handles_for_user(ctx.author.id)
+        if not handles:
+            raise UserError("you have no job queued or running")
+        for handle in handles:
+            await handle.cancel()
+        await ctx.reply("🛑 Cancelling your job.", mention_author=False)
+
+    @commands.command(name="queue", help="Show the jobs running and waiting.")
+    async def queue(self, ctx: commands.Context):
+        jobs = self.bot.executor.jobs()
+        if not jobs:
+            await ctx.reply("The queue is empty: your job would start at once.", mention_author=False)
+            return
+        here = ctx.guild.id if ctx.guild else None
+        lines = []
+        for info in jobs:
+            who = f"<@{info.user_id}>" if info.guild_id == here or info.user_id == ctx.author.id else "someone elsewhere"
+            if info.state == "running":
+                lines.append(f"🎨 {who}: {info.fraction:.0%} on {info.device}")
+            else:
+                lines.append(f"{info.position}. {who}: waiting")
+        await ctx.reply("\n".join(lines), mention_author=False, allowed_mentions=discord.AllowedMentions.none())
+
+
+def progress_line(event: Progress) -> str:
+    return (
+        f"{event.step / event.total:.0%} · step {event.step}/{event.total} · "
+        f"{_seconds(event.elapsed)} elapsed · about {_seconds(event.eta)} left"
+    )
+
+
+def timing_line(stats: dict) -> str:
+    """e.g. ``500 epochs · 512×384 · 41.2 s on cuda:0``."""
+    width, height = stats["size"]
+    line = f"{stats['steps']} epochs · {width}×{height} · {stats['seconds']:.1f} s on {stats['device']}"
+    sent = stats.get("encoded_size")
+    if sent and tuple(sent) != (width, height):
+        line += f" (sent at {sent[0]}×{sent[1]} to fit the upload limit)"
+    return line
+
+
+def _seconds(value: float) -> str:
+    value = max(0.0, value)
+    return f"{value:.0f} s" if value < 120 else f"{value // 60:.0f} min {value % 60:02.0f} s"

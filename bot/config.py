@@ -1,0 +1,233 @@
+"""The bot's configuration: one TOML file, validated once at start into typed, frozen sections.
+
+Every key has a default (``config.example.toml`` documents them all). Unknown keys and bad values
+stop start-up with one message naming the key. The Discord token never lives in the file: it comes
+from ``DISCORD_TOKEN`` or from a file named by ``bot.token_file`` (e.g. a Docker secret).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from nst.errors import ParamError
+from nst.params import FIELDS, StyleParams, parse_value
+
+TOKEN_ENV = "DISCORD_TOKEN"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; str() names the file/key and the problem."""
+
+
+@dataclass(frozen=True)
+class BotSection:
+    command_prefix: str = "!"
+    token_file: str = ""  # path to a file holding the token; DISCORD_TOKEN wins when both are set
+    owner_ids: tuple[int, ...] = ()  # bot owners besides the application's owner
+    data_dir: str = "data"  # the SQLite database lives here
+    log_level: str = "INFO"
+    log_json: bool = False
+    status_interval: float = 2.0  # seconds between edits of a job's status message (Discord rate limits)
+    shutdown_grace: float = 60.0  # seconds running jobs get to finish on SIGTERM
+
+
+@dataclass(frozen=True)
+class EngineSection:
+    weights: str = "torchvision"  # "torchvision", a path to a .pth file, or "random" (smoke tests only)
+    devices: tuple[str, ...] = ("auto",)  # one worker process per entry
+    cpu_threads: int = 0  # torch threads per CPU worker; 0 = CPU cores / CPU workers
+    precision: str = "auto"
+
+
+@dataclass(frozen=True)
+class CapsSection:
+    """Operator caps: the ceiling for every server and user."""
+
+    max_epochs: int = 1000
+    max_size: int = 1024
+    max_attachment_bytes: int = 10 * 1024 * 1024
+    max_pixels: int = 40_000_000
+    max_jobs_per_user: int = 1
+    max_queue: int = 20
+    job_timeout: float = 900.0
+    min_cooldown: float = 0.0  # seconds between a user's jobs, for every server
+
+
+@dataclass(frozen=True)
+class WebSection:
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True)
+class Config:
+    bot: BotSection = field(default_factory=BotSection)
+    engine: EngineSection = field(default_factory=EngineSection)
+    defaults: StyleParams = field(default_factory=StyleParams)  # job defaults for users who set nothing
+    caps: CapsSection = field(default_factory=CapsSection)
+    web: WebSection = field(default_factory=WebSection)
+    source: str = "<defaults>"
+
+    @property
+    def database_path(self) -> Path:
+        return Path(self.bot.data_dir) / "bot.sqlite3"
+
+
+# Ranges checked for numeric keys: (minimum, maximum); None = unbounded.
+_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "bot.status_interval": (0.0, 60.0),
+    "bot.shutdown_grace": (0.0, 3600.0),
+    "engine.cpu_threads": (0, 1024),
+    "caps.max_epochs": (1, FIELDS["epochs"].maximum),
+    "caps.max_size": (FIELDS["size"].minimum, FIELDS["size"].maximum),
+    "caps.max_attachment_bytes": (1024, 500 * 1024 * 1024),
+    "caps.max_pixels": (1024, 178_956_970),  # Pillow refuses larger images outright
+    "caps.max_jobs_per_user": (1, 1000),
+    "caps.max_queue": (1, 100_000),
+    "caps.job_timeout": (1.0, 7 * 24 * 3600.0),
+    "caps.min_cooldown": (0.0, 86400.0),
+    "web.port": (1, 65535),
+}
+
+_SECTIONS = {"bot": BotSection, "engine": EngineSection, "caps": CapsSection, "web": WebSection}
+
+
+def load_config(path: str | os.PathLike) -> Config:
+    """Read and validate a TOML file. Raises ConfigError with the file, the key and the problem."""
+    where = Path(path)
+    try:
+        with open(where, "rb") as handle:
+            raw = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {where} (copy config.example.toml to start)") from None
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {where}: {error.strerror or error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{where} is not valid TOML: {error}") from None
+    return parse_config(raw, source=str(where))
+
+
+def parse_config(raw: dict[str, Any], *, source: str = "<config>") -> Config:
+    """Validate an already parsed TOML document."""
+    known = {*_SECTIONS, "defaults"}
+    for key in raw:
+        if key not in known:
+            _fail(source, key, "is not a section of this config" + _did_you_mean(key, known))
+    if "token" in raw.get("bot", {}):
+        _fail(source, "bot.token", f"tokens do not belong in config files: set {TOKEN_ENV} or bot.token_file")
+    sections = {name: _section(source, name, cls, raw.get(name, {})) for name, cls in _SECTIONS.items()}
+    config = Config(**sections, defaults=_defaults(source, raw.get("defaults", {}), sections["engine"]), source=source)
+    _cross_checks(config)
+    return config
+
+
+def _section(source: str, name: str, cls: type, values: Any) -> Any:
+    if not isinstance(values, dict):
+        _fail(source, name, "must be a table ([" + name + "])")
+    hints = get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    converted = {}
+    for key, value in values.items():
+        if key not in names:
+            _fail(source, f"{name}.{key}", "is not a known key" + _did_you_mean(key, names))
+        converted[key] = _convert(source, f"{name}.{key}", hints[key], value)
+    return cls(**converted)
+
+
+def _convert(source: str, key: str, hint: Any, value: Any) -> Any:
+    text = str(hint)
+    if hint is bool:
+        if not isinstance(value, bool):
+            _fail(source, key, f"must be true or false, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            _fail(source, key, f"must be a string, got {value!r}")
+        return value
+    if hint in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            _fail(source, key, f"must be a number, got {value!r}")
+        if hint is int and isinstance(value, float):
+            if not value.is_integer():
+                _fail(source, key, f"must be a whole number, got {value!r}")
+            value = int(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            _fail(source, key, f"must be a finite number, got {value!r}")
+        low, high = _RANGES.get(key, (None, None))
+        if (low is not None and value < low) or (high is not None and value > high):
+            _fail(source, key, f"must be from {low:g} to {high:g}, got {value!r}")
+        return hint(value)
+    if text.startswith("tuple[int"):
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            _fail(source, key, f"must be a list of integers (Discord user ids), got {value!r}")
+        return tuple(value)
+    if text.startswith("tuple[str"):
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+            _fail(source, key, f"must be a non-empty list of strings, got {value!r}")
+        return tuple(value)
+    raise AssertionError(f"unhandled config type {hint} for {key}")
+
+
+def _defaults(source: str, values: Any, engine: EngineSection) -> StyleParams:
+    if not isinstance(values, dict):
+        _fail(source, "defaults", "must be a table ([defaults])")
+    for key in values:
+        if key not in FIELDS or key == "precision":
+            hint = " (precision is set in [engine])" if key == "precision" else ""
+            _fail(source, f"defaults.{key}", "is not a style parameter" + hint + _did_you_mean(key, FIELDS))
+    try:
+        typed = {key: parse_value(key, value) for key, value in values.items()}
+        return StyleParams().replace(**typed, precision=engine.precision)
+    except ParamError as error:
+        _fail(source, f"defaults.{error.field}", error.reason)
+
+
+def _cross_checks(config: Config) -> None:
+    source = config.source
+    if config.engine.precision not in FIELDS["precision"].choices:
+        _fail(source, "engine.precision", f"must be {FIELDS['precision'].describe_range()}")
+    if config.bot.log_level.upper() not in LOG_LEVELS:
+        _fail(source, "bot.log_level", f"must be one of {', '.join(LOG_LEVELS)}, got {config.bot.log_level!r}")
+    if not config.bot.command_prefix.strip():
+        _fail(source, "bot.command_prefix", "must not be empty")
+    if config.defaults.epochs > config.caps.max_epochs:
+        _fail(source, "defaults.epochs", f"{config.defaults.epochs} is above caps.max_epochs ({config.caps.max_epochs})")
+    if config.defaults.size > config.caps.max_size:
+        _fail(source, "defaults.size", f"{config.defaults.size} is above caps.max_size ({config.caps.max_size})")
+    if config.engine.weights not in ("torchvision", "random") and not Path(config.engine.weights).expanduser().is_file():
+        _fail(source, "engine.weights", f"file not found: {config.engine.weights} (or use \"torchvision\")")
+
+
+def read_token(config: Config, environ: dict[str, str] | None = None) -> str:
+    """The bot token from DISCORD_TOKEN, else from bot.token_file. Never logged."""
+    env = os.environ if environ is None else environ
+    token = env.get(TOKEN_ENV, "").strip()
+    if token:
+        return token
+    if config.bot.token_file:
+        path = Path(config.bot.token_file).expanduser()
+        try:
+            token = path.read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise ConfigError(f"bot.token_file: cannot read {path}: {error.strerror or error}") from None
+        if not token:
+            raise ConfigError(f"bot.token_file: {path} is empty")
+        return token
+    raise ConfigError(f"no Discord token: set the {TOKEN_ENV} environment variable or bot.token_file in the config")
+
+
+def _fail(source: str, key: str, problem: str):
+    raise ConfigError(f"{source}: {key} {problem}")
+
+
+def _did_you_mean(key: str, choices) -> str:
+    close = difflib.get_close_matches(key, list(choices), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""

@@ -1,0 +1,424 @@
+"""Local executor: one worker process per configured device, fed from one queue.
+
+The parent (the bot's event loop) keeps the queue and decides which worker runs which job, so it
+always knows whose job a dead worker took with it. Each worker has a pipe: jobs go down, events come
+up through a reader thread that hands them to the loop. Cancelling writes the job's sequence number
+into a shared integer that the worker polls before every optimisation step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from .base import (
+    CANCELLED,
+    CRASHED,
+    ERROR,
+    SHUTDOWN,
+    TIMEOUT,
+    Done,
+    ExecutorError,
+    Failed,
+    JobHandle,
+    JobInfo,
+    Progress,
+    Queued,
+    Refused,
+    Started,
+    StyleJob,
+)
+from .worker import WorkerSpec, run_worker
+
+log = logging.getLogger(__name__)
+
+STARTUP_TIMEOUT = 600.0  # the first start may download VGG-19 (548 MB)
+CANCEL_GRACE = 30.0  # a running job that ignores its stop flag this long is killed with its worker
+RESTART_BACKOFF = 10.0  # a replacement worker that cannot start is retried after this
+
+
+@dataclass(eq=False)
+class _Entry:
+    handle: JobHandle
+    seq: int
+    worker: "_Worker | None" = None
+    stop_reason: str | None = None  # why we asked it to stop: CANCELLED, TIMEOUT or SHUTDOWN
+    fraction: float = 0.0
+    started_at: float | None = None
+    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+    announced_position: int | None = None
+
+    @property
+    def job(self) -> StyleJob:
+        return self.handle.job
+
+
+@dataclass(eq=False)
+class _Worker:
+    index: int
+    device: str
+    process: Any
+    conn: Any
+    cancel: Any  # multiprocessing Value('q'): the seq of the job to stop
+    ready: asyncio.Future
+    state: str = "starting"  # starting | idle | busy | failed (cannot load) | dead | stopped (by us)
+    entry: _Entry | None = None
+    label: str = ""  # the device as the worker resolved it, e.g. "cuda:0"
+    send_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class LocalExecutor:
+    def __init__(
+        self,
+        *,
+        weights: str,
+        devices: tuple[str, ...] = ("auto",),
+        cpu_threads: int = 0,
+        job_timeout: float = 900.0,
+        log_level: str = "INFO",
+        log_json: bool = False,
+    ):
+        self._weights = weights
+        self._devices = tuple(devices)
+        self._threads = cpu_threads or self._default_threads()
+        self._job_timeout = job_timeout
+        self._log_level = log_level
+        self._log_json = log_json
+        self._context = multiprocessing.get_context("spawn")
+        self._workers: list[_Worker] = []
+        self._waiting: deque[_Entry] = deque()
+        self._entries: dict[str, _Entry] = {}
+        self._seq = itertools.count(1)
+        self._closing = False
+        self._idle = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.restarts = 0  # workers replaced after dying (for /metrics)
+
+    def _default_threads(self) -> int:
+        cpu_workers = sum(1 for d in self._devices if d == "cpu") or 1
+        return max(1, (os.cpu_count() or 1) // cpu_workers)
+
+    # ------------------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._workers = [self._spawn(index, device) for index, device in enumerate(self._devices)]
+        try:
+            await asyncio.wait_for(asyncio.gather(*(w.ready for w in self._workers)), STARTUP_TIMEOUT)
+        except (asyncio.TimeoutError, ExecutorError) as error:
+            self._closing = True
+            await self._stop_workers()
+            if isinstance(error, ExecutorError):
+                raise
+            raise ExecutorError(f"the workers did not load VGG-19 within {STARTUP_TIMEOUT:.0f} s") from None
+        log.info("workers ready: %s", ", ".join(w.label for w in self._workers))
+
+    def _spawn(self, index: int, device: str) -> _Worker:
+        parent_end, child_end = self._context.Pipe(duplex=True)
+        cancel = self._context.Value("q", 0, lock=False)  # aligned 64-bit: reads and writes are atomic
+        threads = self._threads if device == "cpu" or device == "auto" else 0
+        spec = WorkerSpec(device, self._weights, threads, self._log_level, self._log_json)
+        process = self._context.Process(
+            target=run_worker, args=(child_end, cancel, spec), name=f"nst-worker-{index}", daemon=True
+        )
+        process.start()
+        child_end.close()  # so the parent's reads see EOF when the child dies
+        worker = _Worker(index, device, process, parent_end, cancel, self._loop.create_future())
+        threading.Thread(target=self._read, args=(worker,), name=f"nst-reader-{index}", daemon=True).start()
+        return worker
+
+    def _read(self, worker: _Worker) -> None:
+        """Reader thread: forward the worker's messages to the loop; report its exit."""
+        while True:
+            try:
+                message = worker.conn.recv()
+            except (EOFError, OSError):
+                break
+            if not self._call_soon(self._on_message, worker, message):
+                return
+        worker.process.join(timeout=5)  # EOF means it is exiting: collect the exit code
+        self._call_soon(self._on_exit, worker)
+
+    def _call_soon(self, callback, *args) -> bool:
+        try:
+            self._loop.call_soon_threadsafe(callback, *args)
+            return True
+        except RuntimeError:  # the loop is closed: the bot is gone
+            return False
+
+    async def close(self, grace: float = 0.0) -> None:
+        """Refuse new jobs; fail queued ones; give running ones ``grace`` seconds; stop the workers."""
+        if self._closing:
+            return
+        self._closing = True
+        while self._waiting:
+            entry = self._waiting.popleft()
+            self._finish(entry, Failed(SHUTDOWN, "the bot shut down before your job started; please send it again later"))
+        if self._running() and grace > 0:
+            log.info("waiting up to %.0f s for %d running job(s)", grace, len(self._running()))
+            self._idle.clear()
+            try:
+                await asyncio.wait_for(self._idle.wait(), grace)
+            except asyncio.TimeoutError:
+                pass
+        for entry in self._running():
+            self._request_stop(entry, SHUTDOWN)
+        if self._running():
+            self._idle.clear()
+            try:
+                await asyncio.wait_for(self._idle.wait(), 10.0)
+            except asyncio.TimeoutError:
+                pass
+        for entry in self._running():
+            self._finish(entry, Failed(SHUTDOWN, "the bot shut down while your job was running; please send it again later"))
+        await self._stop_workers()
+
+    async def _stop_workers(self) -> None:
+        workers = list(self._workers)
+        for worker in workers:
+            worker.state = "stopped"
+            self._send(worker, ("stop",))
+        await asyncio.gather(*(asyncio.to_thread(self._reap, w) for w in workers))
+
+    @staticmethod
+    def _reap(worker: _Worker) -> None:
+        worker.process.join(timeout=5)
+        if worker.process.is_alive():
+            worker.process.terminate()
+            worker.process.join(timeout=5)
+        if worker.process.is_alive():
+            worker.process.kill()
+            worker.process.join(timeout=5)
+
+    # ------------------------------------------------------------------------------ jobs
+
+    async def submit(self, job: StyleJob, *, max_per_user: int, max_queue: int) -> JobHandle:
+        if self._closing:
+            raise Refused("the bot is shutting down and not taking new jobs; please try again in a few minutes")
+        mine = sum(1 for e in self._entries.values() if e.job.user_id == job.user_id)
+        if mine >= max_per_user:
+            jobs = "job" if mine == 1 else "jobs"
+            raise Refused(f"you already have {mine} {jobs} queued or running (the limit is {max_per_user}); wait for it or cancel it")
+        if len(self._entries) >= max_queue:
+            raise Refused(f"the queue is full ({max_queue} jobs); please try again later")
+        handle = JobHandle(job, self.cancel)
+        entry = _Entry(handle, next(self._seq))
+        self._entries[job.job_id] = entry
+        self._waiting.append(entry)
+        self._dispatch()
+        return handle
+
+    async def cancel(self, job_id: str) -> bool:
+        entry = self._entries.get(job_id)
+        if entry is None:
+            return False
+        if entry.worker is None:  # still queued
+            self._waiting.remove(entry)
+            self._finish(entry, Failed(CANCELLED, "cancelled before it started"))
+            self._announce_positions()
+        else:
+            self._request_stop(entry, CANCELLED)
+        return True
+
+    def jobs(self) -> list[JobInfo]:
+        running = sorted(self._running(), key=lambda e: e.started_at or 0)
+        infos = [
+            JobInfo(e.job.job_id, e.job.user_id, e.job.guild_id, "running", None, e.fraction, e.worker.label, e.job.submitted_at)
+            for e in running
+        ]
+        infos += [
+            JobInfo(e.job.job_id, e.job.user_id, e.job.guild_id, "queued", i, 0.0, None, e.job.submitted_at)
+            for i, e in enumerate(self._waiting, start=1)
+        ]
+        return infos
+
+    def handles_for_user(self, user_id: int) -> list[JobHandle]:
+        return [e.handle for e in self._entries.values() if e.job.user_id == user_id]
+
+    def health(self) -> tuple[bool, str]:
+        problems = []
+        for worker in self._workers:
+            if worker.state not in ("idle", "busy") or not worker.process.is_alive():
+                problems.append(f"worker {worker.index} ({worker.device}) is {worker.state}")
+        return (not problems, "; ".join(problems) or "all workers ready")
+
+    def _running(self) -> list[_Entry]:
+        return [e for e in self._entries.values() if e.worker is not None]
+
+    def _dispatch(self) -> None:
+        while self._waiting and not self._closing:
+            worker = next((w for w in self._workers if w.state == "idle"), None)
+            if worker is None:
+                break
+            entry = self._waiting.popleft()
+            worker.state, worker.entry = "busy", entry
+            entry.worker, entry.started_at = worker, time.monotonic()
+            worker.cancel.value = 0
+            job = entry.job
+            payload = {
+                "job_id": job.job_id,
+                "content": job.content,
+                "style": job.style,
+                "params": job.params,
+                "max_result_bytes": job.max_result_bytes,
+                "max_pixels": job.max_pixels,
+            }
+            self._send(worker, ("job", entry.seq, payload))
+            entry.timers.append(self._loop.call_later(self._job_timeout, self._request_stop, entry, TIMEOUT))
+            log.info("job start %s", _fmt(job.describe() | {"device": worker.label}))
+        self._announce_positions()
+
+    def _send(self, worker: _Worker, message) -> None:
+        """Send without blocking the loop: a job carries megabytes of images through the pipe."""
+
+        def send() -> None:
+            with worker.send_lock:
+                try:
+                    worker.conn.send(message)
+                except (BrokenPipeError, OSError):
+                    pass  # the worker died; its reader thread reports the exit
+
+        self._loop.run_in_executor(None, send)
+
+    def _announce_positions(self) -> None:
+        for position, entry in enumerate(self._waiting, start=1):
+            if entry.announced_position != position:
+                entry.announced_position = position
+                entry.handle.emit(Queued(position))
+
+    def _request_stop(self, entry: _Entry, reason: str) -> None:
+        worker = entry.worker
+        if worker is None or worker.entry is not entry or entry.stop_reason is not None:
+            return
+        entry.stop_reason = reason
+        worker.cancel.value = entry.seq
+        # A step normally takes well under a second; one that never returns takes its worker with it.
+        entry.timers.append(self._loop.call_later(CANCEL_GRACE, self._kill_if_running, worker, entry))
+
+    def _kill_if_running(self, worker: _Worker, entry: _Entry) -> None:
+        if worker.entry is entry and worker.process.is_alive():
+            log.warning("job %s did not stop within %.0f s; killing its worker", entry.job.job_id, CANCEL_GRACE)
+            worker.process.kill()
+
+    def _finish(self, entry: _Entry, event) -> None:
+        for timer in entry.timers:
+            timer.cancel()
+        self._entries.pop(entry.job.job_id, None)
+        worker = entry.worker
+        if worker is not None and worker.entry is entry:
+            worker.entry = None
+            if worker.state == "busy":
+                worker.state = "idle"
+        entry.handle.emit(event)
+        outcome = "done" if isinstance(event, Done) else event.kind
+        seconds = time.monotonic() - entry.started_at if entry.started_at else 0.0
+        log.info("job end %s", _fmt(entry.job.describe() | {"outcome": outcome, "seconds": round(seconds, 1)}))
+        if not self._running():
+            self._idle.set()
+
+    # ------------------------------------------------------------------------------ worker messages
+
+    def _on_message(self, worker: _Worker, message: tuple) -> None:
+        kind = message[0]
+        if kind == "ready":
+            worker.state, worker.label = "idle", message[1]["device"]
+            if not worker.ready.done():
+                worker.ready.set_result(None)
+            self._dispatch()
+        elif kind == "fatal":
+            worker.state = "failed"
+            if not worker.ready.done():
+                worker.ready.set_exception(ExecutorError(message[1]))
+            log.error("worker %d (%s) cannot start: %s", worker.index, worker.device, message[1])
+        elif kind == "event":
+            _, seq, event_kind, payload = message
+            entry = worker.entry
+            if entry is None or entry.seq != seq:
+                return  # a late message from a job that already ended
+            self._on_job_event(entry, event_kind, payload)
+
+    def _on_job_event(self, entry: _Entry, kind: str, payload: dict) -> None:
+        if kind == "started":
+            entry.handle.emit(Started(entry.worker.label or payload["device"]))
+        elif kind == "progress":
+            entry.fraction = payload["step"] / payload["total"]
+            entry.handle.emit(Progress(**payload))
+        elif kind == "done":
+            filename = f"stylized{payload['extension']}"
+            self._finish(entry, Done(payload["image"], filename, payload["content_type"], payload["stats"]))
+            self._dispatch()
+        elif kind == "failed":
+            if payload["kind"] == "cancelled":
+                event = self._stopped_event(entry)
+            else:
+                event = Failed(ERROR, payload["reason"])
+            self._finish(entry, event)
+            self._dispatch()
+
+    def _stopped_event(self, entry: _Entry) -> Failed:
+        if entry.stop_reason == TIMEOUT:
+            return Failed(TIMEOUT, f"stopped: it ran past the time limit of {_duration(self._job_timeout)}")
+        if entry.stop_reason == SHUTDOWN:
+            return Failed(SHUTDOWN, "the bot shut down while your job was running; please send it again later")
+        return Failed(CANCELLED, "cancelled")
+
+    def _on_exit(self, worker: _Worker) -> None:
+        if worker.state == "stopped" or self._loop.is_closed():
+            return
+        could_not_start = worker.state in ("starting", "failed")
+        worker.state = "dead"
+        code = worker.process.exitcode
+        if not worker.ready.done():
+            worker.ready.set_exception(ExecutorError(f"a worker process exited while starting ({_describe_exit(code)})"))
+        entry = worker.entry
+        log.error("worker %d (%s) exited unexpectedly: %s", worker.index, worker.device, _describe_exit(code))
+        if entry is not None:
+            if entry.stop_reason is not None:
+                event = self._stopped_event(entry)
+            else:
+                event = Failed(CRASHED, f"the worker running your job stopped unexpectedly ({_describe_exit(code)}); please try again")
+            self._finish(entry, event)
+        if could_not_start:
+            # It could not even load the model: do not spin; try again later.
+            self._loop.call_later(RESTART_BACKOFF, self._replace, worker)
+        else:
+            self._replace(worker)
+
+    def _replace(self, worker: _Worker) -> None:
+        if self._closing or self._workers[worker.index] is not worker:
+            return
+        self.restarts += 1
+        replacement = self._spawn(worker.index, worker.device)
+        self._workers[worker.index] = replacement
+        # A replacement that fails to start is retried by _on_exit; nobody awaits its future.
+        replacement.ready.add_done_callback(lambda f: f.exception())
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "exit status unknown"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = ", often the out-of-memory killer" if -code == signal.SIGKILL else ""
+        return f"killed by {name}{hint}"
+    return f"exit code {code}"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:g} min" if seconds >= 120 else f"{seconds:g} s"
+
+
+def _fmt(fields: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in fields.items())

@@ -1,0 +1,94 @@
+"""Parsing ``!stylize`` options: ``--epochs 300 --style-weight 1e9 --size 384 --seed 7``.
+
+discord.py's FlagConverter does the parsing; it cannot have hyphens in flag names when the prefix
+is ``--``, and it silently folds unknown flags into the previous value, so the raw text is checked
+and normalised first (``--style-weight`` and ``--style_weight=1e9`` both work; ``--colour`` is
+refused by name). Values stay text here and are validated by ``nst.params`` like everywhere else.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+from discord.ext import commands
+
+from nst.params import FIELDS, StyleParams, format_number
+
+from .limits import USER_FIELDS
+
+_FLAG = re.compile(r"(?<!\S)--([A-Za-z][\w-]*)(=(\S*))?")
+
+
+class OptionError(commands.BadArgument):
+    """An option the user typed cannot be understood; str() is the reply."""
+
+
+def option_name(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def normalise(text: str) -> str:
+    """Check every ``--flag`` is known and has a value; rewrite them to the converter's spelling."""
+    known = {name.lower() for name in USER_FIELDS}
+    first = _FLAG.search(text)
+    leading = text[: first.start()].strip() if first else text.strip()
+    if leading:
+        raise OptionError(f"unexpected text {leading[:40]!r}; options look like `--epochs 300` (see `help stylize`)")
+    out, position = [], 0
+    for match in _FLAG.finditer(text):
+        name = match.group(1).replace("-", "_").lower()
+        if name not in known:
+            raise OptionError(f"unknown option `--{match.group(1)}`; options are {', '.join(option_name(f) for f in USER_FIELDS)}")
+        out.append(text[position : match.start()])
+        out.append(f"--{name}" + (f" {match.group(3)}" if match.group(2) else ""))
+        position = match.end()
+    out.append(text[position:])
+    normalised = "".join(out)
+    matches = list(_FLAG.finditer(normalised))
+    for match, following in zip(matches, [*matches[1:], None]):
+        end = following.start() if following else len(normalised)
+        if not normalised[match.end() : end].strip():
+            raise OptionError(f"`{option_name(match.group(1))}` needs a value, e.g. `{_example(match.group(1))}`")
+    return normalised
+
+
+def _example(field: str) -> str:
+    value = getattr(StyleParams(), field)
+    if field == "seed":
+        value = 7
+    return f"{option_name(field)} {format_number(value) if isinstance(value, (int, float)) else value}"
+
+
+class StyleOptions(commands.FlagConverter, prefix="--", delimiter=" ", case_insensitive=True):
+    """Every option a user may set; all text, validated by nst.params (the same code as !settings)."""
+
+    epochs: Optional[str] = commands.flag(default=None, description=FIELDS["epochs"].help)
+    lr: Optional[str] = commands.flag(default=None, description=FIELDS["lr"].help)
+    content_weight: Optional[str] = commands.flag(default=None, description=FIELDS["content_weight"].help)
+    style_weight: Optional[str] = commands.flag(default=None, description=FIELDS["style_weight"].help)
+    tv_weight: Optional[str] = commands.flag(default=None, description=FIELDS["tv_weight"].help)
+    size: Optional[str] = commands.flag(default=None, description=FIELDS["size"].help)
+    style_scale: Optional[str] = commands.flag(default=None, description=FIELDS["style_scale"].help)
+    pool: Optional[str] = commands.flag(default=None, description=FIELDS["pool"].help)
+    init: Optional[str] = commands.flag(default=None, description=FIELDS["init"].help)
+    seed: Optional[str] = commands.flag(default=None, description=FIELDS["seed"].help)
+
+    @classmethod
+    async def convert(cls, ctx: commands.Context, argument: str) -> "StyleOptions":
+        return await super().convert(ctx, normalise(argument))
+
+    def given(self) -> dict[str, str]:
+        """Only the options the user typed."""
+        return {name: value for name, value in self if value is not None}
+
+
+def options_help(defaults: StyleParams) -> str:
+    """The option table shown by ``help stylize``, with the operator's defaults."""
+    lines = []
+    for field in USER_FIELDS:
+        spec = FIELDS[field]
+        default = getattr(defaults, field)
+        shown = "random" if default is None else format_number(default)
+        lines.append(f"{option_name(field):17} {spec.help}; {spec.describe_range()} (default {shown})")
+    return "\n".join(lines)

@@ -1,0 +1,589 @@
+"""Persistence for the bot: one SQLite file (normally ``<data_dir>/bot.sqlite3``), used through aiosqlite.
+
+This is the only module that touches the database. It stores values, it does not judge them:
+setting names and values are validated elsewhere; here they are kept as JSON text and come back
+with their JSON types (int, float, str, list, dict, bool, None; tuples come back as lists).
+
+Tables (schema version 1)
+-------------------------
+``user_settings(user_id, name, value, updated_at)``
+    A user's defaults, applied in every server. Primary key ``(user_id, name)``.
+``guild_limits(guild_id, name, value, updated_at, changed_by)``
+    A server's limits; ``changed_by`` is the id of the member who set it (audit only).
+    Primary key ``(guild_id, name)``.
+``jobs(job_id, user_id, guild_id, channel_id, message_id, status_message_id, params, state,
+outcome, attempts, created_at, updated_at, finished_at)``
+    One row per style-transfer request. ``guild_id`` is NULL for DMs. ``params`` is JSON.
+
+Discord ids (snowflakes) are 64-bit and stored as INTEGER (SQLite's signed 64-bit fits them);
+times are unix seconds (REAL); ``value``/``params`` are JSON text.
+
+Durability: WAL journal, ``synchronous=FULL`` (a commit is fsynced before the call returns, so an
+acknowledged write survives a crash or power loss), ``foreign_keys=ON``, and a busy timeout.
+Every write method is exactly one transaction, committed before it returns; a failed write is
+rolled back whole.
+
+Migration policy
+----------------
+The schema version lives in ``PRAGMA user_version``. ``MIGRATIONS[i]`` is the SQL script that
+takes the database from version ``i`` to ``i + 1``; ``SCHEMA_VERSION == len(MIGRATIONS)``.
+At open, each missing step runs in its own transaction together with the ``user_version``
+bump, so a failed step leaves the file at the previous version. Released scripts are never
+edited: a schema change is a new script appended to the list (for changes ALTER TABLE cannot
+do, use SQLite's create-copy-drop-rename procedure inside the script). There are no downgrades:
+a file with a newer version than this code knows is refused untouched, because an older bot
+could silently drop or misread what a newer one wrote.
+
+Errors an operator must fix (read-only file or directory, full disk, locked database, not a
+database, corrupt file) are raised as :class:`StoreError` with a one-line message naming the
+file. Programming errors (duplicate job id, unknown field, unknown job state) raise
+``ValueError``/``KeyError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import aiosqlite
+
+__all__ = ["JOB_STATES", "MIGRATIONS", "SCHEMA_VERSION", "JobRecord", "Store", "StoreError"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MIGRATIONS: list[str] = [
+    # 0 -> 1: initial schema.
+    """
+    CREATE TABLE user_settings (
+        user_id    INTEGER NOT NULL,
+        name       TEXT    NOT NULL,
+        value      TEXT    NOT NULL,          -- JSON
+        updated_at REAL    NOT NULL,
+        PRIMARY KEY (user_id, name)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE guild_limits (
+        guild_id   INTEGER NOT NULL,
+        name       TEXT    NOT NULL,
+        value      TEXT    NOT NULL,          -- JSON
+        updated_at REAL    NOT NULL,
+        changed_by INTEGER,                   -- member who set it; NULL if unknown
+        PRIMARY KEY (guild_id, name)
+    ) WITHOUT ROWID;
+
+    -- No CHECK on state: the set of states is enforced in Python (JOB_STATES), so adding a
+    -- state later needs no table rebuild. The rowid breaks created_at ties in insertion order.
+    CREATE TABLE jobs (
+        job_id            TEXT    NOT NULL PRIMARY KEY,
+        user_id           INTEGER NOT NULL,
+        guild_id          INTEGER,            -- NULL for DMs
+        channel_id        INTEGER NOT NULL,
+        message_id        INTEGER NOT NULL,
+        status_message_id INTEGER,
+        params            TEXT    NOT NULL,   -- JSON object
+        state             TEXT    NOT NULL,
+        outcome           TEXT,
+        attempts          INTEGER NOT NULL DEFAULT 0,
+        created_at        REAL    NOT NULL,
+        updated_at        REAL    NOT NULL,
+        finished_at       REAL
+    );
+    -- last_job_started (cooldowns) and unfinished_jobs (restart recovery) are the hot queries.
+    CREATE INDEX jobs_by_user ON jobs (user_id, guild_id, created_at);
+    CREATE INDEX jobs_unfinished ON jobs (created_at) WHERE state IN ('queued', 'running');
+    """,
+]
+
+SCHEMA_VERSION: int = len(MIGRATIONS)
+
+JOB_STATES = frozenset({"queued", "running", "done", "failed", "cancelled", "interrupted"})
+_UPDATABLE_JOB_FIELDS = frozenset({"status_message_id", "state", "outcome", "attempts", "finished_at"})
+_JOB_COLUMNS = (
+    "job_id, user_id, guild_id, channel_id, message_id, status_message_id, params, state, "
+    "outcome, attempts, created_at, updated_at, finished_at"
+)
+_INSERT_JOB = f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 13)})"
+
+
+class StoreError(Exception):
+    """Persistence failed for a reason an operator must fix; str() is a clear one-line message naming the file."""
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One row of the jobs table, as stored and as returned."""
+
+    job_id: str
+    user_id: int
+    guild_id: int | None
+    channel_id: int
+    message_id: int  # the user's command message
+    status_message_id: int | None  # the bot's status message, once posted
+    params: dict
+    state: str  # one of JOB_STATES
+    outcome: str | None  # short reason/summary when finished
+    attempts: int
+    created_at: float  # unix time (time.time())
+    updated_at: float
+    finished_at: float | None
+
+
+class Store:
+    """The bot's database. Create with ``await Store.open(path)``; close with ``await store.close()``.
+
+    All work goes through one aiosqlite connection, whose single worker thread runs operations
+    in the order they were submitted, so concurrent callers are serialised first-come first-served.
+    """
+
+    def __init__(self, db: aiosqlite.Connection, path: Path, timeout: float) -> None:
+        # Use Store.open(); the constructor only wires up an already prepared connection.
+        self._db: aiosqlite.Connection | None = db  # tests reach in here to set PRAGMAs
+        self.path = path
+        self._timeout = timeout
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    async def open(cls, path: str | os.PathLike, *, timeout: float = 10.0) -> Store:
+        """Open (creating if needed) the database at ``path`` and bring its schema up to date.
+
+        Fails with StoreError, at startup rather than at the first command, if the file cannot be
+        written or another process holds its write lock for longer than ``timeout`` seconds.
+        """
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the directory {path.parent} for {path}: {exc.strerror or exc}") from exc
+
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, the sqlite3 module adds none.
+        # timeout= is SQLite's busy timeout: how long to wait for another process's lock.
+        try:
+            # Open once with plain sqlite3 first, so that "cannot open" is reported from here:
+            # when aiosqlite's connect fails, its worker thread still reports back to the event
+            # loop later, which prints "Event loop is closed" noise if the bot then exits.
+            await asyncio.wait_for(asyncio.to_thread(_try_open, path, timeout), _deadline(timeout))
+            db = await asyncio.wait_for(
+                aiosqlite.connect(path, timeout=timeout, isolation_level=None), _deadline(timeout)
+            )
+        except (sqlite3.Error, asyncio.TimeoutError) as exc:
+            raise _store_error(exc, path, "open", timeout) from exc
+
+        store = cls(db, path, timeout)
+        try:
+            found = await store._run("open", _prepare)
+        except _MigrationError as exc:
+            await store.close()
+            reason = _store_error(exc.error, path, "migrate", timeout)
+            raise StoreError(
+                f"{reason} (upgrading to schema version {exc.target} failed and was rolled back; "
+                f"the file is unchanged at version {exc.target - 1})"
+            ) from exc.error
+        except BaseException:
+            await store.close()
+            raise
+        if found > SCHEMA_VERSION:
+            await store.close()
+            raise StoreError(
+                f"{path} has schema version {found}, newer than this bot understands ({SCHEMA_VERSION}): "
+                "upgrade the bot, or restore a backup made by this version"
+            )
+        return store
+
+    async def close(self) -> None:
+        """Finish queued operations and close the file. Safe to call more than once."""
+        db, self._db = self._db, None
+        if db is None:
+            return
+        try:
+            await asyncio.wait_for(db.close(), _deadline(self._timeout))
+        except (sqlite3.Error, asyncio.TimeoutError) as exc:
+            # Everything acknowledged is already committed (and fsynced); failing to close
+            # cleanly only leaves a WAL file that SQLite replays on the next open.
+            log.warning("%s", _store_error(exc, self.path, "close", self._timeout))
+
+    # ------------------------------------------------------------------ user settings
+
+    async def user_settings(self, user_id: int) -> dict[str, Any]:
+        """All of a user's stored defaults, ``{name: value}``."""
+        rows = await self._run(
+            "read",
+            lambda conn: conn.execute(
+                "SELECT name, value FROM user_settings WHERE user_id = ? ORDER BY name", (user_id,)
+            ).fetchall(),
+        )
+        return {name: json.loads(value) for name, value in rows}
+
+    async def set_user_setting(self, user_id: int, name: str, value: Any) -> None:
+        encoded = _encode(value)  # before touching the database: a bad value is the caller's bug
+        await self._write(
+            lambda conn: conn.execute(
+                "INSERT INTO user_settings (user_id, name, value, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (user_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                (user_id, name, encoded, time.time()),
+            )
+        )
+
+    async def unset_user_setting(self, user_id: int, name: str) -> bool:
+        """Remove one setting; True if it was there."""
+        removed = await self._write(
+            lambda conn: conn.execute(
+                "DELETE FROM user_settings WHERE user_id = ? AND name = ?", (user_id, name)
+            ).rowcount
+        )
+        return removed > 0
+
+    async def reset_user_settings(self, user_id: int) -> int:
+        """Remove all of a user's settings (all or nothing); returns how many were removed."""
+        return await self._write(
+            lambda conn: conn.execute("DELETE FROM user_settings WHERE user_id = ?", (user_id,)).rowcount
+        )
+
+    # ------------------------------------------------------------------ guild limits
+
+    async def guild_limits(self, guild_id: int) -> dict[str, Any]:
+        """All of a server's stored limits, ``{name: value}``."""
+        rows = await self._run(
+            "read",
+            lambda conn: conn.execute(
+                "SELECT name, value FROM guild_limits WHERE guild_id = ? ORDER BY name", (guild_id,)
+            ).fetchall(),
+        )
+        return {name: json.loads(value) for name, value in rows}
+
+    async def set_guild_limit(self, guild_id: int, name: str, value: Any, *, changed_by: int | None = None) -> None:
+        encoded = _encode(value)
+        await self._write(
+            lambda conn: conn.execute(
+                "INSERT INTO guild_limits (guild_id, name, value, updated_at, changed_by) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (guild_id, name) DO UPDATE SET value = excluded.value, "
+                "updated_at = excluded.updated_at, changed_by = excluded.changed_by",
+                (guild_id, name, encoded, time.time(), changed_by),
+            )
+        )
+
+    async def unset_guild_limit(self, guild_id: int, name: str) -> bool:
+        """Remove one limit; True if it was there."""
+        removed = await self._write(
+            lambda conn: conn.execute(
+                "DELETE FROM guild_limits WHERE guild_id = ? AND name = ?", (guild_id, name)
+            ).rowcount
+        )
+        return removed > 0
+
+    # ------------------------------------------------------------------ jobs
+
+    async def add_job(self, record: JobRecord) -> None:
+        """Insert a new job. A job id that already exists is a programming error (ValueError)."""
+        _check_state(record.state)
+        row = (
+            record.job_id, record.user_id, record.guild_id, record.channel_id, record.message_id,
+            record.status_message_id, _encode(record.params), record.state, record.outcome,
+            record.attempts, record.created_at, record.updated_at, record.finished_at,
+        )  # fmt: skip
+        try:
+            await self._write(lambda conn: conn.execute(_INSERT_JOB, row))
+        except sqlite3.IntegrityError as exc:
+            raise ValueError(f"job {record.job_id!r} already exists") from exc
+
+    async def update_job(self, job_id: str, **fields: Any) -> None:
+        """Change some of status_message_id, state, outcome, attempts, finished_at; updated_at is set to now.
+
+        An unknown field or state raises ValueError; an unknown job_id raises KeyError.
+        """
+        unknown = set(fields) - _UPDATABLE_JOB_FIELDS
+        if unknown:
+            raise ValueError(f"update_job: unknown field(s) {', '.join(sorted(unknown))}")
+        if "state" in fields:
+            _check_state(fields["state"])
+        names = sorted(fields)  # column names come only from the allow-list above, never from input
+        assignments = ", ".join([f"{name} = ?" for name in names] + ["updated_at = ?"])
+        values = [fields[name] for name in names] + [time.time(), job_id]
+        changed = await self._write(
+            lambda conn: conn.execute(f"UPDATE jobs SET {assignments} WHERE job_id = ?", values).rowcount
+        )
+        if changed == 0:
+            raise KeyError(f"no job {job_id!r}")
+
+    async def get_job(self, job_id: str) -> JobRecord | None:
+        row = await self._run(
+            "read", lambda conn: conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        )
+        return None if row is None else _job(row)
+
+    async def unfinished_jobs(self) -> list[JobRecord]:
+        """Jobs still queued or running (e.g. when the bot stopped), oldest first."""
+        rows = await self._run(
+            "read",
+            lambda conn: conn.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state IN ('queued', 'running') ORDER BY created_at, rowid"
+            ).fetchall(),
+        )
+        return [_job(row) for row in rows]
+
+    async def last_job_started(self, user_id: int, guild_id: int | None) -> float | None:
+        """created_at of the user's most recent job in that server (None = DMs), for cooldowns."""
+        # "guild_id IS ?" matches NULL (DMs) as well as a real id, unlike "=".
+        return await self._run(
+            "read",
+            lambda conn: conn.execute(
+                "SELECT MAX(created_at) FROM jobs WHERE user_id = ? AND guild_id IS ?", (user_id, guild_id)
+            ).fetchone()[0],
+        )
+
+    async def prune_jobs(self, older_than: float) -> int:
+        """Delete finished jobs whose finished_at is before ``older_than``; returns how many."""
+        return await self._write(
+            lambda conn: conn.execute(
+                "DELETE FROM jobs WHERE state NOT IN ('queued', 'running') AND finished_at < ?", (older_than,)
+            ).rowcount
+        )
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` as one transaction: committed before returning, rolled back whole on failure."""
+
+        def transaction(conn: sqlite3.Connection) -> T:
+            # IMMEDIATE takes the write lock up front, so waiting for another writer goes
+            # through the busy timeout here instead of failing later in the transaction.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+            return result
+
+        return await self._run("write", transaction)
+
+    async def _run(self, action: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(connection)`` on the connection's thread, in submission order, with a time bound.
+
+        aiosqlite's public methods run one statement per await, so a transaction spelled as
+        several awaits could interleave with other coroutines or be left open by a cancellation.
+        Instead the whole unit goes to the worker thread as one callable, through ``_execute``:
+        the primitive behind every aiosqlite method, with the same meaning in old (Thread-based)
+        releases and current ones; the tests exercise it against the pinned version.
+        """
+        db = self._db
+        if db is None:
+            raise RuntimeError(f"the store for {self.path} is closed")
+        call = _Call(fn, db)
+        try:
+            return await asyncio.wait_for(db._execute(call), _deadline(self._timeout))
+        except asyncio.TimeoutError as exc:
+            started = call.abandon()
+            detail = (
+                "the operation may still complete (is the disk or file system stalled?)"
+                if started
+                else "earlier operations were still running; nothing was changed"
+            )
+            bound = _deadline(self._timeout)
+            raise StoreError(f"cannot {action} {self.path}: no answer within {bound:g}s, {detail}") from exc
+        except asyncio.CancelledError:
+            call.abandon()  # the caller gave up: if it has not started, it never will
+            raise
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, (sqlite3.IntegrityError, sqlite3.ProgrammingError)):
+                raise  # a bug in the caller or in this module, not an operator problem
+            raise _store_error(exc, self.path, action, self._timeout) from exc
+
+
+class _Call:
+    """A unit of work for the connection thread that is skipped if its caller has already given up."""
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any], db: aiosqlite.Connection) -> None:
+        self._fn = fn
+        self._db = db
+        self._lock = threading.Lock()
+        self._state = "pending"  # -> "running" (thread picked it up) or "abandoned" (caller gave up first)
+
+    def __call__(self) -> Any:
+        with self._lock:
+            if self._state == "abandoned":
+                return None
+            self._state = "running"
+        return self._fn(self._db._conn)  # the raw sqlite3 connection, only ever used on this thread
+
+    def abandon(self) -> bool:
+        """Mark as abandoned; True if it had already started (so it may still take effect)."""
+        with self._lock:
+            if self._state == "pending":
+                self._state = "abandoned"
+            return self._state == "running"
+
+
+class _MigrationError(Exception):
+    """A migration step failed (and was rolled back); carries the step and the SQLite error."""
+
+    def __init__(self, target: int, error: sqlite3.Error) -> None:
+        super().__init__(target, error)
+        self.target = target
+        self.error = error
+
+
+def _try_open(path: Path, timeout: float) -> None:
+    sqlite3.connect(path, timeout=timeout).close()
+
+
+def _prepare(conn: sqlite3.Connection) -> int:
+    """Runs once at open, on the connection thread: pragmas, migrations, a write check.
+
+    Returns the schema version found in the file; if it is newer than SCHEMA_VERSION nothing
+    else is done (the caller refuses the file).
+    """
+    # Read the version before anything that could write: a newer file must stay untouched.
+    # This first read is also where "file is not a database" shows up.
+    found = conn.execute("PRAGMA user_version").fetchone()[0]
+    if found > SCHEMA_VERSION:
+        return found
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        log.warning("SQLite kept journal mode %r instead of WAL; writes stay durable but are slower", mode)
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")  # a no-op inside a transaction, so set it before any
+    for target in range(found + 1, SCHEMA_VERSION + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Re-read under the write lock: another process may have migrated meanwhile.
+            if conn.execute("PRAGMA user_version").fetchone()[0] < target:
+                for statement in _statements(MIGRATIONS[target - 1]):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {int(target)}")  # PRAGMA takes no bound parameters
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            _rollback(conn)
+            raise _MigrationError(target, exc) from exc
+        except BaseException:
+            _rollback(conn)
+            raise
+    # Fail at startup rather than at the first command if the file cannot be written (read-only
+    # file or mount): rewriting the version needs write access; it is rolled back, never committed.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(f"PRAGMA user_version = {int(SCHEMA_VERSION)}")
+    finally:
+        _rollback(conn)
+    return found
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into single statements (sqlite3's execute() runs only one).
+
+    Splitting at every ';' and re-joining until SQLite's own tokenizer says the statement is
+    complete keeps semicolons inside strings, comments and trigger bodies intact.
+    """
+    statements, pending = [], ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip().strip(";").strip():
+                statements.append(pending)
+            pending = ""
+    if pending.strip().strip(";").strip():
+        statements.append(pending)  # incomplete: let SQLite report the syntax error
+    return statements
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # SQLite may already have rolled back (e.g. after SQLITE_FULL); never mask the original error.
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.debug("rollback failed", exc_info=True)
+
+
+def _deadline(timeout: float) -> float:
+    """The asyncio bound on one operation: the busy timeout, plus as long again for queueing and I/O."""
+    return 2 * timeout + 1.0
+
+
+def _encode(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _check_state(state: str) -> None:
+    if state not in JOB_STATES:
+        raise ValueError(f"unknown job state {state!r} (expected one of {', '.join(sorted(JOB_STATES))})")
+
+
+def _job(row: tuple) -> JobRecord:
+    (job_id, user_id, guild_id, channel_id, message_id, status_message_id, params, state,
+     outcome, attempts, created_at, updated_at, finished_at) = row  # fmt: skip
+    return JobRecord(
+        job_id=job_id, user_id=user_id, guild_id=guild_id, channel_id=channel_id, message_id=message_id,
+        status_message_id=status_message_id, params=json.loads(params), state=state, outcome=outcome,
+        attempts=attempts, created_at=created_at, updated_at=updated_at, finished_at=finished_at,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------- error messages
+
+
+def _store_error(exc: BaseException, path: Path, action: str, timeout: float) -> StoreError:
+    """Turn a sqlite3 error into a one-line message an operator can act on."""
+    if isinstance(exc, asyncio.TimeoutError):
+        bound = _deadline(timeout)
+        return StoreError(f"cannot {action} {path}: no answer within {bound:g}s (is the disk or file system stalled?)")
+    # Python >= 3.11 gives the exact SQLite code; older versions only have the message text.
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc).lower()
+    if name == "SQLITE_NOTADB" or "file is not a database" in text:
+        return StoreError(f"{path} is not a SQLite database (wrong path, or the file was overwritten)")
+    if name.startswith("SQLITE_CORRUPT") or "malformed" in text:
+        return StoreError(f"{path} is corrupt ({exc}): restore a backup")
+    if name.startswith("SQLITE_FULL") or "disk is full" in text:
+        problem = "the disk is full"
+    elif name.startswith("SQLITE_READONLY") or "readonly database" in text:
+        problem = _why_read_only(path, name)
+    elif name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "is locked" in text:
+        problem = (
+            f"the database is locked by another connection (gave up after {timeout:g}s); "
+            "is another copy of the bot, or a tool, holding it?"
+        )
+    elif name.startswith("SQLITE_CANTOPEN") or "unable to open database file" in text:
+        problem = _why_cannot_open(path)
+    elif name.startswith("SQLITE_IOERR") or "disk i/o error" in text:
+        problem = f"a disk I/O error occurred ({exc})"
+    else:
+        problem = str(exc)
+    return StoreError(f"cannot {action} {path}: {problem}")
+
+
+def _why_read_only(path: Path, name: str) -> str:
+    if name == "SQLITE_READONLY_DIRECTORY":
+        return "the directory is read-only"
+    if path.exists() and not os.access(path, os.W_OK):
+        return "the file is read-only"
+    for side in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if side.exists() and not os.access(side, os.W_OK):
+            return f"{side.name} is read-only (was the bot run once as another user?)"
+    if not os.access(path.parent, os.W_OK):
+        return "the directory is read-only"
+    return "the database is read-only"
+
+
+def _why_cannot_open(path: Path) -> str:
+    if path.is_dir():
+        return "it is a directory"
+    if not path.parent.is_dir():
+        return f"the directory {path.parent} does not exist"
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        return "permission denied on the file"
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        # SQLite must create the file, and in WAL mode its -wal and -shm files, beside it.
+        return "the directory is read-only"
+    return "the operating system refused to open the file"

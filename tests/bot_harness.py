@@ -1,0 +1,104 @@
+"""Shared pieces for the bot's tests: a config for tests, a fake Discord world, a running StyleBot.
+
+The bot runs in-process against tests/fake_discord with its real setup_hook: real SQLite store,
+real worker process (CPU, random VGG-19 weights from a file), real discord.py client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import discord
+from PIL import Image
+
+from bot.app import StyleBot
+from bot.config import Config, parse_config
+from conftest import make_content, make_style
+
+try:
+    from fake_discord import FakeDiscord
+except ImportError:  # tests/ as a package
+    from tests.fake_discord import FakeDiscord
+
+TOKEN = "test-token"
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+CONTENT_PNG = png(make_content(96, 72))
+STYLE_PNG = png(make_style(64))
+IMAGES = [("content.png", CONTENT_PNG, "image/png"), ("style.png", STYLE_PNG, "image/png")]
+
+
+def make_config(tmp_path: Path, weights_file: Path, **sections: dict[str, Any]) -> Config:
+    """A config for tests: small jobs, quick status edits, one CPU worker, data under tmp_path."""
+    raw: dict[str, dict[str, Any]] = {
+        "bot": {"data_dir": str(tmp_path / "data"), "status_interval": 0.2, "shutdown_grace": 5.0, "log_level": "INFO"},
+        "engine": {"weights": str(weights_file), "devices": ["cpu"], "cpu_threads": 1},
+        "defaults": {"epochs": 8, "size": 48},
+        "caps": {"max_epochs": 400, "max_size": 128},
+    }
+    for name, values in sections.items():
+        raw.setdefault(name, {}).update(values)
+    return parse_config(raw, source="test-config")
+
+
+def make_world(fake: FakeDiscord) -> SimpleNamespace:
+    operator = fake.add_user("operator")  # owns the bot's application: a plain member of the server
+    bot_user = fake.add_bot(token=TOKEN, name="StyleBot", owner_id=operator.id)
+    owner = fake.add_user("owner")  # owns the server
+    guild = fake.add_guild(name="Art Club", owner_id=owner.id)
+    general = fake.add_text_channel(guild.id, "general")
+    art = fake.add_text_channel(guild.id, "art")
+    admin_role = fake.add_role(guild.id, "Admin", permissions=discord.Permissions(manage_guild=True).value)
+    users = {}
+    fake.add_member(guild.id, operator.id)
+    for name in ("alice", "bob", "carol", "dave"):
+        users[name] = fake.add_user(name)
+        fake.add_member(guild.id, users[name].id)
+    boss = fake.add_user("boss")
+    fake.add_member(guild.id, boss.id, roles=[admin_role])
+    return SimpleNamespace(bot_user=bot_user, operator=operator, owner=owner, guild=guild, general=general, art=art,
+                           admin_role=admin_role, boss=boss, **users)
+
+
+@contextlib.asynccontextmanager
+async def running_bot(fake: FakeDiscord, config: Config, **options):
+    """Start a StyleBot (real setup_hook, real worker) until on_ready; always close it."""
+    bot = StyleBot(config, guild_ready_timeout=0.2, **options)
+    with fake.patch_client():
+        task = asyncio.create_task(bot.start(TOKEN))
+        ready = asyncio.create_task(bot.wait_until_ready())
+        try:
+            done, _ = await asyncio.wait({task, ready}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+            if task in done:
+                task.result()
+            assert ready in done, "bot did not become ready within 60 s"
+            yield bot
+        finally:
+            ready.cancel()
+            if not bot.is_closed():
+                await bot.close()
+            await asyncio.wait({task}, timeout=30)
+            assert task.done(), "bot.start() did not return after close()"
+
+
+async def command(fake: FakeDiscord, channel, user, text: str, attachments=(), reply_to=None):
+    """Type a message as a user; returns the fake's message."""
+    return await fake.user_sends(channel.id, user.id, text, attachments=list(attachments), reply_to=reply_to)
+
+
+async def reply_to(fake: FakeDiscord, message, predicate=lambda m: True, timeout: float = 30):
+    """The bot's first message replying to ``message`` that satisfies predicate (in its current version)."""
+    return await fake.wait_for_message(
+        lambda m: m.message_reference == message.id and predicate(m), channel_id=message.channel_id, timeout=timeout
+    )

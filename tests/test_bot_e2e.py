@@ -1,0 +1,219 @@
+"""End to end: the real discord.py client, real SQLite and a real worker process against the fake Discord.
+
+Each test starts the bot as `python -m bot` would (its real setup_hook), types commands as users,
+and checks what reaches the channel. Jobs are tiny (48-64 px, random weights from a file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import signal
+
+import pytest
+from PIL import Image
+
+from bot_harness import IMAGES, command, make_config, make_world, png, reply_to, running_bot
+from conftest import make_content
+
+try:
+    from fake_discord import FakeDiscord
+except ImportError:
+    from tests.fake_discord import FakeDiscord
+
+LONG = "--epochs 400 --size 64"  # a job that runs for several seconds on the test worker
+
+
+@pytest.fixture
+async def fake():
+    async with FakeDiscord() as server:
+        yield server
+        server.assert_clean()
+        for message in server.bot_messages():
+            for version in [*message.edits, message]:
+                assert "Traceback" not in version.content
+
+
+@pytest.fixture
+def world(fake):
+    return make_world(fake)
+
+
+def versions(message) -> list[str]:
+    return [v.content for v in message.edits] + [message.content]
+
+
+async def status_of(fake, request, words: str, timeout: float = 30):
+    """The bot's status message for ``request`` once its text contains ``words``."""
+    return await reply_to(fake, request, lambda m: words in m.content, timeout=timeout)
+
+
+async def result_of(fake, request, timeout: float = 60):
+    return await reply_to(fake, request, lambda m: m.attachments, timeout=timeout)
+
+
+async def test_stylize_end_to_end(fake, world, tmp_path, weights_file):
+    config = make_config(tmp_path, weights_file, defaults={"epochs": 40}, bot={"status_interval": 0.3})
+    async with running_bot(fake, config):
+        request = await command(fake, world.general, world.alice, "!stylize --size 64 --seed 7", IMAGES)
+        result = await result_of(fake, request)
+        image = Image.open(io.BytesIO(result.attachments[0].data))
+        assert image.size == (64, 48) and result.attachments[0].content_type == "image/png"
+        assert f"<@{world.alice.id}> 40 epochs · 64×48 ·" in result.content and " s on cpu" in result.content
+        # one status message: posted at once, edited with progress, removed when the result arrived
+        status = [m for m in fake.bot_messages(world.general.id) if m is not result and m.message_reference == request.id]
+        assert len(status) == 1
+        await fake.wait_until(lambda: status[0].deleted, timeout=10, what="status message deleted")
+        shown = versions(status[0])
+        assert shown[0].startswith("🎨 Started on cpu")
+        assert any("%" in text and "step" in text and "left" in text for text in shown)
+        stamps = [v.monotonic for v in status[0].edits] + [status[0].edited_at]
+        assert all(b - a >= 0.25 for a, b in zip(stamps, stamps[1:])), "edits closer than the status interval"
+
+
+async def test_refusals_are_specific_and_nothing_is_queued(fake, world, tmp_path, weights_file):
+    config = make_config(tmp_path, weights_file, caps={"max_attachment_bytes": 40_000, "max_pixels": 7000})
+    noisy = Image.frombytes("RGB", (120, 120), os.urandom(120 * 120 * 3))
+    cases = [
+        ([IMAGES[0]], "attach exactly two images, the content first and the style second (I found 1)"),
+        ([IMAGES[0], ("notes.txt", b"just words", "text/plain")], "the style image (notes.txt) is not an image (text/plain)"),
+        ([("big.png", png(noisy), "image/png"), IMAGES[1]], "the content image (big.png) is 42 KB; the limit is 39 KB"),
+        ([("wide.png", png(make_content(100, 80)), "image/png"), IMAGES[1]], "the content image is 100×80 = 8000 pixels; the limit is 7000 pixels"),
+        ([IMAGES[0], ("broken.png", IMAGES[1][1][:60], "image/png")], "the style image is"),
+    ]
+    async with running_bot(fake, config) as bot:
+        for files, expected in cases:
+            request = await command(fake, world.general, world.alice, "!stylize", files)
+            reply = await reply_to(fake, request)
+            assert reply.content.startswith("⚠️ ") and expected in reply.content, reply.content
+        for text, expected in [
+            ("!stylize --epochs 0", "`--epochs`: must be an integer from 1 to 100000, got 0"),
+            ("!stylize --style-weight lots", "`--style-weight`: must be a number from 0 to 1e15, got 'lots'"),
+            ("!stylize --colour blue", "unknown option `--colour`"),
+            ("!stylize --seed", "`--seed` needs a value"),
+            ("!stylize --epochs 5 --epochs 6", "give `--epochs` only once"),
+            ("!stylize please", "unexpected text 'please'"),
+        ]:
+            request = await command(fake, world.general, world.alice, text, IMAGES)
+            reply = await reply_to(fake, request)
+            assert expected in reply.content, reply.content
+        assert bot.executor.jobs() == []
+    assert not any(m.attachments for m in fake.bot_messages())
+
+
+async def test_replying_to_images_and_mention_prefix(fake, world, tmp_path, weights_file):
+    async with running_bot(fake, make_config(tmp_path, weights_file)):
+        posted = await command(fake, world.general, world.bob, "look at these", IMAGES)
+        request = await command(fake, world.general, world.alice, "!stylize", reply_to=posted)
+        assert (await result_of(fake, request)).attachments
+        request = await command(fake, world.general, world.carol, f"<@{world.bot_user.id}> stylize --size 32", IMAGES)
+        result = await result_of(fake, request)
+        assert Image.open(io.BytesIO(result.attachments[0].data)).size == (32, 24)
+
+
+async def test_values_above_a_limit_are_lowered_and_said(fake, world, tmp_path, weights_file):
+    async with running_bot(fake, make_config(tmp_path, weights_file, caps={"max_epochs": 12})):
+        request = await command(fake, world.general, world.alice, "!stylize --epochs 5000", IMAGES)
+        result = await result_of(fake, request)
+        assert "12 epochs" in result.content and "epochs 5000 → 12: the bot's limit" in result.content
+
+
+async def test_cancel_running_and_queued_jobs(fake, world, tmp_path, weights_file):
+    async with running_bot(fake, make_config(tmp_path, weights_file)) as bot:
+        running = await command(fake, world.general, world.alice, f"!stylize {LONG}", IMAGES)
+        waiting = await command(fake, world.general, world.bob, f"!stylize {LONG}", IMAGES)
+        await status_of(fake, running, "%")
+        await status_of(fake, waiting, "Queued, position 1")
+        cancel = await command(fake, world.general, world.bob, "!cancel")
+        assert "Cancelling" in (await reply_to(fake, cancel)).content
+        assert "cancelled before it started" in (await status_of(fake, waiting, "did not finish")).content
+        await command(fake, world.general, world.alice, "!cancel")
+        stopped = await status_of(fake, running, "did not finish")
+        assert stopped.content == "🛑 Your job did not finish: cancelled"
+        nothing = await command(fake, world.general, world.alice, "!cancel")
+        assert "you have no job queued or running" in (await reply_to(fake, nothing)).content
+        assert bot.executor.jobs() == []
+        # the worker is free again at once
+        again = await command(fake, world.general, world.alice, "!stylize", IMAGES)
+        assert (await result_of(fake, again)).attachments
+    assert not any(m.attachments for m in fake.bot_messages() if m.message_reference in (running.id, waiting.id))
+
+
+async def test_a_killed_worker_is_reported_and_replaced(fake, world, tmp_path, weights_file):
+    async with running_bot(fake, make_config(tmp_path, weights_file)) as bot:
+        doomed = await command(fake, world.general, world.alice, f"!stylize {LONG}", IMAGES)
+        queued = await command(fake, world.general, world.bob, "!stylize", IMAGES)
+        await status_of(fake, doomed, "%")
+        os.kill(bot.executor._workers[0].process.pid, signal.SIGKILL)
+        failed = await status_of(fake, doomed, "did not finish")
+        assert "stopped unexpectedly (killed by SIGKILL" in failed.content and "try again" in failed.content
+        assert (await result_of(fake, queued)).attachments  # the queue goes on with the replacement
+        retry = await command(fake, world.general, world.alice, "!stylize", IMAGES)
+        assert (await result_of(fake, retry)).attachments
+        assert bot.executor.restarts == 1 and bot.executor.health()[0]
+
+
+async def test_queue_fair_use_and_positions(fake, world, tmp_path, weights_file):
+    config = make_config(tmp_path, weights_file, caps={"max_jobs_per_user": 1, "max_queue": 2})
+    async with running_bot(fake, config):
+        first = await command(fake, world.general, world.alice, f"!stylize {LONG}", IMAGES)
+        await status_of(fake, first, "Started")
+        second = await command(fake, world.general, world.bob, f"!stylize {LONG}", IMAGES)
+        await status_of(fake, second, "Queued, position 1")
+        again = await command(fake, world.general, world.alice, "!stylize", IMAGES)
+        assert "you already have 1 job queued or running (the limit is 1)" in (await reply_to(fake, again)).content
+        full = await command(fake, world.general, world.carol, "!stylize", IMAGES)
+        assert "the queue is full (2 jobs)" in (await reply_to(fake, full)).content
+        listing = await command(fake, world.general, world.dave, "!queue")
+        text = (await reply_to(fake, listing)).content
+        assert f"🎨 <@{world.alice.id}>:" in text and f"1. <@{world.bob.id}>: waiting" in text
+        for user in (world.alice, world.bob):
+            await command(fake, world.general, user, "!cancel")
+        await status_of(fake, first, "did not finish")
+        await status_of(fake, second, "did not finish")
+
+
+async def test_a_job_past_the_timeout_is_stopped(fake, world, tmp_path, weights_file):
+    async with running_bot(fake, make_config(tmp_path, weights_file, caps={"job_timeout": 2})):
+        request = await command(fake, world.general, world.alice, f"!stylize {LONG}", IMAGES)
+        stopped = await status_of(fake, request, "did not finish")
+        assert "stopped: it ran past the time limit of 2 s" in stopped.content
+
+
+async def test_help_shows_the_options_with_an_example(fake, world, tmp_path, weights_file):
+    async with running_bot(fake, make_config(tmp_path, weights_file)):
+        await command(fake, world.general, world.alice, "!help stylize")
+        helped = await fake.wait_for_message(lambda m: "--style-weight" in m.content, channel_id=world.general.id, timeout=10)
+        text = helped.content
+        for words in ("--epochs", "--content-weight", "--seed", "default 8", "Example: stylize --epochs 300"):
+            assert words in text, words
+
+
+async def test_direct_messages_use_the_bots_caps(fake, world, tmp_path, weights_file):
+    dm = fake.open_dm(world.alice.id)
+    async with running_bot(fake, make_config(tmp_path, weights_file, caps={"max_epochs": 10})):
+        request = await fake.user_sends(dm.id, world.alice.id, "!stylize --epochs 50", attachments=IMAGES)
+        result = await result_of(fake, request)
+        assert "10 epochs" in result.content and "the bot's limit" in result.content
+        limits = await fake.user_sends(dm.id, world.alice.id, "!limits")
+        assert "Limits are per server" in (await reply_to(fake, limits)).content
+
+
+async def test_the_result_is_sized_for_the_servers_upload_limit(fake, world, tmp_path, weights_file):
+    boosted = fake.add_guild(name="Boosted", premium_tier=2)
+    channel = fake.add_text_channel(boosted.id, "art")
+    fake.add_member(boosted.id, world.alice.id)
+    async with running_bot(fake, make_config(tmp_path, weights_file)) as bot:
+        submitted = []
+        original = bot.executor.submit
+
+        async def spy(job, **limits):
+            submitted.append(job)
+            return await original(job, **limits)
+
+        bot.executor.submit = spy
+        for where in (world.general, channel):
+            request = await command(fake, where, world.alice, "!stylize", IMAGES)
+            await result_of(fake, request)
+    assert [job.max_result_bytes for job in submitted] == [10 * 2**20 - 64 * 1024, 50 * 2**20 - 64 * 1024]

@@ -1,0 +1,453 @@
+"""bot.store against a real SQLite file in tmp_path: schema, round-trips, failures an operator meets, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+import bot.store as store_module
+from bot.store import SCHEMA_VERSION, JobRecord, Store, StoreError
+
+SNOWFLAKE = 2**63 - 1  # the largest id SQLite's INTEGER holds; Discord ids are below it
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "bot.sqlite3"  # "data" does not exist yet: open must create it
+
+
+@pytest.fixture
+async def store(db_path: Path):
+    s = await Store.open(db_path)
+    yield s
+    await s.close()
+
+
+def plain_connect(path: Path) -> sqlite3.Connection:
+    """An independent connection through the plain sqlite3 module, as another process would use."""
+    return sqlite3.connect(path, isolation_level=None)
+
+
+def user_version(path: Path) -> int:
+    conn = plain_connect(path)
+    try:
+        return conn.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        conn.close()
+
+
+async def pragma(s: Store, name: str):
+    # Test-only reach into the store's connection to inspect or set per-connection pragmas.
+    cursor = await s._db.execute(f"PRAGMA {name}")
+    row = await cursor.fetchone()
+    return None if row is None else row[0]
+
+
+# ---------------------------------------------------------------------- schema and migrations
+
+
+async def test_first_open_creates_file_schema_and_pragmas(db_path: Path):
+    assert not db_path.parent.exists()
+    s = await Store.open(db_path)
+    try:
+        assert s.path == db_path
+        assert db_path.is_file()
+        assert await pragma(s, "journal_mode") == "wal"
+        assert await pragma(s, "synchronous") == 2  # FULL
+        assert await pragma(s, "foreign_keys") == 1
+        assert await pragma(s, "busy_timeout") == 10_000
+        await s.set_user_setting(1, "steps", 300)
+    finally:
+        await s.close()
+    assert user_version(db_path) == SCHEMA_VERSION
+    conn = plain_connect(db_path)
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    conn.close()
+    assert {"user_settings", "guild_limits", "jobs"} <= tables
+
+    # Reopening is a no-op migration: same version, data kept.
+    s = await Store.open(db_path)
+    try:
+        assert await s.user_settings(1) == {"steps": 300}
+    finally:
+        await s.close()
+    assert user_version(db_path) == SCHEMA_VERSION
+
+
+async def test_existing_empty_file_migrates_from_zero(db_path: Path):
+    db_path.parent.mkdir(parents=True)
+    db_path.touch()  # a zero-byte file is a valid, empty SQLite database at version 0
+    s = await Store.open(db_path)
+    await s.set_guild_limit(5, "max_steps", 500)
+    await s.close()
+    assert user_version(db_path) == SCHEMA_VERSION
+
+
+async def test_failed_migration_is_rolled_back(db_path: Path, monkeypatch):
+    s = await Store.open(db_path)
+    await s.set_user_setting(1, "steps", 100)
+    await s.close()
+
+    # A hypothetical version 2 whose second statement fails: the first must not survive either.
+    broken = "CREATE TABLE half_done (a INTEGER);\nINSERT INTO no_such_table VALUES (1);"
+    monkeypatch.setattr(store_module, "MIGRATIONS", [*store_module.MIGRATIONS, broken])
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    with pytest.raises(StoreError) as caught:
+        await Store.open(db_path)
+    message = str(caught.value)
+    assert str(db_path) in message and "no such table" in message
+    assert f"schema version {SCHEMA_VERSION + 1}" in message and "rolled back" in message
+
+    assert user_version(db_path) == SCHEMA_VERSION
+    conn = plain_connect(db_path)
+    assert conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'half_done'").fetchone()[0] == 0
+    conn.close()
+    monkeypatch.undo()
+    s = await Store.open(db_path)
+    assert await s.user_settings(1) == {"steps": 100}
+    await s.close()
+
+
+async def test_newer_schema_is_refused_and_file_untouched(db_path: Path):
+    db_path.parent.mkdir(parents=True)
+    conn = plain_connect(db_path)
+    conn.execute("CREATE TABLE from_the_future (x)")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    before = db_path.read_bytes()
+
+    with pytest.raises(StoreError) as caught:
+        await Store.open(db_path)
+    message = str(caught.value)
+    assert str(db_path) in message
+    assert f"schema version {SCHEMA_VERSION + 1}" in message
+    assert f"({SCHEMA_VERSION})" in message
+    assert "upgrade the bot" in message
+
+    assert db_path.read_bytes() == before
+    assert not Path(f"{db_path}-wal").exists()  # not even switched to WAL
+
+
+async def test_not_a_database(db_path: Path):
+    db_path.parent.mkdir(parents=True)
+    db_path.write_bytes(b"these are someone's holiday photos, not a database\n" * 100)
+    before = db_path.read_bytes()
+    with pytest.raises(StoreError, match="is not a SQLite database") as caught:
+        await Store.open(db_path)
+    assert str(db_path) in str(caught.value)
+    assert db_path.read_bytes() == before
+
+
+async def test_unusable_paths(tmp_path: Path):
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(StoreError, match="cannot create the directory"):
+        await Store.open(tmp_path / "a_file" / "bot.sqlite3")
+    (tmp_path / "a_dir").mkdir()
+    with pytest.raises(StoreError, match="it is a directory"):
+        await Store.open(tmp_path / "a_dir")
+
+
+# ---------------------------------------------------------------------- settings and limits
+
+VALUES = {
+    "steps": 300,
+    "content_weight": 1e9,
+    "style": "starry night",
+    "channels": [123456789012345678, 2, 3],
+    "seed": None,
+    "flag": True,
+    "big_id": SNOWFLAKE,
+}
+
+
+def assert_same_types(got: dict, expected: dict) -> None:
+    assert got == expected
+    for name, value in expected.items():
+        assert type(got[name]) is type(value), name
+
+
+async def test_settings_and_limits_round_trip_with_types(db_path: Path):
+    s = await Store.open(db_path)
+    for name, value in VALUES.items():
+        await s.set_user_setting(SNOWFLAKE, name, value)
+        await s.set_guild_limit(SNOWFLAKE, name, value, changed_by=42)
+    await s.set_user_setting(7, "steps", 100)
+    await s.set_user_setting(7, "steps", 200)  # overwrite
+    assert_same_types(await s.user_settings(SNOWFLAKE), VALUES)
+    assert_same_types(await s.guild_limits(SNOWFLAKE), VALUES)
+    assert await s.user_settings(7) == {"steps": 200}
+    assert await s.user_settings(8) == {}
+    assert await s.guild_limits(8) == {}
+    await s.close()
+
+    s = await Store.open(db_path)
+    assert_same_types(await s.user_settings(SNOWFLAKE), VALUES)
+    assert_same_types(await s.guild_limits(SNOWFLAKE), VALUES)
+    assert await s.user_settings(7) == {"steps": 200}
+    await s.close()
+
+    conn = plain_connect(db_path)
+    assert conn.execute("SELECT DISTINCT changed_by FROM guild_limits").fetchall() == [(42,)]
+    conn.close()
+
+
+async def test_unset_and_reset(store: Store):
+    await store.set_user_setting(1, "steps", 300)
+    await store.set_user_setting(1, "size", 512)
+    await store.set_user_setting(1, "style", "ink")
+    await store.set_user_setting(2, "steps", 50)
+    assert await store.unset_user_setting(1, "steps") is True
+    assert await store.unset_user_setting(1, "steps") is False
+    assert await store.unset_user_setting(3, "steps") is False
+    assert await store.reset_user_settings(1) == 2
+    assert await store.user_settings(1) == {}
+    assert await store.user_settings(2) == {"steps": 50}
+    assert await store.reset_user_settings(1) == 0
+
+    await store.set_guild_limit(9, "max_steps", 500)
+    assert await store.unset_guild_limit(9, "max_steps") is True
+    assert await store.unset_guild_limit(9, "max_steps") is False
+    assert await store.guild_limits(9) == {}
+
+
+async def test_acknowledged_write_is_visible_to_another_connection_at_once(store: Store, db_path: Path):
+    conn = plain_connect(db_path)
+    try:
+        await store.set_user_setting(11, "steps", 123)
+        row = conn.execute("SELECT value FROM user_settings WHERE user_id = 11 AND name = 'steps'").fetchone()
+        assert row == ("123",)
+        await store.add_job(job("j", created_at=1.0))
+        assert conn.execute("SELECT state FROM jobs WHERE job_id = 'j'").fetchone() == ("queued",)
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------------- failures
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions; see the query_only test")
+async def test_read_only_file_and_directory(db_path: Path):
+    s = await Store.open(db_path)
+    await s.set_user_setting(1, "steps", 300)
+    await s.close()
+    os.chmod(db_path, 0o444)
+    os.chmod(db_path.parent, 0o555)
+    try:
+        # Reported at open (the store checks it can write) or, at the latest, at the first write.
+        with pytest.raises(StoreError, match="read-only") as caught:
+            s = await Store.open(db_path)
+            try:
+                await s.set_user_setting(1, "steps", 400)
+            finally:
+                await s.close()
+        assert str(db_path) in str(caught.value)
+    finally:
+        os.chmod(db_path.parent, 0o755)
+        os.chmod(db_path, 0o644)
+
+
+async def test_read_only_database_is_reported(store: Store, db_path: Path):
+    # Root (as in CI containers) ignores chmod, so the permission test above is skipped there.
+    # PRAGMA query_only makes SQLite itself refuse writes with the same SQLITE_READONLY error a
+    # read-only file or mount gives, which exercises the same error mapping without faking it.
+    await store.set_user_setting(1, "steps", 300)
+    await store._db.execute("PRAGMA query_only = ON")
+    with pytest.raises(StoreError) as caught:
+        await store.set_user_setting(1, "steps", 400)
+    assert str(caught.value) == f"cannot write {db_path}: the database is read-only"
+    with pytest.raises(StoreError, match="read-only"):
+        await store.reset_user_settings(1)
+    assert await store.user_settings(1) == {"steps": 300}  # reads still work, nothing half-written
+    await store._db.execute("PRAGMA query_only = OFF")
+    await store.set_user_setting(1, "steps", 500)  # no transaction was left open
+    assert await store.user_settings(1) == {"steps": 500}
+
+
+async def test_full_disk(db_path: Path):
+    s = await Store.open(db_path)
+    await s.set_user_setting(1, "steps", 300)
+    await s.set_user_setting(1, "style", "ink")
+    # Cap the file a few pages above its current size: SQLite then fails with SQLITE_FULL,
+    # exactly what a full disk produces.
+    pages = await pragma(s, "page_count")
+    await pragma(s, f"max_page_count = {pages + 4}")
+    written = 0
+    with pytest.raises(StoreError) as caught:
+        for i in range(200):
+            await s.set_user_setting(2, f"k{i}", "x" * 3000)
+            written += 1
+    assert str(caught.value) == f"cannot write {db_path}: the disk is full"
+    assert 0 < written < 200
+    await s.close()
+
+    s = await Store.open(db_path)  # the cap is per connection: a new one has room again
+    assert await s.user_settings(1) == {"steps": 300, "style": "ink"}
+    assert len(await s.user_settings(2)) == written  # every acknowledged write, not the failed one
+    await s.close()
+
+
+async def test_locked_database_fails_within_the_timeout(db_path: Path):
+    s = await Store.open(db_path, timeout=0.3)
+    await s.set_user_setting(1, "steps", 300)
+    other = plain_connect(db_path)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreError, match="locked") as caught:
+            await s.set_user_setting(1, "steps", 400)
+        elapsed = time.monotonic() - started
+        assert 0.2 < elapsed < 1.5
+        assert str(db_path) in str(caught.value)
+        assert await s.user_settings(1) == {"steps": 300}  # WAL: reading is not blocked
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    await s.set_user_setting(1, "steps", 500)
+    assert await s.user_settings(1) == {"steps": 500}
+    await s.close()
+
+
+async def test_open_reports_a_held_write_lock(db_path: Path):
+    await (await Store.open(db_path)).close()
+    other = plain_connect(db_path)
+    other.execute("BEGIN EXCLUSIVE")  # e.g. a second copy of the bot mid-write
+    try:
+        with pytest.raises(StoreError, match=f"cannot open {db_path}: the database is locked"):
+            await Store.open(db_path, timeout=0.2)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
+async def test_stalled_connection_is_bounded_and_abandoned_writes_never_land(db_path: Path):
+    # A stalled disk cannot be produced portably, so occupy the connection's thread with a slow
+    # call (test-only use of the internal runner). Both callers must get an answer within the
+    # bound (2 * timeout + 1 s); the write still queued behind the stall is dropped, not applied late.
+    s = await Store.open(db_path, timeout=0.05)
+    await s.set_user_setting(1, "steps", 300)
+    stall = asyncio.create_task(s._run("read", lambda conn: time.sleep(1.6)))
+    await asyncio.sleep(0.05)
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="nothing was changed") as caught:
+        await s.set_user_setting(1, "steps", 999)
+    assert time.monotonic() - started < 1.5
+    assert str(caught.value).startswith(f"cannot write {db_path}: no answer within 1.1s")
+    with pytest.raises(StoreError, match="may still complete"):
+        await stall
+    await asyncio.sleep(0.5)  # let the stall finish
+    assert await s.user_settings(1) == {"steps": 300}
+    await s.close()
+
+
+async def test_closed_store(db_path: Path):
+    s = await Store.open(db_path)
+    await s.close()
+    await s.close()  # idempotent
+    with pytest.raises(RuntimeError, match="closed"):
+        await s.user_settings(1)
+
+
+# ---------------------------------------------------------------------- concurrency
+
+
+async def test_concurrent_writes_are_serialised_in_submission_order(db_path: Path):
+    s = await Store.open(db_path)
+    users = range(10)
+    calls, expected_reads, model = [], [], {u: {} for u in users}
+    # Round-robin interleaving: round r writes every user's setting, alternating two names, and
+    # reads some users back. Since operations run in submission order, each read must see exactly
+    # the writes submitted before it, which the model replays.
+    for r in range(5):
+        for u in users:
+            name = "steps" if r % 2 == 0 else "size"
+            value = r * 1000 + u
+            calls.append(s.set_user_setting(u, name, value))
+            model[u][name] = value
+            if (r + u) % 3 == 0:
+                calls.append(s.user_settings(u))
+                expected_reads.append(dict(model[u]))
+    results = await asyncio.gather(*calls)
+    reads = [r for r in results if r is not None]
+    assert reads == expected_reads
+    assert sum(1 for r in results if r is None) == 50
+
+    final = {u: {"steps": 4000 + u, "size": 3000 + u} for u in users}
+    assert model == final
+    for u in users:
+        assert await s.user_settings(u) == final[u]
+    await s.close()
+
+    s = await Store.open(db_path)
+    for u in users:
+        assert await s.user_settings(u) == final[u]
+    await s.close()
+
+
+# ---------------------------------------------------------------------- jobs
+
+
+def job(
+    job_id: str, *, user_id: int = 1, guild_id: int | None = 10, created_at: float, state: str = "queued"
+) -> JobRecord:
+    return JobRecord(
+        job_id=job_id, user_id=user_id, guild_id=guild_id, channel_id=SNOWFLAKE, message_id=SNOWFLAKE - 1,
+        status_message_id=None, params={"steps": 300, "style_weight": 1e6, "layers": [1, 2]}, state=state,
+        outcome=None, attempts=0, created_at=created_at, updated_at=created_at, finished_at=None,
+    )  # fmt: skip
+
+
+async def test_job_records(store: Store):
+    await store.add_job(job("b", created_at=200.0))
+    await store.add_job(job("a", created_at=100.0, guild_id=None))
+    await store.add_job(job("c", created_at=300.0, user_id=2))
+    await store.add_job(job("d", created_at=50.0, state="done"))
+
+    assert await store.get_job("b") == job("b", created_at=200.0)
+    assert await store.get_job("missing") is None
+    with pytest.raises(ValueError, match="already exists"):
+        await store.add_job(job("b", created_at=999.0))
+    with pytest.raises(ValueError, match="unknown job state"):
+        await store.add_job(job("e", created_at=1.0, state="exploded"))
+
+    # queued -> running -> done, with attempts and the status message
+    await store.update_job("b", state="running", attempts=1, status_message_id=SNOWFLAKE - 2)
+    running = await store.get_job("b")
+    assert (running.state, running.attempts, running.status_message_id) == ("running", 1, SNOWFLAKE - 2)
+    assert running.updated_at > 200.0 and running.created_at == 200.0
+    await store.update_job("b", state="done", outcome="ok in 12.3s", finished_at=400.0)
+    done = await store.get_job("b")
+    assert (done.state, done.outcome, done.finished_at, done.attempts) == ("done", "ok in 12.3s", 400.0, 1)
+    assert done.params == {"steps": 300, "style_weight": 1e6, "layers": [1, 2]}
+    assert done.updated_at >= running.updated_at
+
+    with pytest.raises(ValueError, match="unknown field"):
+        await store.update_job("b", colour="red")
+    with pytest.raises(ValueError, match="unknown job state"):
+        await store.update_job("b", state="exploded")
+    with pytest.raises(KeyError):
+        await store.update_job("missing", state="failed")
+
+    assert [j.job_id for j in await store.unfinished_jobs()] == ["a", "c"]  # oldest first
+    await store.update_job("c", state="running")
+    assert [j.job_id for j in await store.unfinished_jobs()] == ["a", "c"]
+
+    # cooldowns: per (user, guild); None is DMs
+    assert await store.last_job_started(1, 10) == 200.0
+    assert await store.last_job_started(1, None) == 100.0
+    assert await store.last_job_started(2, 10) == 300.0
+    assert await store.last_job_started(2, None) is None
+    assert await store.last_job_started(3, 10) is None
+
+    # prune: only finished jobs that finished before the cutoff
+    await store.update_job("d", finished_at=60.0)
+    await store.update_job("a", state="interrupted", finished_at=500.0)
+    assert await store.prune_jobs(450.0) == 2  # "d" (60) and "b" (400)
+    assert await store.get_job("d") is None and await store.get_job("b") is None
+    assert await store.get_job("a") is not None  # finished after the cutoff
+    assert await store.get_job("c") is not None  # still running
+    assert await store.prune_jobs(450.0) == 0
