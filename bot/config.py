@@ -124,6 +124,8 @@ def parse_config(raw: dict[str, Any], *, source: str = "<config>") -> Config:
     if "token" in raw.get("bot", {}):
         _fail(source, "bot.token", f"tokens do not belong in config files: set {TOKEN_ENV} or bot.token_file")
     sections = {name: _section(source, name, cls, raw.get(name, {})) for name, cls in _SECTIONS.items()}
+    if sections["engine"].precision not in FIELDS["precision"].choices:
+        _fail(source, "engine.precision", f"must be {FIELDS['precision'].describe_range()}, got {sections['engine'].precision!r}")
     config = Config(**sections, defaults=_defaults(source, raw.get("defaults", {}), sections["engine"]), source=source)
     _cross_checks(config)
     return config
@@ -192,8 +194,6 @@ def _defaults(source: str, values: Any, engine: EngineSection) -> StyleParams:
 
 def _cross_checks(config: Config) -> None:
     source = config.source
-    if config.engine.precision not in FIELDS["precision"].choices:
-        _fail(source, "engine.precision", f"must be {FIELDS['precision'].describe_range()}")
     if config.bot.log_level.upper() not in LOG_LEVELS:
         _fail(source, "bot.log_level", f"must be one of {', '.join(LOG_LEVELS)}, got {config.bot.log_level!r}")
     if not config.bot.command_prefix.strip():

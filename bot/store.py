@@ -37,7 +37,7 @@ could silently drop or misread what a newer one wrote.
 Errors an operator must fix (read-only file or directory, full disk, locked database, not a
 database, corrupt file) are raised as :class:`StoreError` with a one-line message naming the
 file. Programming errors (duplicate job id, unknown field, unknown job state) raise
-``ValueError``/``KeyError``.
+``ValueError``.
 """
 
 from __future__ import annotations
@@ -299,7 +299,9 @@ class Store:
     async def update_job(self, job_id: str, **fields: Any) -> None:
         """Change some of status_message_id, state, outcome, attempts, finished_at; updated_at is set to now.
 
-        An unknown field or state raises ValueError; an unknown job_id raises KeyError.
+        An unknown field or state raises ValueError. An unknown job_id changes nothing and is only
+        logged: the usual cause is that recording the job failed earlier (already reported), and
+        bookkeeping must not break the job itself.
         """
         unknown = set(fields) - _UPDATABLE_JOB_FIELDS
         if unknown:
@@ -313,7 +315,7 @@ class Store:
             lambda conn: conn.execute(f"UPDATE jobs SET {assignments} WHERE job_id = ?", values).rowcount
         )
         if changed == 0:
-            raise KeyError(f"no job {job_id!r}")
+            log.warning("update_job: no job %r in %s (was it never recorded, or pruned?)", job_id, self.path)
 
     async def get_job(self, job_id: str) -> JobRecord | None:
         row = await self._run(

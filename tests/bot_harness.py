@@ -52,9 +52,9 @@ def make_config(tmp_path: Path, weights_file: Path, **sections: dict[str, Any]) 
     return parse_config(raw, source="test-config")
 
 
-def make_world(fake: FakeDiscord) -> SimpleNamespace:
+def make_world(fake: FakeDiscord, token: str = TOKEN) -> SimpleNamespace:
     operator = fake.add_user("operator")  # owns the bot's application: a plain member of the server
-    bot_user = fake.add_bot(token=TOKEN, name="StyleBot", owner_id=operator.id)
+    bot_user = fake.add_bot(token=token, name="StyleBot", owner_id=operator.id)
     owner = fake.add_user("owner")  # owns the server
     guild = fake.add_guild(name="Art Club", owner_id=owner.id)
     general = fake.add_text_channel(guild.id, "general")

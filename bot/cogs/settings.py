@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from typing import TYPE_CHECKING
 
 from discord.ext import commands
@@ -34,6 +36,22 @@ def shown(value) -> str:
 class Settings(commands.Cog, name="Your settings"):
     def __init__(self, bot: "StyleBot"):
         self.bot = bot
+        # One lock per user: their settings commands apply in the order they were sent, even when a
+        # read-check-write of one overlaps the next. Locks are FIFO; dropped when nobody holds them.
+        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def _lock(self, user_id: int) -> asyncio.Lock:
+        lock = self._locks.get(user_id)
+        if lock is None:
+            lock = self._locks[user_id] = asyncio.Lock()
+        return lock
+
+    async def cog_before_invoke(self, ctx: commands.Context) -> None:
+        ctx.settings_lock = self._lock(ctx.author.id)
+        await ctx.settings_lock.acquire()
+
+    async def cog_after_invoke(self, ctx: commands.Context) -> None:
+        ctx.settings_lock.release()
 
     @commands.group(invoke_without_command=True, help="Show your defaults for stylize, and where each value comes from.")
     async def settings(self, ctx: commands.Context):

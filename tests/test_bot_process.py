@@ -1,0 +1,153 @@
+"""The bot started as users start it (`python -m bot --config ...`), in a subprocess, against the fake
+Discord: start-up errors, a job served, and graceful shutdown on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.store import Store
+from bot_harness import IMAGES, command, make_world, reply_to
+
+try:
+    from fake_discord import FakeDiscord
+except ImportError:
+    from tests.fake_discord import FakeDiscord
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "sekrit-token-0123456789"
+LONG = "--epochs 300 --size 64"
+
+
+def write_config(tmp_path: Path, weights_file: Path, grace: float = 60.0) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f"""
+[bot]
+data_dir = "{tmp_path / 'data'}"
+status_interval = 0.3
+shutdown_grace = {grace}
+
+[engine]
+weights = "{weights_file}"
+devices = ["cpu"]
+cpu_threads = 1
+
+[defaults]
+epochs = 8
+size = 48
+"""
+    )
+    return path
+
+
+@pytest.fixture
+async def fake():
+    async with FakeDiscord() as server:
+        yield server
+        server.assert_clean()
+
+
+async def start(fake, config: Path, token: str = SECRET, args=None):
+    env = {**os.environ, **fake.env(), "DISCORD_TOKEN": token}
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", *(args or ["--config", str(config)]),
+        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def finish(proc, timeout: float = 60) -> tuple[int, str]:
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    return proc.returncode, err.decode()
+
+
+async def serving(fake, world, proc) -> None:
+    """Until the bot answers a command (READY reached and cogs loaded)."""
+    await fake.wait_ready(timeout=60)
+    probe = await command(fake, world.general, world.dave, "!queue")
+    await reply_to(fake, probe, timeout=30)
+
+
+async def test_sigterm_lets_the_running_job_finish_and_refuses_new_ones(fake, tmp_path, weights_file):
+    world = make_world(fake, token=SECRET)
+    config = write_config(tmp_path, weights_file)
+    proc = await start(fake, config)
+    try:
+        await serving(fake, world, proc)
+        running = await command(fake, world.general, world.alice, f"!stylize {LONG}", IMAGES)
+        await reply_to(fake, running, lambda m: "%" in m.content, timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.5)
+        late = await command(fake, world.general, world.bob, "!stylize", IMAGES)
+        assert "shutting down" in (await reply_to(fake, late)).content
+        result = await reply_to(fake, running, lambda m: m.attachments, timeout=60)
+        assert "300 epochs" in result.content
+        code, err = await finish(proc)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert code == 0, err
+    assert SECRET not in err and "SIGTERM received: shutting down gracefully" in err
+    assert "job end" in err and "outcome=done" in err
+    store = await Store.open(tmp_path / "data" / "bot.sqlite3")  # closed cleanly, intact
+    try:
+        assert await store.unfinished_jobs() == []
+    finally:
+        await store.close()
+
+
+async def test_sigterm_after_the_grace_tells_the_user_their_job_was_interrupted(fake, tmp_path, weights_file):
+    world = make_world(fake, token=SECRET)
+    proc = await start(fake, write_config(tmp_path, weights_file, grace=0.5))
+    try:
+        await serving(fake, world, proc)
+        running = await command(fake, world.general, world.alice, "!stylize --epochs 2000 --size 64", IMAGES)
+        await reply_to(fake, running, lambda m: "%" in m.content, timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        told = await reply_to(fake, running, lambda m: "did not finish" in m.content, timeout=30)
+        assert "the bot shut down while your job was running; please send it again later" in told.content
+        code, err = await finish(proc)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert code == 0, err
+    store = await Store.open(tmp_path / "data" / "bot.sqlite3")
+    try:
+        assert await store.unfinished_jobs() == []
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("case", ["wrong token", "no intent", "no config", "bad config"])
+async def test_start_up_problems_exit_2_with_one_clear_line(fake, tmp_path, weights_file, case):
+    config = write_config(tmp_path, weights_file)
+    args = None
+    if case == "wrong token":
+        fake.add_bot(token=SECRET)
+        token, expected = "not-the-token", "Discord rejected the token (401 Unauthorized)"
+    elif case == "no intent":
+        fake.add_bot(token=SECRET, privileged_intents=0)
+        token, expected = SECRET, "enable it for this bot in the Developer Portal"
+    elif case == "no config":
+        token, expected, args = SECRET, "config file not found", ["--config", str(tmp_path / "missing.toml")]
+    else:
+        config.write_text(config.read_text().replace("devices", "device"))
+        token, expected = SECRET, "engine.device is not a known key (did you mean devices?)"
+    proc = await start(fake, config, token=token, args=args)
+    code, err = await finish(proc)
+    assert code == 2
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: ") and expected in last, err
+    assert "Traceback" not in err and SECRET not in err

@@ -1,0 +1,150 @@
+"""The local executor with real worker processes: its event stream, cancels, timeouts, crashes, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import os
+import signal
+
+import pytest
+from PIL import Image
+
+from bot.executor.base import CANCELLED, CRASHED, ERROR, SHUTDOWN, TIMEOUT, Done, ExecutorError, Failed, Progress, Queued, Refused, Started, StyleJob
+from bot.executor.local import LocalExecutor
+from bot_harness import CONTENT_PNG, STYLE_PNG
+from nst.params import StyleParams
+
+LIMITS = dict(max_per_user=5, max_queue=10)
+
+
+def job(user: int = 1, epochs: int = 6, size: int = 48, content: bytes = CONTENT_PNG) -> StyleJob:
+    return StyleJob(user_id=user, guild_id=1, channel_id=2, message_id=3, content=content, style=STYLE_PNG,
+                    params=StyleParams(epochs=epochs, size=size, seed=1).as_dict(), max_result_bytes=8_000_000,
+                    max_pixels=10**7)
+
+
+@contextlib.asynccontextmanager
+async def executor(weights_file, **options):
+    ex = LocalExecutor(weights=str(weights_file), devices=("cpu",), cpu_threads=1, **options)
+    await ex.start()
+    try:
+        yield ex
+    finally:
+        await ex.close()
+
+
+async def events(handle, timeout: float = 60) -> list:
+    async def collect():
+        return [event async for event in handle]
+
+    return await asyncio.wait_for(collect(), timeout)
+
+
+async def first(handle, kind, timeout: float = 30):
+    async def wait():
+        async for event in handle:
+            if isinstance(event, kind):
+                return event
+            assert not isinstance(event, (Done, Failed)), event
+
+    return await asyncio.wait_for(wait(), timeout)
+
+
+async def test_event_stream_and_queue_positions(weights_file):
+    async with executor(weights_file) as ex:
+        assert ex.health() == (True, "all workers ready")
+        handles = [await ex.submit(job(user), **LIMITS) for user in (1, 2, 3)]
+        streams = await asyncio.gather(*(events(h) for h in handles))
+    first_stream = streams[0]
+    assert isinstance(first_stream[0], Started) and first_stream[0].device == "cpu"
+    steps = [e.step for e in first_stream if isinstance(e, Progress)]
+    assert steps == sorted(steps) and steps[-1] == 6 and all(e.total == 6 for e in first_stream if isinstance(e, Progress))
+    done = first_stream[-1]
+    assert isinstance(done, Done) and done.filename == "stylized.png" and done.content_type == "image/png"
+    assert Image.open(io.BytesIO(done.image)).size == (48, 36)
+    assert done.stats["steps"] == 6 and done.stats["device"] == "cpu" and done.stats["seed"] == 1
+    # the third job waited at position 2, then 1
+    assert [e.position for e in streams[2] if isinstance(e, Queued)] == [2, 1]
+    assert all(isinstance(s[-1], Done) for s in streams)
+
+
+async def test_refusals(weights_file):
+    async with executor(weights_file) as ex:
+        running = await ex.submit(job(1, epochs=300, size=64), max_per_user=1, max_queue=2)
+        with pytest.raises(Refused, match="you already have 1 job queued or running"):
+            await ex.submit(job(1), max_per_user=1, max_queue=2)
+        await ex.submit(job(2, epochs=300, size=64), max_per_user=1, max_queue=2)
+        with pytest.raises(Refused, match="the queue is full"):
+            await ex.submit(job(3), max_per_user=1, max_queue=2)
+        assert [(i.state, i.user_id) for i in ex.jobs()] == [("running", 1), ("queued", 2)]
+        assert [h.job.user_id for h in ex.handles_for_user(1)] == [1] and running in ex.handles_for_user(1)
+        await ex.close(grace=0)
+        with pytest.raises(Refused, match="shutting down"):
+            await ex.submit(job(4), **LIMITS)
+
+
+async def test_cancel_queued_and_running(weights_file):
+    async with executor(weights_file) as ex:
+        running = await ex.submit(job(1, epochs=400, size=64), **LIMITS)
+        waiting = await ex.submit(job(2), **LIMITS)
+        await first(running, Progress)
+        assert await waiting.cancel()
+        assert (await events(waiting))[-1] == Failed(CANCELLED, "cancelled before it started")
+        assert await running.cancel()
+        stream = await events(running, timeout=10)
+        assert stream[-1] == Failed(CANCELLED, "cancelled")
+        assert not await running.cancel()  # already over
+        assert ex.jobs() == []
+        after = await ex.submit(job(3), **LIMITS)  # the worker took the next job at once
+        assert isinstance((await events(after))[-1], Done)
+
+
+async def test_timeout_and_worker_errors(weights_file):
+    async with executor(weights_file, job_timeout=1.5) as ex:
+        slow = await ex.submit(job(1, epochs=400, size=64), **LIMITS)
+        assert (await events(slow, timeout=30))[-1] == Failed(TIMEOUT, "stopped: it ran past the time limit of 1.5 s")
+        broken = await ex.submit(job(2, content=CONTENT_PNG[:80]), **LIMITS)
+        last = (await events(broken))[-1]
+        assert last.kind == ERROR and last.reason.startswith("the content image is")
+
+
+async def test_a_dead_worker_fails_its_job_only_and_is_replaced(weights_file):
+    async with executor(weights_file) as ex:
+        doomed = await ex.submit(job(1, epochs=400, size=64), **LIMITS)
+        waiting = await ex.submit(job(2), **LIMITS)
+        await first(doomed, Progress)
+        os.kill(ex._workers[0].process.pid, signal.SIGKILL)
+        last = (await events(doomed))[-1]
+        assert last.kind == CRASHED and "killed by SIGKILL" in last.reason
+        assert not ex.health()[0]  # the replacement is still loading
+        assert isinstance((await events(waiting))[-1], Done)
+        assert ex.health()[0] and ex.restarts == 1
+
+
+async def test_close_lets_running_jobs_finish_within_the_grace(weights_file):
+    async with executor(weights_file) as ex:
+        quick = await ex.submit(job(1, epochs=30), **LIMITS)
+        queued = await ex.submit(job(2), **LIMITS)
+        await first(quick, Started)
+        await ex.close(grace=30)
+        assert isinstance((await events(quick))[-1], Done)
+        assert (await events(queued))[-1].kind == SHUTDOWN
+    async with executor(weights_file) as ex:
+        slow = await ex.submit(job(1, epochs=400, size=64), **LIMITS)
+        await first(slow, Progress)
+        await ex.close(grace=0.5)
+        last = (await events(slow))[-1]
+        assert last.kind == SHUTDOWN and "shut down while your job was running" in last.reason
+        assert all(not w.process.is_alive() for w in ex._workers)
+
+
+async def test_unusable_weights_stop_the_start_with_the_reason(tmp_path):
+    bad = tmp_path / "vgg.pth"
+    bad.write_bytes(b"not weights")
+    ex = LocalExecutor(weights=str(bad), devices=("cpu",), cpu_threads=1)
+    with pytest.raises(ExecutorError, match="is not a readable PyTorch weights file"):
+        await ex.start()
+    await asyncio.sleep(0.2)
+    assert all(not w.process.is_alive() for w in ex._workers)
