@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import discord
@@ -11,6 +12,7 @@ from .config import Config
 from .errors import UserError
 from .executor import Executor, StyleJob, make_executor
 from .store import JobRecord, Store, StoreError
+from .web import Metrics, WebServer
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,11 @@ class StyleBot(commands.Bot):
         self.config = config
         self.executor: Executor | None = executor
         self.store: Store | None = None
-        self._shutting_down = False
+        self.metrics = Metrics(self)
+        self.web: WebServer | None = None
+        self.gateway_connected = False
+        self.shutting_down = False
+        self._lag_sampler: asyncio.Task | None = None
 
     async def setup_hook(self) -> None:
         from .cogs.admin import Limits
@@ -54,6 +60,10 @@ class StyleBot(commands.Bot):
         await self.executor.start()
         for cog in (Stylize(self), Settings(self), Limits(self)):
             await self.add_cog(cog)
+        self._lag_sampler = asyncio.create_task(self.metrics.sample_loop_lag())
+        if self.config.web.enabled:
+            self.web = WebServer(self, self.config.web.host, self.config.web.port)
+            await self.web.start()
         log.info("ready to serve: prefix %r, database %s", self.config.bot.command_prefix, self.store.path)
 
     async def is_owner(self, user: discord.abc.User) -> bool:
@@ -61,7 +71,14 @@ class StyleBot(commands.Bot):
         return user.id in self.config.bot.owner_ids or await super().is_owner(user)
 
     async def on_ready(self) -> None:
+        self.gateway_connected = True
         log.info("connected as %s (%s) to %d server(s)", self.user, self.user.id if self.user else "?", len(self.guilds))
+
+    async def on_resumed(self) -> None:
+        self.gateway_connected = True
+
+    async def on_disconnect(self) -> None:
+        self.gateway_connected = False
 
     async def on_command_error(self, ctx: commands.Context, error: commands.CommandError) -> None:
         if isinstance(error, commands.CommandNotFound):
@@ -111,8 +128,8 @@ class StyleBot(commands.Bot):
     async def close(self) -> None:
         """Graceful: refuse new jobs, let running ones finish (bot.shutdown_grace), tell the users of the
         others, then close the gateway and the database."""
-        if not self._shutting_down:
-            self._shutting_down = True
+        if not self.shutting_down:
+            self.shutting_down = True
             stylize = self.get_cog("Style transfer")
             if stylize is not None:
                 stylize.accepting = False
@@ -121,6 +138,10 @@ class StyleBot(commands.Bot):
             if stylize is not None:
                 await stylize.drain(timeout=15.0)
         await super().close()
+        if self._lag_sampler is not None:
+            self._lag_sampler.cancel()
+        if self.web is not None:
+            await self.web.stop()
         if self.store is not None:
             await self.store.close()
 

@@ -68,12 +68,26 @@ class WebSection:
 
 
 @dataclass(frozen=True)
+class ExecutorSection:
+    """Where jobs run: "local" worker processes, or "celery" workers anywhere, through Redis."""
+
+    kind: str = "local"
+    redis_url: str = "redis://127.0.0.1:6379/0"  # rediss:// for TLS; may carry user:password
+    redis_password_file: str = ""  # a file holding the Redis password (e.g. a Docker secret)
+    key_ttl: int = 86400  # seconds images, results and events live in Redis
+    visibility_timeout: int = 0  # seconds; 0 = caps.job_timeout + 600. Must exceed the longest job
+    max_attempts: int = 2  # deliveries of a job whose worker died, before it is given up
+    restore_interval: int = 10  # seconds between sweeps that hand a dead worker's job to another
+
+
+@dataclass(frozen=True)
 class Config:
     bot: BotSection = field(default_factory=BotSection)
     engine: EngineSection = field(default_factory=EngineSection)
     defaults: StyleParams = field(default_factory=StyleParams)  # job defaults for users who set nothing
     caps: CapsSection = field(default_factory=CapsSection)
     web: WebSection = field(default_factory=WebSection)
+    executor: ExecutorSection = field(default_factory=ExecutorSection)
     source: str = "<defaults>"
 
     @property
@@ -94,10 +108,20 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "caps.max_queue": (1, 100_000),
     "caps.job_timeout": (1.0, 7 * 24 * 3600.0),
     "caps.min_cooldown": (0.0, 86400.0),
-    "web.port": (1, 65535),
+    "web.port": (0, 65535),  # 0: any free port
+    "executor.key_ttl": (60, 30 * 86400),
+    "executor.visibility_timeout": (0, 30 * 86400),
+    "executor.max_attempts": (1, 10),
+    "executor.restore_interval": (1, 3600),
 }
 
-_SECTIONS = {"bot": BotSection, "engine": EngineSection, "caps": CapsSection, "web": WebSection}
+_SECTIONS = {
+    "bot": BotSection,
+    "engine": EngineSection,
+    "caps": CapsSection,
+    "web": WebSection,
+    "executor": ExecutorSection,
+}
 
 
 def load_config(path: str | os.PathLike) -> Config:
@@ -202,8 +226,34 @@ def _cross_checks(config: Config) -> None:
         _fail(source, "defaults.epochs", f"{config.defaults.epochs} is above caps.max_epochs ({config.caps.max_epochs})")
     if config.defaults.size > config.caps.max_size:
         _fail(source, "defaults.size", f"{config.defaults.size} is above caps.max_size ({config.caps.max_size})")
+    if config.executor.kind not in ("local", "celery"):
+        _fail(source, "executor.kind", f"must be \"local\" or \"celery\", got {config.executor.kind!r}")
+    timeout = config.caps.job_timeout
+    if config.executor.visibility_timeout and config.executor.visibility_timeout <= timeout:
+        _fail(source, "executor.visibility_timeout",
+              f"{config.executor.visibility_timeout} s must exceed caps.job_timeout ({timeout:g} s), "
+              "or a slow job would be handed to a second worker while it still runs")
     if config.engine.weights not in ("torchvision", "random") and not Path(config.engine.weights).expanduser().is_file():
         _fail(source, "engine.weights", f"file not found: {config.engine.weights} (or use \"torchvision\")")
+
+
+def queue_settings(config: Config):
+    """The settings the bot and the Celery workers share (see executor/jobqueue.py)."""
+    from .executor.jobqueue import QueueSettings, redis_url
+
+    section = config.executor
+    try:
+        url = redis_url(section.redis_url, section.redis_password_file)
+    except OSError as error:
+        raise ConfigError(f"executor.redis_password_file: cannot read it: {error.strerror or error}") from None
+    return QueueSettings(
+        redis_url=url,
+        key_ttl=section.key_ttl,
+        visibility_timeout=section.visibility_timeout or int(config.caps.job_timeout) + 600,
+        max_attempts=section.max_attempts,
+        job_timeout=config.caps.job_timeout,
+        restore_interval=section.restore_interval,
+    )
 
 
 def read_token(config: Config, environ: dict[str, str] | None = None) -> str:
@@ -216,6 +266,8 @@ def read_token(config: Config, environ: dict[str, str] | None = None) -> str:
         path = Path(config.bot.token_file).expanduser()
         try:
             token = path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            raise ConfigError(f"no Discord token: {TOKEN_ENV} is not set and bot.token_file {path} does not exist") from None
         except OSError as error:
             raise ConfigError(f"bot.token_file: cannot read {path}: {error.strerror or error}") from None
         if not token:

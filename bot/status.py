@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Awaitable, Callable
 
 import discord
 
@@ -18,10 +19,18 @@ class StatusMessage:
     that a moderator deleted, or that can no longer be edited, is not an error for the job.
     """
 
-    def __init__(self, request: discord.Message, interval: float):
+    def __init__(
+        self,
+        request: discord.Message | discord.PartialMessage,
+        interval: float,
+        *,
+        existing: discord.PartialMessage | None = None,
+        on_created: Callable[[discord.Message], Awaitable[None]] | None = None,
+    ):
         self._request = request
         self._interval = interval
-        self.message: discord.Message | None = None
+        self._on_created = on_created
+        self.message: discord.Message | discord.PartialMessage | None = existing  # after a restart
         self._text = ""
         self._shown = ""
         self._last_edit = 0.0
@@ -52,6 +61,8 @@ class StatusMessage:
                         reference=self._request.to_reference(fail_if_not_exists=False),
                         mention_author=False,
                     )
+                    if self._on_created is not None:
+                        await self._on_created(self.message)
                 else:
                     await self.message.edit(content=text)
             except discord.HTTPException as error:

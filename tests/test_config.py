@@ -44,7 +44,7 @@ def test_the_example_documents_every_key():
         ({"defaults": {"epochs": 0}}, "defaults.epochs must be an integer from 1 to 100000, got 0"),
         ({"defaults": {"style_wieght": 1}}, "defaults.style_wieght is not a style parameter (did you mean style_weight?)"),
         ({"defaults": {"epochs": 2000}}, "defaults.epochs 2000 is above caps.max_epochs (1000)"),
-        ({"web": {"port": 70000}}, "web.port must be from 1 to 65535"),
+        ({"web": {"port": 70000}}, "web.port must be from 0 to 65535"),
     ],
 )
 def test_bad_values_name_the_key(raw, words):

@@ -15,8 +15,8 @@ from nst.errors import ParamError
 
 from .. import attachments
 from ..errors import UserError
-from ..executor.base import CANCELLED, SHUTDOWN, Done, Failed, JobHandle, Progress, Queued, Refused, Started, StyleJob
-from ..limits import Resolved, effective_limits, resolve
+from ..executor.base import CANCELLED, SHUTDOWN, Detached, Done, Failed, JobHandle, Progress, Queued, Refused, Started, StyleJob
+from ..limits import effective_limits, resolve
 from ..options import StyleOptions, option_name, options_help
 from ..status import StatusMessage
 
@@ -33,7 +33,8 @@ class Stylize(commands.Cog, name="Style transfer"):
     def __init__(self, bot: "StyleBot"):
         self.bot = bot
         self.accepting = True
-        self.following: set[asyncio.Task] = set()  # commands waiting on a job: shutdown lets them finish
+        self.following: set[asyncio.Task] = set()  # tasks waiting on a job: shutdown lets them finish
+        self._resumed = False
         self.stylize.help = self.stylize.help.replace("{options}", options_help(bot.config.defaults))
 
     @commands.command(
@@ -89,7 +90,7 @@ class Stylize(commands.Cog, name="Style transfer"):
         task = asyncio.current_task()
         self.following.add(task)
         try:
-            await self._follow(ctx, handle, resolved)
+            await self._follow(handle, ctx.message, "".join(f"\n⚠️ {note}" for note in resolved.notes))
         finally:
             self.following.discard(task)
 
@@ -106,41 +107,92 @@ class Stylize(commands.Cog, name="Style transfer"):
             wait = cooldown - (time.time() - last)
             raise UserError(f"please wait {wait:.0f} s before your next job (the cooldown here is {cooldown:g} s)")
 
-    async def _follow(self, ctx: commands.Context, handle: JobHandle, resolved: Resolved) -> None:
+    async def _follow(
+        self,
+        handle: JobHandle,
+        request: discord.Message | discord.PartialMessage,
+        notes: str = "",
+        status: StatusMessage | None = None,
+    ) -> None:
         """Turn the job's events into a status message and, at the end, the result reply."""
-        status = StatusMessage(ctx.message, self.bot.config.bot.status_interval)
-        notes = "".join(f"\n⚠️ {note}" for note in resolved.notes)
-        prefix = ctx.clean_prefix
-        job_id = handle.job.job_id
+        job = handle.job
+        prefix = self.bot.config.bot.command_prefix
+
+        async def remember_status(message: discord.Message) -> None:
+            await self.bot.update_job(job.job_id, status_message_id=message.id)
+
+        status = status or StatusMessage(request, self.bot.config.bot.status_interval, on_created=remember_status)
         async for event in handle:
             if isinstance(event, Queued):
                 await status.show(f"⏳ Queued, position {event.position}. `{prefix}cancel` withdraws it.{notes}")
             elif isinstance(event, Started):
                 await status.show(f"🎨 Started on {event.device}…{notes}", now=True)
-                await self.bot.update_job(job_id, state="running", status_message_id=status.message and status.message.id)
+                await self.bot.update_job(job.job_id, state="running")
             elif isinstance(event, Progress):
                 await status.show(f"🎨 {progress_line(event)}{notes}")
             elif isinstance(event, Done):
-                try:
-                    await self._deliver(ctx, event, notes)
-                except discord.HTTPException as error:
-                    log.error("could not deliver job %s: %s", job_id, error)
-                    reason = "the result was made, but Discord refused the upload; please try a smaller --size"
-                    await status.finish(f"❌ {reason}")
-                    await self.bot.update_job(job_id, state="failed", outcome=reason, finished_at=time.time())
-                else:
-                    await status.finish()
-                    await self.bot.update_job(job_id, state="done", outcome=timing_line(event.stats), finished_at=time.time())
+                await self._deliver(job, request, event, notes, status)
             elif isinstance(event, Failed):
                 icon = "🛑" if event.kind == CANCELLED else "❌"
+                self.bot.metrics.job_finished(event.kind)
                 await status.finish(f"{icon} Your job did not finish: {event.reason}")
                 state = {CANCELLED: "cancelled", SHUTDOWN: "interrupted"}.get(event.kind, "failed")
-                await self.bot.update_job(job_id, state=state, outcome=event.reason, finished_at=time.time())
+                await self.bot.update_job(job.job_id, state=state, outcome=event.reason, finished_at=time.time())
+            elif isinstance(event, Detached):  # the job goes on without us; resume_jobs picks it up again
+                await status.finish(f"⏸️ {event.reason}{notes}")
 
-    async def _deliver(self, ctx: commands.Context, done: Done, notes: str) -> None:
+    async def _deliver(self, job: StyleJob, request, done: Done, notes: str, status: StatusMessage) -> None:
         file = discord.File(io.BytesIO(done.image), filename=done.filename)
-        reference = ctx.message.to_reference(fail_if_not_exists=False)  # the request may have been deleted
-        await ctx.channel.send(f"{ctx.author.mention} {timing_line(done.stats)}{notes}", file=file, reference=reference)
+        reference = request.to_reference(fail_if_not_exists=False)  # the request may have been deleted
+        try:
+            await request.channel.send(f"<@{job.user_id}> {timing_line(done.stats)}{notes}", file=file, reference=reference)
+        except discord.HTTPException as error:
+            log.error("could not deliver job %s: %s", job.job_id, error)
+            reason = "the result was made, but Discord refused the upload; please try a smaller --size"
+            self.bot.metrics.job_finished("undelivered")
+            await status.finish(f"❌ {reason}")
+            await self.bot.update_job(job.job_id, state="failed", outcome=reason, finished_at=time.time())
+            return
+        await status.finish()
+        self.bot.metrics.job_finished("done", done.stats)
+        await self.bot.update_job(job.job_id, state="done", outcome=timing_line(done.stats), finished_at=time.time())
+
+    @commands.Cog.listener()
+    async def on_ready(self) -> None:
+        """Once per process: pick up the jobs recorded before a restart (queued or running)."""
+        if self._resumed:
+            return
+        self._resumed = True
+        for record in await self.bot.store.unfinished_jobs():
+            self._track(asyncio.create_task(self._resume(record)))
+
+    async def _resume(self, record) -> None:
+        try:
+            channel = self.bot.get_channel(record.channel_id) or await self.bot.fetch_channel(record.channel_id)
+        except discord.HTTPException as error:
+            log.warning("job %s: its channel is gone (%s); dropping it", record.job_id, error)
+            await self.bot.update_job(record.job_id, state="failed", outcome="channel gone", finished_at=time.time())
+            return
+        request = channel.get_partial_message(record.message_id)
+        existing = channel.get_partial_message(record.status_message_id) if record.status_message_id else None
+        status = StatusMessage(request, self.bot.config.bot.status_interval, existing=existing)
+        job = StyleJob(
+            user_id=record.user_id, guild_id=record.guild_id, channel_id=record.channel_id, message_id=record.message_id,
+            content=b"", style=b"", params=record.params, max_result_bytes=0, max_pixels=0,
+            job_id=record.job_id, submitted_at=record.created_at,
+        )
+        handle = await self.bot.executor.reattach(job)
+        if handle is None:
+            reason = "the bot restarted and your job was lost; please send it again"
+            await status.finish(f"❌ Your job did not finish: {reason}")
+            await self.bot.update_job(record.job_id, state="interrupted", outcome=reason, finished_at=time.time())
+            return
+        log.info("re-attached to job %s", record.job_id)
+        await self._follow(handle, request, status=status)
+
+    def _track(self, task: asyncio.Task) -> None:
+        self.following.add(task)
+        task.add_done_callback(self.following.discard)
 
     @commands.command(help="Cancel your queued or running job (a running job stops within one step).")
     async def cancel(self, ctx: commands.Context):

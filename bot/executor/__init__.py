@@ -5,6 +5,11 @@ from .base import Executor, ExecutorError, JobHandle, Refused, StyleJob
 
 def make_executor(config) -> Executor:
     """The executor the config asks for."""
+    if config.executor.kind == "celery":
+        from ..config import queue_settings
+        from .distributed import CeleryExecutor
+
+        return CeleryExecutor(queue_settings(config))
     from .local import LocalExecutor
 
     return LocalExecutor(

@@ -2,7 +2,7 @@
 the tensor work ran (local worker processes, or Celery workers on other machines).
 
     handle = await executor.submit(job, max_per_user=1, max_queue=20)   # may raise Refused
-    async for event in handle:        # Queued, Started, Progress..., then Done or Failed
+    async for event in handle:        # Queued, Started, Progress..., then Done, Failed or Detached
         ...
     await handle.cancel()             # queued: removed at once; running: stops within a step
     await executor.close(grace=60)    # no new jobs; running ones get `grace` seconds
@@ -86,8 +86,15 @@ class Failed:
     reason: str  # for the user, as is
 
 
-Event = Union[Queued, Started, Progress, Done, Failed]
-TERMINAL = (Done, Failed)
+@dataclass(frozen=True)
+class Detached:
+    """The bot stops following a job that goes on elsewhere (Celery); it re-attaches after a restart."""
+
+    reason: str
+
+
+Event = Union[Queued, Started, Progress, Done, Failed, Detached]
+TERMINAL = (Done, Failed, Detached)
 
 
 class Refused(Exception):
@@ -156,6 +163,9 @@ class Executor(Protocol):
 
     def handles_for_user(self, user_id: int) -> list[JobHandle]:
         """The user's unfinished jobs."""
+
+    async def reattach(self, job: StyleJob) -> JobHandle | None:
+        """Follow a job submitted before the bot restarted, or None if it did not survive the restart."""
 
     def health(self) -> tuple[bool, str]:
         """(healthy, reason): every worker alive and ready."""

@@ -105,7 +105,11 @@ class LocalExecutor:
 
     def _default_threads(self) -> int:
         cpu_workers = sum(1 for d in self._devices if d == "cpu") or 1
-        return max(1, (os.cpu_count() or 1) // cpu_workers)
+        try:
+            usable = len(os.sched_getaffinity(0))  # respects cpusets (docker --cpuset-cpus)
+        except AttributeError:  # macOS
+            usable = os.cpu_count() or 1
+        return max(1, usable // cpu_workers)
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -243,6 +247,9 @@ class LocalExecutor:
 
     def handles_for_user(self, user_id: int) -> list[JobHandle]:
         return [e.handle for e in self._entries.values() if e.job.user_id == user_id]
+
+    async def reattach(self, job: StyleJob) -> JobHandle | None:
+        return None  # local workers die with the bot: a job from before a restart is gone
 
     def health(self) -> tuple[bool, str]:
         problems = []

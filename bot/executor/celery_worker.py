@@ -1,0 +1,285 @@
+"""``nst-worker``: a Celery worker that runs style-transfer jobs on one device.
+
+    nst-worker --config config.toml --device cuda:0     # one per GPU, on as many machines as you like
+
+A worker needs only an outbound connection to Redis. It takes one job at a time (prefetch 1); the
+job runs in a pool process that loads VGG-19 once and keeps it warm across jobs. A job is
+acknowledged only after it ended, so if its process or the whole worker dies, Redis hands it to a
+worker again (at most executor.max_attempts deliveries in all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing
+import os
+import socket
+import sys
+import threading
+import time
+from typing import Any, Sequence
+
+from .jobqueue import ACTIVE, HEARTBEAT_EVERY, HEARTBEAT_TTL, PENDING, QUEUE, TASK_NAME, WORKERS, JobKeys, encode_event, make_celery, safe_url
+
+log = logging.getLogger("bot.worker")
+
+PROGRESS_INTERVAL = 0.5
+CANCEL_POLL = 0.2  # seconds between checks of a job's cancel key (a GET, while steps run)
+
+
+class _State:
+    """Per process: settings from the command line, the model in pool processes, a Redis client."""
+
+    settings = None
+    name = ""
+    weights = ""
+    device = "auto"
+    threads = 0
+    model = None
+    redis = None
+
+
+STATE = _State()
+
+
+def _redis():
+    if STATE.redis is None:
+        import redis
+
+        STATE.redis = redis.Redis.from_url(STATE.settings.redis_url, socket_timeout=30, health_check_interval=30)
+    return STATE.redis
+
+
+def load_model_in_pool_process(**_: Any) -> None:
+    """worker_process_init: each pool process loads the model once, on its device."""
+    import torch
+
+    from nst.model import load_vgg19
+
+    STATE.redis = None  # never share a connection with the parent across fork
+    if STATE.threads:
+        torch.set_num_threads(STATE.threads)
+    try:
+        STATE.model = load_vgg19(STATE.weights, device=STATE.device)
+    except Exception as error:  # noqa: BLE001 - the preflight check makes this rare
+        log.critical("cannot load VGG-19 on %s: %s", STATE.device, error)
+        os._exit(3)
+    log.info("model loaded on %s in process %d", STATE.model.device, os.getpid())
+
+
+def stylize_task(job_id: str, params: dict, max_result_bytes: int, max_pixels: int, timeout: float, max_attempts: int) -> None:
+    """The Celery task. Every way it ends is an event in the job's stream; it never raises."""
+    r = _redis()
+    keys = JobKeys(job_id)
+    ttl = STATE.settings.key_ttl
+
+    def emit(kind: str, **data: Any) -> None:
+        r.xadd(keys.events, encode_event(kind, data), maxlen=5000, approximate=True)
+        r.expire(keys.events, ttl)
+
+    def end(kind: str, reason: str) -> None:
+        emit("failed", failure=kind, reason=reason)
+        _forget(r, keys)
+
+    attempt = r.incr(keys.attempts)
+    r.expire(keys.attempts, ttl)
+    if r.exists(keys.cancel):
+        end("cancelled", "cancelled before it started")
+        return
+    done = r.get(keys.result + ":meta")
+    if done is not None:  # an earlier delivery finished but was not acknowledged: say so again
+        emit("done", **json.loads(done))
+        _forget(r, keys)
+        return
+    if attempt > max_attempts:
+        end("crashed", f"the job stopped its worker {attempt - 1} times and will not be tried again")
+        return
+    r.zrem(PENDING, job_id)
+    entry = r.hget(ACTIVE, job_id)
+    if entry is not None:
+        r.hset(ACTIVE, job_id, json.dumps({**json.loads(entry), "state": "running", "device": str(STATE.model.device)}))
+    emit("started", device=f"{STATE.model.device} on {STATE.name}", worker=STATE.name, attempt=attempt)
+    content, style = r.get(keys.content), r.get(keys.style)
+    if content is None or style is None:
+        end("error", "the images expired before a worker was free; please send them again")
+        return
+    _run(r, keys, emit, end, content, style, params, max_result_bytes, max_pixels, timeout)
+
+
+def _run(r, keys: JobKeys, emit, end, content: bytes, style: bytes, params: dict, max_result_bytes: int, max_pixels: int, timeout: float) -> None:
+    import torch
+
+    from nst import images
+    from nst.errors import Cancelled, NSTError
+    from nst.params import StyleParams
+    from nst.transfer import stylize
+
+    started = time.monotonic()
+    checked, stop_reason, last_progress = 0.0, None, 0.0
+
+    def should_stop() -> bool:
+        nonlocal checked, stop_reason
+        now = time.monotonic()
+        if now - started > timeout:
+            stop_reason = "timeout"
+            return True
+        if now - checked >= CANCEL_POLL:
+            checked = now
+            if r.exists(keys.cancel):
+                stop_reason = "cancelled"
+                return True
+        return False
+
+    def on_progress(p) -> None:
+        nonlocal last_progress
+        now = time.monotonic()
+        if now - last_progress >= PROGRESS_INTERVAL or p.step == p.total:
+            last_progress = now
+            emit("progress", step=p.step, total=p.total, content_loss=p.content_loss, style_loss=p.style_loss,
+                 total_loss=p.total_loss, elapsed=p.elapsed, eta=p.eta)
+
+    try:
+        result = stylize(
+            images.decode_image(content, max_pixels=max_pixels, name="content image"),
+            images.decode_image(style, max_pixels=max_pixels, name="style image"),
+            StyleParams.from_mapping(params),
+            model=STATE.model,
+            on_progress=on_progress,
+            should_stop=should_stop,
+        )
+        encoded = images.encode_image(result.image, max_bytes=max_result_bytes)
+    except Cancelled:
+        if stop_reason == "timeout":
+            end("timeout", f"stopped: it ran past the time limit of {timeout:g} s")
+        else:
+            end("cancelled", "cancelled")
+        return
+    except NSTError as error:
+        end("error", str(error))
+        return
+    except torch.OutOfMemoryError:
+        if STATE.model.device.type == "cuda":
+            torch.cuda.empty_cache()
+        end("error", "ran out of memory at this size; try a smaller --size")
+        return
+    except Exception:  # noqa: BLE001 - a bug: logged here, a short line for the user
+        log.exception("job %s failed", keys.job_id)
+        end("error", "an internal error stopped this job; the operator can find it in the logs")
+        return
+    stats = {f: getattr(result.stats, f) for f in result.stats.__dataclass_fields__}
+    stats.update(encoded_size=list(encoded.size), format=encoded.format, quality=encoded.quality)
+    meta = {"filename": f"stylized{encoded.extension}", "content_type": encoded.content_type, "stats": stats}
+    ttl = STATE.settings.key_ttl
+    r.set(keys.result, encoded.data, ex=ttl)
+    r.set(keys.result + ":meta", json.dumps(meta), ex=ttl)  # from here on, a re-delivery just reports this
+    emit("done", **meta)
+    _forget(r, keys)
+
+
+def _forget(r, keys: JobKeys) -> None:
+    """The job is over: free its images and its place in the shared bookkeeping."""
+    r.delete(keys.content, keys.style)
+    r.hdel(ACTIVE, keys.job_id)
+    r.zrem(PENDING, keys.job_id)
+
+
+class Heartbeat:
+    """A key that expires unless refreshed: the bot's /healthz counts live workers by it."""
+
+    def __init__(self, name: str, device: str):
+        self.key = WORKERS + name
+        self.value = json.dumps({"name": name, "device": device, "pid": os.getpid(), "since": time.time()})
+        self._stop = threading.Event()
+
+    def start(self, **_: Any) -> None:
+        threading.Thread(target=self._beat, name="nst-heartbeat", daemon=True).start()
+
+    def _beat(self) -> None:
+        while not self._stop.is_set():
+            try:
+                _redis().set(self.key, self.value, ex=HEARTBEAT_TTL)
+            except Exception as error:  # noqa: BLE001 - Redis briefly away: try again next beat
+                log.warning("heartbeat failed: %s", error)
+            self._stop.wait(HEARTBEAT_EVERY)
+
+    def stop(self, **_: Any) -> None:
+        self._stop.set()
+        try:
+            _redis().delete(self.key)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _preflight(weights: str, device: str, queue) -> None:
+    try:
+        from nst.model import load_vgg19
+
+        model = load_vgg19(weights, device=device)
+        queue.put(("ok", str(model.device)))
+    except Exception as error:  # noqa: BLE001 - reported to the parent
+        queue.put(("error", str(error)))
+
+
+def preflight(weights: str, device: str) -> tuple[bool, str]:
+    """Load the model once in a throw-away process: a bad device or weights file stops start-up with
+    the reason, and the worker's own process never initialises CUDA before its pool forks."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_preflight, args=(weights, device, queue))
+    process.start()
+    try:
+        status, detail = queue.get(timeout=600)
+    except Exception:  # noqa: BLE001
+        status, detail = "error", f"the check process died (exit code {process.exitcode})"
+    process.join(30)
+    return status == "ok", detail
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nst-worker", description="A Celery worker for style-transfer jobs (one per device).")
+    parser.add_argument("--config", default="config.toml", help="the bot's TOML config (engine and executor sections)")
+    parser.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N or mps (default: engine.devices[0])")
+    parser.add_argument("--name", default=None, help="worker name (default: nst-<device>@<hostname>)")
+    args = parser.parse_args(argv)
+
+    from ..config import ConfigError, load_config, queue_settings
+    from ..logs import setup_logging
+
+    try:
+        config = load_config(args.config)
+        settings = queue_settings(config)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    setup_logging(config.bot.log_level, config.bot.log_json, secrets=[settings.redis_url])
+    STATE.settings = settings
+    STATE.weights = config.engine.weights
+    STATE.device = args.device or config.engine.devices[0]
+    STATE.threads = config.engine.cpu_threads
+    ok, detail = preflight(STATE.weights, STATE.device)
+    if not ok:
+        print(f"error: {detail}", file=sys.stderr)
+        return 2
+    name = (args.name or f"nst-{detail.replace(':', '')}@%h").replace("%h", socket.gethostname())
+    STATE.name = name
+    log.info("worker %s on %s, queue %r at %s", name, detail, QUEUE, safe_url(settings.redis_url))
+
+    from celery.signals import worker_process_init, worker_ready, worker_shutdown
+
+    app = make_celery(settings)
+    app.task(name=TASK_NAME, acks_late=True, reject_on_worker_lost=True)(stylize_task)
+    heartbeat = Heartbeat(name, detail)
+    worker_process_init.connect(load_model_in_pool_process, weak=False)
+    worker_ready.connect(heartbeat.start, weak=False)
+    worker_shutdown.connect(heartbeat.stop, weak=False)
+    app.worker_main([
+        "worker", "--pool=prefork", "--concurrency=1", "--prefetch-multiplier=1", f"--queues={QUEUE}",
+        "--without-gossip", "--without-mingle", f"--hostname={name}", f"--loglevel={config.bot.log_level.upper()}",
+    ])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""A throw-away Redis on 127.0.0.1 (no persistence) and Celery workers as real processes, for tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def redis_server():
+    """Start redis-server on a free loopback port; yield its URL; stop it."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (CI installs Debian's redis-server)")
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "yes"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def celery_config(tmp_path: Path, weights_file: Path, redis_url: str, **caps) -> Path:
+    """A bot config for Celery tests: fast re-delivery (visibility 6 s, sweep every second)."""
+    caps_lines = "\n".join(f"{k} = {v}" for k, v in {"job_timeout": 5, "max_jobs_per_user": 3, **caps}.items())
+    path = tmp_path / "celery.toml"
+    path.write_text(
+        f"""
+[bot]
+data_dir = "{tmp_path / 'data'}"
+status_interval = 0.3
+shutdown_grace = 5
+
+[engine]
+weights = "{weights_file}"
+devices = ["cpu"]
+cpu_threads = 1
+
+[defaults]
+epochs = 8
+size = 48
+
+[caps]
+{caps_lines}
+
+[executor]
+kind = "celery"
+redis_url = "{redis_url}"
+visibility_timeout = 6
+restore_interval = 1
+"""
+    )
+    return path
+
+
+class Worker:
+    """`nst-worker` in its own process group, so a test can kill the whole worker at once."""
+
+    def __init__(self, config: Path, name: str, log_path: Path):
+        self.name = name
+        self.log_path = log_path
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bot.executor.celery_worker", "--config", str(config), "--device", "cpu", "--name", name],
+            cwd=ROOT, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log_path.read_text(errors="replace")
+            if "model loaded" in text and " ready." in text:
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker {self.name} exited:\n{text[-3000:]}")
+            time.sleep(0.1)
+        raise TimeoutError(f"worker {self.name} not ready:\n{self.log_path.read_text(errors='replace')[-3000:]}")
+
+    def pool_process(self) -> int:
+        """The pid of the pool process that runs jobs: the worker's forked child (same command line;
+        other children, like multiprocessing's resource tracker, have their own)."""
+        own = Path(f"/proc/{self.proc.pid}/cmdline").read_bytes()
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        forked = [int(pid) for pid in children if Path(f"/proc/{pid}/cmdline").read_bytes() == own]
+        assert len(forked) == 1, f"expected one pool process, found {forked}"
+        return forked[0]
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker: main process and pool."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # Celery's warm shutdown
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # a pool process left behind
