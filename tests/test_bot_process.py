@@ -130,6 +130,39 @@ async def test_sigterm_after_the_grace_tells_the_user_their_job_was_interrupted(
         await store.close()
 
 
+async def test_after_a_crash_the_restarted_bot_tells_the_user_their_job_was_lost(fake, tmp_path, weights_file):
+    world = make_world(fake, token=SECRET)
+    config = write_config(tmp_path, weights_file)
+    proc = await start(fake, config)
+    try:
+        await serving(fake, world, proc)
+        running = await command(fake, world.general, world.alice, f"!stylize {LONG}", IMAGES)
+        status = await reply_to(fake, running, lambda m: "%" in m.content, timeout=30)
+        proc.kill()  # no graceful shutdown: the local workers die with the bot
+        await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    again = await start(fake, config)
+    try:
+        told = await reply_to(fake, running, lambda m: "did not finish" in m.content, timeout=90)
+        assert told.id == status.id  # the same status message, edited
+        assert "the bot restarted and your job was lost; please send it again" in told.content
+        again.send_signal(signal.SIGTERM)
+        code, err = await finish(again)
+    finally:
+        if again.returncode is None:
+            again.kill()
+            await again.wait()
+    assert code == 0, err
+    store = await Store.open(tmp_path / "data" / "bot.sqlite3")
+    try:
+        assert await store.unfinished_jobs() == []
+    finally:
+        await store.close()
+
+
 @pytest.mark.parametrize("case", ["wrong token", "no intent", "no config", "bad config"])
 async def test_start_up_problems_exit_2_with_one_clear_line(fake, tmp_path, weights_file, case):
     config = write_config(tmp_path, weights_file)

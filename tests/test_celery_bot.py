@@ -121,13 +121,13 @@ async def test_a_restarted_bot_delivers_the_result_to_the_right_message(fake, tm
         await first.start()
         await fake.wait_ready(timeout=60)
         await answered(fake, world.general, world.dave)
-        request = await command(fake, world.general, world.alice, "!stylize --epochs 120 --size 64", IMAGES)
+        request = await command(fake, world.general, world.alice, "!stylize --epochs 60 --size 64", IMAGES)
         status = await reply_to(fake, request, lambda m: "%" in m.content, timeout=60)
         await first.stop(signal.SIGKILL)  # the bot dies mid-job; the job goes on in the worker
         await second.start()
         await fake.wait_ready(timeout=60)
         result = await reply_to(fake, request, lambda m: m.attachments, timeout=90)
-        assert "120 epochs · 64×48" in result.content and f"<@{world.alice.id}>" in result.content
+        assert "60 epochs · 64×48" in result.content and f"<@{world.alice.id}>" in result.content
         await fake.wait_until(lambda: status.deleted, timeout=10, what="the old status message is cleaned up")
     finally:
         await first.stop()

@@ -19,7 +19,7 @@ def test_the_example_parses_and_equals_the_built_in_defaults():
 def test_the_example_documents_every_key():
     raw = tomllib.loads(EXAMPLE.read_text())
     text = EXAMPLE.read_text()
-    for section in ("bot", "engine", "caps", "web"):
+    for section in ("bot", "engine", "caps", "web", "executor"):
         for field in dataclasses.fields(getattr(Config(), section)):
             assert field.name in raw[section], f"{section}.{field.name} missing from config.example.toml"
     for name in ("epochs", "lr", "content_weight", "style_weight", "tv_weight", "size", "style_scale", "pool", "init", "seed"):
@@ -77,7 +77,9 @@ def test_token_from_environment_or_file_never_from_config(tmp_path):
     (tmp_path / "token").write_text("")
     with pytest.raises(ConfigError, match="is empty"):
         read_token(config, {})
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(ConfigError, match="no Discord token: DISCORD_TOKEN is not set and bot.token_file .*nope does not exist"):
         read_token(parse_config({"bot": {"token_file": str(tmp_path / "nope")}}), {})
+    with pytest.raises(ConfigError, match="cannot read"):
+        read_token(parse_config({"bot": {"token_file": str(tmp_path)}}), {})  # a directory
     with pytest.raises(ConfigError, match="set the DISCORD_TOKEN environment variable or bot.token_file"):
         read_token(Config(), {})
