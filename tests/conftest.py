@@ -44,6 +44,27 @@ def make_style(size: int = 48) -> Image.Image:
 
 
 @pytest.fixture
+async def fake():
+    """A fake Discord on 127.0.0.1 (tests/fake_discord); at the end: no unknown route was called, the fake
+    did not fail, and no traceback ever reached a channel."""
+    from bot_harness import FakeDiscord
+
+    async with FakeDiscord() as server:
+        yield server
+        server.assert_clean()
+        for message in server.bot_messages():
+            for version in [*message.edits, message]:
+                assert "Traceback" not in version.content
+
+
+@pytest.fixture
+def world(fake):
+    from bot_harness import make_world
+
+    return make_world(fake)
+
+
+@pytest.fixture
 def content_image() -> Image.Image:
     return make_content()
 

@@ -6,38 +6,17 @@ and checks what reaches the channel. Jobs are tiny (48-64 px, random weights fro
 
 from __future__ import annotations
 
-import asyncio
 import io
 import os
 import signal
 
-import pytest
 from PIL import Image
 
-from bot_harness import IMAGES, command, make_config, make_world, png, reply_to, running_bot
+from bot_harness import IMAGES, command, make_config, png, reply_to, running_bot
 from conftest import make_content
 
-try:
-    from fake_discord import FakeDiscord
-except ImportError:
-    from tests.fake_discord import FakeDiscord
 
 LONG = "--epochs 400 --size 64"  # a job that runs for several seconds on the test worker
-
-
-@pytest.fixture
-async def fake():
-    async with FakeDiscord() as server:
-        yield server
-        server.assert_clean()
-        for message in server.bot_messages():
-            for version in [*message.edits, message]:
-                assert "Traceback" not in version.content
-
-
-@pytest.fixture
-def world(fake):
-    return make_world(fake)
 
 
 def versions(message) -> list[str]:

@@ -4,6 +4,7 @@ Discord: start-up errors, a job served, and graceful shutdown on SIGTERM."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -14,10 +15,6 @@ import pytest
 from bot.store import Store
 from bot_harness import IMAGES, command, make_world, reply_to
 
-try:
-    from fake_discord import FakeDiscord
-except ImportError:
-    from tests.fake_discord import FakeDiscord
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "sekrit-token-0123456789"
@@ -46,13 +43,6 @@ size = 48
     return path
 
 
-@pytest.fixture
-async def fake():
-    async with FakeDiscord() as server:
-        yield server
-        server.assert_clean()
-
-
 async def start(fake, config: Path, token: str = SECRET, args=None):
     env = {**os.environ, **fake.env(), "DISCORD_TOKEN": token}
     return await asyncio.create_subprocess_exec(
@@ -71,6 +61,27 @@ async def finish(proc, timeout: float = 60) -> tuple[int, str]:
     return proc.returncode, err.decode()
 
 
+@contextlib.asynccontextmanager
+async def launched(fake, config: Path, token: str = SECRET, args=None):
+    """A bot subprocess that is killed at the end if the test did not stop it."""
+    proc = await start(fake, config, token=token, args=args)
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def no_unfinished_jobs(data: Path) -> None:
+    """The database opens (it was closed cleanly) and records no job as still queued or running."""
+    store = await Store.open(data / "bot.sqlite3")
+    try:
+        assert await store.unfinished_jobs() == []
+    finally:
+        await store.close()
+
+
 async def serving(fake, world, proc) -> None:
     """Until the bot answers a command (READY reached and cogs loaded)."""
     await fake.wait_ready(timeout=60)
@@ -81,8 +92,7 @@ async def serving(fake, world, proc) -> None:
 async def test_sigterm_lets_the_running_job_finish_and_refuses_new_ones(fake, tmp_path, weights_file):
     world = make_world(fake, token=SECRET)
     config = write_config(tmp_path, weights_file)
-    proc = await start(fake, config)
-    try:
+    async with launched(fake, config) as proc:
         await serving(fake, world, proc)
         running = await command(fake, world.general, world.alice, f"!stylize {LONG}", IMAGES)
         await reply_to(fake, running, lambda m: "%" in m.content, timeout=30)
@@ -93,24 +103,15 @@ async def test_sigterm_lets_the_running_job_finish_and_refuses_new_ones(fake, tm
         result = await reply_to(fake, running, lambda m: m.attachments, timeout=60)
         assert "300 epochs" in result.content
         code, err = await finish(proc)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
     assert code == 0, err
     assert SECRET not in err and "SIGTERM received: shutting down gracefully" in err
     assert "job end" in err and "outcome=done" in err
-    store = await Store.open(tmp_path / "data" / "bot.sqlite3")  # closed cleanly, intact
-    try:
-        assert await store.unfinished_jobs() == []
-    finally:
-        await store.close()
+    await no_unfinished_jobs(tmp_path / "data")  # closed cleanly, intact
 
 
 async def test_sigterm_after_the_grace_tells_the_user_their_job_was_interrupted(fake, tmp_path, weights_file):
     world = make_world(fake, token=SECRET)
-    proc = await start(fake, write_config(tmp_path, weights_file, grace=0.5))
-    try:
+    async with launched(fake, write_config(tmp_path, weights_file, grace=0.5)) as proc:
         await serving(fake, world, proc)
         running = await command(fake, world.general, world.alice, "!stylize --epochs 2000 --size 64", IMAGES)
         await reply_to(fake, running, lambda m: "%" in m.content, timeout=30)
@@ -118,49 +119,27 @@ async def test_sigterm_after_the_grace_tells_the_user_their_job_was_interrupted(
         told = await reply_to(fake, running, lambda m: "did not finish" in m.content, timeout=30)
         assert "the bot shut down while your job was running; please send it again later" in told.content
         code, err = await finish(proc)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
     assert code == 0, err
-    store = await Store.open(tmp_path / "data" / "bot.sqlite3")
-    try:
-        assert await store.unfinished_jobs() == []
-    finally:
-        await store.close()
+    await no_unfinished_jobs(tmp_path / "data")  # closed cleanly, intact
 
 
 async def test_after_a_crash_the_restarted_bot_tells_the_user_their_job_was_lost(fake, tmp_path, weights_file):
     world = make_world(fake, token=SECRET)
     config = write_config(tmp_path, weights_file)
-    proc = await start(fake, config)
-    try:
+    async with launched(fake, config) as proc:
         await serving(fake, world, proc)
         running = await command(fake, world.general, world.alice, f"!stylize {LONG}", IMAGES)
         status = await reply_to(fake, running, lambda m: "%" in m.content, timeout=30)
         proc.kill()  # no graceful shutdown: the local workers die with the bot
         await proc.wait()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    again = await start(fake, config)
-    try:
+    async with launched(fake, config) as again:
         told = await reply_to(fake, running, lambda m: "did not finish" in m.content, timeout=90)
         assert told.id == status.id  # the same status message, edited
         assert "the bot restarted and your job was lost; please send it again" in told.content
         again.send_signal(signal.SIGTERM)
         code, err = await finish(again)
-    finally:
-        if again.returncode is None:
-            again.kill()
-            await again.wait()
     assert code == 0, err
-    store = await Store.open(tmp_path / "data" / "bot.sqlite3")
-    try:
-        assert await store.unfinished_jobs() == []
-    finally:
-        await store.close()
+    await no_unfinished_jobs(tmp_path / "data")  # closed cleanly, intact
 
 
 @pytest.mark.parametrize("case", ["wrong token", "no intent", "no config", "bad config"])

@@ -3,30 +3,11 @@ a real SQLite file across a full restart of the bot."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 
-import pytest
 
 from bot.store import Store
-from bot_harness import IMAGES, command, make_config, make_world, reply_to, running_bot
-
-try:
-    from fake_discord import FakeDiscord
-except ImportError:
-    from tests.fake_discord import FakeDiscord
-
-
-@pytest.fixture
-async def fake():
-    async with FakeDiscord() as server:
-        yield server
-        server.assert_clean()
-
-
-@pytest.fixture
-def world(fake):
-    return make_world(fake)
+from bot_harness import IMAGES, command, make_config, reply_to, running_bot
 
 
 async def say(fake, channel, user, text, attachments=(), predicate=lambda m: True, timeout=30):

@@ -1,4 +1,3 @@
-import io
 import urllib.error
 
 import pytest

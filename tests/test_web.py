@@ -8,21 +8,8 @@ import signal
 import time
 
 import aiohttp
-import pytest
 
 from bot_harness import IMAGES, command, make_config, make_world, reply_to, running_bot
-
-try:
-    from fake_discord import FakeDiscord
-except ImportError:
-    from tests.fake_discord import FakeDiscord
-
-
-@pytest.fixture
-async def fake():
-    async with FakeDiscord() as server:
-        yield server
-        server.assert_clean()
 
 
 async def get(url: str) -> tuple[int, str]:
