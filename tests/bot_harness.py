@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -39,8 +40,9 @@ STYLE_PNG = png(make_style(64))
 IMAGES = [("content.png", CONTENT_PNG, "image/png"), ("style.png", STYLE_PNG, "image/png")]
 
 
-def make_config(tmp_path: Path, weights_file: Path, **sections: dict[str, Any]) -> Config:
-    """A config for tests: small jobs, quick status edits, one CPU worker, data under tmp_path."""
+def config_values(tmp_path: Path, weights_file: Path, **sections: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The raw config for tests: small jobs, quick status edits, one CPU worker, data under tmp_path;
+    ``sections`` override or add keys."""
     raw: dict[str, dict[str, Any]] = {
         "bot": {"data_dir": str(tmp_path / "data"), "status_interval": 0.2, "shutdown_grace": 5.0, "log_level": "INFO"},
         "engine": {"weights": str(weights_file), "devices": ["cpu"], "cpu_threads": 1},
@@ -49,7 +51,21 @@ def make_config(tmp_path: Path, weights_file: Path, **sections: dict[str, Any]) 
     }
     for name, values in sections.items():
         raw.setdefault(name, {}).update(values)
-    return parse_config(raw, source="test-config")
+    return raw
+
+
+def make_config(tmp_path: Path, weights_file: Path, **sections: dict[str, Any]) -> Config:
+    return parse_config(config_values(tmp_path, weights_file, **sections), source="test-config")
+
+
+def write_config(path: Path, raw: dict[str, dict[str, Any]]) -> Path:
+    """Write a config as TOML, for bots and workers started as subprocesses."""
+    def value(v: Any) -> str:
+        return ("true" if v else "false") if isinstance(v, bool) else json.dumps(v)
+
+    path.write_text("".join(f"[{name}]\n" + "".join(f"{k} = {value(v)}\n" for k, v in keys.items()) + "\n"
+                            for name, keys in raw.items()))
+    return path
 
 
 def make_world(fake: FakeDiscord, token: str = TOKEN) -> SimpleNamespace:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from bot_harness import config_values, write_config
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -59,35 +61,13 @@ def redis_server():
 
 def celery_config(tmp_path: Path, weights_file: Path, redis_url: str, **caps) -> Path:
     """A bot config for Celery tests: fast re-delivery (visibility 6 s, sweep every second)."""
-    caps_lines = "\n".join(f"{k} = {v}" for k, v in {"job_timeout": 5, "max_jobs_per_user": 3, **caps}.items())
-    path = tmp_path / "celery.toml"
-    path.write_text(
-        f"""
-[bot]
-data_dir = "{tmp_path / 'data'}"
-status_interval = 0.3
-shutdown_grace = 5
-
-[engine]
-weights = "{weights_file}"
-devices = ["cpu"]
-cpu_threads = 1
-
-[defaults]
-epochs = 8
-size = 48
-
-[caps]
-{caps_lines}
-
-[executor]
-kind = "celery"
-redis_url = "{redis_url}"
-visibility_timeout = 6
-restore_interval = 1
-"""
+    values = config_values(
+        tmp_path, weights_file,
+        bot={"status_interval": 0.3},
+        caps={"job_timeout": 5, "max_jobs_per_user": 3, **caps},
+        executor={"kind": "celery", "redis_url": redis_url, "visibility_timeout": 6, "restore_interval": 1},
     )
-    return path
+    return write_config(tmp_path / "celery.toml", values)
 
 
 class Worker:

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from bot.store import Store
-from bot_harness import IMAGES, command, make_world, reply_to
+from bot_harness import IMAGES, command, config_values, make_world, reply_to
+from bot_harness import write_config as write_test_config
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,25 +23,8 @@ LONG = "--epochs 300 --size 64"
 
 
 def write_config(tmp_path: Path, weights_file: Path, grace: float = 60.0) -> Path:
-    path = tmp_path / "config.toml"
-    path.write_text(
-        f"""
-[bot]
-data_dir = "{tmp_path / 'data'}"
-status_interval = 0.3
-shutdown_grace = {grace}
-
-[engine]
-weights = "{weights_file}"
-devices = ["cpu"]
-cpu_threads = 1
-
-[defaults]
-epochs = 8
-size = 48
-"""
-    )
-    return path
+    values = config_values(tmp_path, weights_file, bot={"status_interval": 0.3, "shutdown_grace": grace})
+    return write_test_config(tmp_path / "config.toml", values)
 
 
 async def start(fake, config: Path, token: str = SECRET, args=None):
