@@ -15,7 +15,7 @@ from nst.errors import ParamError
 
 from .. import attachments
 from ..errors import UserError
-from ..executor.base import CANCELLED, SHUTDOWN, Detached, Done, Failed, JobHandle, Progress, Queued, Refused, Started, StyleJob
+from ..executor.base import CANCELLED, SHUTDOWN, SHUTTING_DOWN, Detached, Done, Failed, JobHandle, Progress, Queued, Refused, Started, StyleJob
 from ..limits import effective_limits, resolve
 from ..options import StyleOptions, option_name, options_help
 from ..status import StatusMessage
@@ -51,7 +51,7 @@ class Stylize(commands.Cog, name="Style transfer"):
         config = self.bot.config
         store = self.bot.store
         if not self.accepting:
-            raise UserError("the bot is shutting down and not taking new jobs; please try again in a few minutes")
+            raise UserError(SHUTTING_DOWN)
         guild_limits = await store.guild_limits(ctx.guild.id) if ctx.guild else None
         limits = effective_limits(guild_limits, config.caps)
         if ctx.guild and limits.channels and ctx.channel.id not in limits.channels:

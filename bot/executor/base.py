@@ -101,6 +101,18 @@ class Refused(Exception):
     """The job was not accepted (queue full, too many jobs, shutting down); str() is for the user."""
 
 
+SHUTTING_DOWN = "the bot is shutting down and not taking new jobs; please try again in a few minutes"
+
+
+def check_admission(mine: int, total: int, *, max_per_user: int, max_queue: int) -> None:
+    """Fair use, the same for every executor: ``mine`` of the user's and ``total`` jobs queued or running."""
+    if mine >= max_per_user:
+        jobs = "job" if mine == 1 else "jobs"
+        raise Refused(f"you already have {mine} {jobs} queued or running (the limit is {max_per_user}); wait for it or cancel it")
+    if total >= max_queue:
+        raise Refused(f"the queue is full ({max_queue} jobs); please try again later")
+
+
 @dataclass
 class JobInfo:
     """A snapshot line for !queue."""

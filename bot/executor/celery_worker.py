@@ -21,11 +21,11 @@ import threading
 import time
 from typing import Any, Sequence
 
+from .jobrun import Stopped, run_job
 from .jobqueue import ACTIVE, HEARTBEAT_EVERY, HEARTBEAT_TTL, PENDING, QUEUE, TASK_NAME, WORKERS, JobKeys, encode_event, make_celery, safe_url
 
 log = logging.getLogger("bot.worker")
 
-PROGRESS_INTERVAL = 0.5
 CANCEL_POLL = 0.2  # seconds between checks of a job's cancel key (a GET, while steps run)
 
 
@@ -105,19 +105,7 @@ def stylize_task(job_id: str, params: dict, max_result_bytes: int, max_pixels: i
     if content is None or style is None:
         end("error", "the images expired before a worker was free; please send them again")
         return
-    _run(r, keys, emit, end, content, style, params, max_result_bytes, max_pixels, timeout)
-
-
-def _run(r, keys: JobKeys, emit, end, content: bytes, style: bytes, params: dict, max_result_bytes: int, max_pixels: int, timeout: float) -> None:
-    import torch
-
-    from nst import images
-    from nst.errors import Cancelled, NSTError
-    from nst.params import StyleParams
-    from nst.transfer import stylize
-
-    started = time.monotonic()
-    checked, stop_reason, last_progress = 0.0, None, 0.0
+    started, checked, stop_reason = time.monotonic(), 0.0, "cancelled"
 
     def should_stop() -> bool:
         nonlocal checked, stop_reason
@@ -127,52 +115,21 @@ def _run(r, keys: JobKeys, emit, end, content: bytes, style: bytes, params: dict
             return True
         if now - checked >= CANCEL_POLL:
             checked = now
-            if r.exists(keys.cancel):
-                stop_reason = "cancelled"
-                return True
+            return bool(r.exists(keys.cancel))
         return False
 
-    def on_progress(p) -> None:
-        nonlocal last_progress
-        now = time.monotonic()
-        if now - last_progress >= PROGRESS_INTERVAL or p.step == p.total:
-            last_progress = now
-            emit("progress", step=p.step, total=p.total, content_loss=p.content_loss, style_loss=p.style_loss,
-                 total_loss=p.total_loss, elapsed=p.elapsed, eta=p.eta)
-
-    try:
-        result = stylize(
-            images.decode_image(content, max_pixels=max_pixels, name="content image"),
-            images.decode_image(style, max_pixels=max_pixels, name="style image"),
-            StyleParams.from_mapping(params),
-            model=STATE.model,
-            on_progress=on_progress,
-            should_stop=should_stop,
-        )
-        encoded = images.encode_image(result.image, max_bytes=max_result_bytes)
-    except Cancelled:
-        if stop_reason == "timeout":
+    job = {"job_id": job_id, "content": content, "style": style, "params": params,
+           "max_result_bytes": max_result_bytes, "max_pixels": max_pixels}
+    outcome = run_job(STATE.model, job, on_progress=lambda payload: emit("progress", **payload), should_stop=should_stop)
+    if isinstance(outcome, Stopped):
+        if outcome.kind == "cancelled" and stop_reason == "timeout":
             end("timeout", f"stopped: it ran past the time limit of {timeout:g} s")
         else:
-            end("cancelled", "cancelled")
+            end(outcome.kind, outcome.reason)
         return
-    except NSTError as error:
-        end("error", str(error))
-        return
-    except torch.OutOfMemoryError:
-        if STATE.model.device.type == "cuda":
-            torch.cuda.empty_cache()
-        end("error", "ran out of memory at this size; try a smaller --size")
-        return
-    except Exception:  # noqa: BLE001 - a bug: logged here, a short line for the user
-        log.exception("job %s failed", keys.job_id)
-        end("error", "an internal error stopped this job; the operator can find it in the logs")
-        return
-    stats = {f: getattr(result.stats, f) for f in result.stats.__dataclass_fields__}
-    stats.update(encoded_size=list(encoded.size), format=encoded.format, quality=encoded.quality)
-    meta = {"filename": f"stylized{encoded.extension}", "content_type": encoded.content_type, "stats": stats}
+    meta = {"filename": f"stylized{outcome.extension}", "content_type": outcome.content_type, "stats": outcome.stats}
     ttl = STATE.settings.key_ttl
-    r.set(keys.result, encoded.data, ex=ttl)
+    r.set(keys.result, outcome.image, ex=ttl)
     r.set(keys.result + ":meta", json.dumps(meta), ex=ttl)  # from here on, a re-delivery just reports this
     emit("done", **meta)
     _forget(r, keys)

@@ -14,6 +14,7 @@ import logging
 import time
 from typing import Any
 
+from .base import SHUTTING_DOWN, check_admission
 from .base import CANCELLED, CRASHED, ERROR, TIMEOUT, Detached, Done, ExecutorError, Failed, JobHandle, JobInfo, Progress, Queued, Refused, Started, StyleJob
 from .jobqueue import ACTIVE, PENDING, QUEUE, TASK_NAME, WORKERS, JobKeys, QueueSettings, decode_event, make_celery, safe_url
 
@@ -88,14 +89,10 @@ class CeleryExecutor:
 
     async def submit(self, job: StyleJob, *, max_per_user: int, max_queue: int) -> JobHandle:
         if self._closing:
-            raise Refused("the bot is shutting down and not taking new jobs; please try again in a few minutes")
+            raise Refused(SHUTTING_DOWN)
         active = [json.loads(v) for v in (await self._redis.hgetall(ACTIVE)).values()]
         mine = sum(1 for entry in active if entry["user_id"] == job.user_id)
-        if mine >= max_per_user:
-            jobs = "job" if mine == 1 else "jobs"
-            raise Refused(f"you already have {mine} {jobs} queued or running (the limit is {max_per_user}); wait for it or cancel it")
-        if len(active) >= max_queue:
-            raise Refused(f"the queue is full ({max_queue} jobs); please try again later")
+        check_admission(mine, len(active), max_per_user=max_per_user, max_queue=max_queue)
         keys = JobKeys(job.job_id)
         ttl = self.settings.key_ttl
         entry = {"user_id": job.user_id, "guild_id": job.guild_id, "submitted_at": job.submitted_at, "state": "queued"}

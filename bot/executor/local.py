@@ -33,9 +33,11 @@ from .base import (
     JobInfo,
     Progress,
     Queued,
+    SHUTTING_DOWN,
     Refused,
     Started,
     StyleJob,
+    check_admission,
 )
 from .worker import WorkerSpec, run_worker
 
@@ -207,13 +209,9 @@ class LocalExecutor:
 
     async def submit(self, job: StyleJob, *, max_per_user: int, max_queue: int) -> JobHandle:
         if self._closing:
-            raise Refused("the bot is shutting down and not taking new jobs; please try again in a few minutes")
+            raise Refused(SHUTTING_DOWN)
         mine = sum(1 for e in self._entries.values() if e.job.user_id == job.user_id)
-        if mine >= max_per_user:
-            jobs = "job" if mine == 1 else "jobs"
-            raise Refused(f"you already have {mine} {jobs} queued or running (the limit is {max_per_user}); wait for it or cancel it")
-        if len(self._entries) >= max_queue:
-            raise Refused(f"the queue is full ({max_queue} jobs); please try again later")
+        check_admission(mine, len(self._entries), max_per_user=max_per_user, max_queue=max_queue)
         handle = JobHandle(job, self.cancel)
         entry = _Entry(handle, next(self._seq))
         self._entries[job.job_id] = entry

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import logging
 import signal
-import time
-import traceback
 from dataclasses import asdict, dataclass
 from typing import Any
 
-PROGRESS_INTERVAL = 0.5  # seconds between progress messages: the status message edits far less often
+from .jobrun import Finished, run_job
 
 log = logging.getLogger("bot.worker")
 
@@ -78,73 +76,14 @@ def _send(conn, message) -> None:
 
 
 def _run_job(conn, cancel_token, seq: int, job: dict[str, Any], model) -> None:
-    import torch
-
-    from nst import images
-    from nst.errors import Cancelled, NSTError
-    from nst.params import StyleParams
-    from nst.transfer import stylize
-
     def event(kind: str, payload: Any = None) -> None:
         _send(conn, ("event", seq, kind, payload))
 
-    last_sent = 0.0
-
-    def on_progress(progress) -> None:
-        nonlocal last_sent
-        now = time.monotonic()
-        if now - last_sent >= PROGRESS_INTERVAL or progress.step == progress.total:
-            last_sent = now
-            event(
-                "progress",
-                {
-                    "step": progress.step,
-                    "total": progress.total,
-                    "content_loss": progress.content_loss,
-                    "style_loss": progress.style_loss,
-                    "total_loss": progress.total_loss,
-                    "elapsed": progress.elapsed,
-                    "eta": progress.eta,
-                },
-            )
-
     event("started", {"device": str(model.device)})
-    try:
-        content = images.decode_image(job["content"], max_pixels=job["max_pixels"], name="content image")
-        style = images.decode_image(job["style"], max_pixels=job["max_pixels"], name="style image")
-        params = StyleParams.from_mapping(job["params"])
-        result = stylize(
-            content,
-            style,
-            params,
-            model=model,
-            on_progress=on_progress,
-            should_stop=lambda: cancel_token.value == seq,
-        )
-        encoded = images.encode_image(result.image, max_bytes=job["max_result_bytes"])
-    except Cancelled as stop:
-        event("failed", {"kind": "cancelled", "reason": str(stop)})
-        return
-    except NSTError as error:
-        event("failed", {"kind": "error", "reason": str(error)})
-        return
-    except torch.OutOfMemoryError:
-        _free_memory(model)
-        event("failed", {"kind": "error", "reason": "ran out of memory at this size; try a smaller --size"})
-        return
-    except Exception:  # noqa: BLE001 - a bug: log it here, tell the user something short
-        log.error("job %s failed:\n%s", job.get("job_id"), traceback.format_exc())
-        event("failed", {"kind": "error", "reason": "an internal error stopped this job; the operator can find it in the logs"})
-        return
-    stats = asdict(result.stats)
-    stats["encoded_size"] = list(encoded.size)
-    stats["format"] = encoded.format
-    stats["quality"] = encoded.quality
-    event("done", {"image": encoded.data, "extension": encoded.extension, "content_type": encoded.content_type, "stats": stats})
-
-
-def _free_memory(model) -> None:
-    import torch
-
-    if model.device.type == "cuda":
-        torch.cuda.empty_cache()
+    outcome = run_job(
+        model, job, on_progress=lambda payload: event("progress", payload), should_stop=lambda: cancel_token.value == seq
+    )
+    if isinstance(outcome, Finished):
+        event("done", asdict(outcome))
+    else:
+        event("failed", {"kind": outcome.kind, "reason": outcome.reason})
