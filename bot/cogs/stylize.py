@@ -87,12 +87,8 @@ class Stylize(commands.Cog, name="Style transfer"):
         except Refused as refusal:
             raise UserError(str(refusal)) from None
         await self.bot.record_job(job)
-        task = asyncio.current_task()
-        self.following.add(task)
-        try:
-            await self._follow(handle, ctx.message, "".join(f"\n⚠️ {note}" for note in resolved.notes))
-        finally:
-            self.following.discard(task)
+        self._track(asyncio.current_task())
+        await self._follow(handle, ctx.message, "".join(f"\n⚠️ {note}" for note in resolved.notes))
 
     async def drain(self, timeout: float) -> None:
         """Wait (bounded) until every job's last message has been posted."""
