@@ -151,13 +151,15 @@ def stylize(
     on_progress: Callable[[Progress], None] | None = None,
     on_preview: Callable[[int, Image.Image], None] | None = None,
     preview_every: int = 0,
+    preview_seconds: float = 0.0,
     should_stop: Callable[[], bool] | None = None,
 ) -> Result:
     """Optimise an image that keeps ``content``'s content and takes ``style``'s style.
 
     ``model`` is a loaded ``VGGFeatures`` (reuse it across jobs); without one the torchvision weights are
     loaded once per process on ``device``. ``should_stop`` is polled before every step: returning True
-    raises ``Cancelled``. ``on_preview`` receives a small image every ``preview_every`` steps.
+    raises ``Cancelled``. ``on_preview`` receives a small image every ``preview_every`` steps and/or at
+    most every ``preview_seconds`` of wall time (whichever is set; time-based suits GPUs and CPUs alike).
     """
     started = time.perf_counter()
     params = params or StyleParams()
@@ -177,7 +179,7 @@ def stylize(
     pixels = _initial_image(params.init, content_t, style_image, seed, memory_format)
     optimizer = torch.optim.Adam([pixels], lr=params.lr)
 
-    loop_started = time.perf_counter()
+    loop_started = last_preview = time.perf_counter()
     for step in range(1, params.epochs + 1):
         if should_stop is not None and should_stop():
             raise Cancelled(step - 1, params.epochs)
@@ -193,8 +195,12 @@ def stylize(
             now = time.perf_counter()
             per_step = (now - loop_started) / step
             on_progress(Progress(step, params.epochs, *values, now - started, per_step * (params.epochs - step)))
-        if on_preview is not None and preview_every and step % preview_every == 0 and step < params.epochs:
+        if on_preview is not None and step < params.epochs and (
+            (preview_every and step % preview_every == 0)
+            or (preview_seconds and time.perf_counter() - last_preview >= preview_seconds)
+        ):
             on_preview(step, images.fit_within(images.to_image(pixels.detach()), PREVIEW_SIDE))
+            last_preview = time.perf_counter()
     loop_seconds = time.perf_counter() - loop_started
 
     with torch.no_grad():
