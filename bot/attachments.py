@@ -1,24 +1,39 @@
-"""The two images of a ``!stylize`` request: found, checked before download, downloaded, decoded.
+"""The images of a stylize request: found, checked before download, downloaded, decoded.
 
-Every refusal is a UserError with a short, specific message; nothing is queued until both images
-decode. Decoding runs in a thread: a large JPEG takes tens of milliseconds, too long for the loop.
+One content image and one or more style images (a job blends several; the front-end decides how
+many it accepts, up to caps.max_styles). Every refusal is a UserError with a short, specific
+message; nothing is queued until every image decodes. Downloads come only from the configured hosts
+(bot.attachment_hosts: Discord's CDN), and are streamed: reading stops at the size cap whatever the
+server declared. Decoding runs in a thread: a large JPEG takes tens of milliseconds, too long for
+the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import urllib.parse
+from typing import Sequence
 
+import aiohttp
 import discord
 
 from nst import images
 from nst.errors import ImageError
 
+from .config import DISCORD_CDN_HOSTS
 from .errors import UserError
 
-ROLES = ("content image", "style image")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 DOWNLOAD_TIMEOUT = 60.0
+CHUNK = 64 * 1024
+
+
+def roles(count: int) -> list[str]:
+    """How each of ``count`` images is named in messages: the content first, then the style(s)."""
+    if count <= 2:
+        return ["content image", "style image"][:count]
+    return ["content image", *(f"style image {i}" for i in range(1, count))]
 
 
 async def find_images(message: discord.Message) -> list[discord.Attachment]:
@@ -33,18 +48,22 @@ async def find_images(message: discord.Message) -> list[discord.Attachment]:
         try:
             replied = await message.channel.fetch_message(reference.message_id)
         except discord.HTTPException:
-            raise UserError("I cannot read the message you replied to; attach the two images to your command instead") from None
+            raise UserError("I cannot read the message you replied to; attach the images to your command instead") from None
     return list(replied.attachments)
 
 
-def check_attachments(attachments: list[discord.Attachment], *, max_bytes: int, max_pixels: int) -> None:
-    """Refuse from the metadata alone: count, type, byte size, declared pixel size."""
-    if len(attachments) != 2:
-        raise UserError(
-            f"attach exactly two images, the content first and the style second (I found {len(attachments)}); "
-            "or reply to a message that has them"
-        )
-    for attachment, role in zip(attachments, ROLES):
+def check_attachments(
+    attachments: Sequence[discord.Attachment], *, max_bytes: int, max_pixels: int, max_styles: int = 1
+) -> None:
+    """Refuse from the metadata alone: count (a content image and 1..max_styles styles), type, byte
+    size, declared pixel size."""
+    if not 2 <= len(attachments) <= 1 + max_styles:
+        if max_styles == 1:
+            wanted = "exactly two images, the content first and the style second"
+        else:
+            wanted = f"two to {1 + max_styles} images: the content first, then one to {max_styles} styles to blend"
+        raise UserError(f"attach {wanted} (I found {len(attachments)}); or reply to a message that has them")
+    for attachment, role in zip(attachments, roles(len(attachments))):
         kind = (attachment.content_type or "").split(";")[0].strip().lower()
         extension = os.path.splitext(attachment.filename)[1].lower()
         if not (kind.startswith("image/") or (not kind and extension in IMAGE_EXTENSIONS)):
@@ -59,24 +78,60 @@ def check_attachments(attachments: list[discord.Attachment], *, max_bytes: int, 
             )
 
 
-async def download(attachments: list[discord.Attachment], *, max_bytes: int, max_pixels: int) -> tuple[bytes, bytes]:
-    """Both files' bytes, each checked to decode (in a thread) before anything is queued."""
+def check_host(url: str, allowed_hosts: Sequence[str], role: str) -> None:
+    """Only http(s) URLs on an allowed host are ever fetched (attachment URLs come from the gateway,
+    but a forged or proxied payload must not make the bot fetch arbitrary addresses)."""
+    parts = urllib.parse.urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("https", "http") or host not in {h.lower() for h in allowed_hosts}:
+        raise UserError(f"the {role} is not hosted on Discord's CDN, so I will not download it")
 
-    async def fetch(attachment: discord.Attachment, role: str) -> bytes:
-        try:
-            data = await asyncio.wait_for(attachment.read(), DOWNLOAD_TIMEOUT)
-        except (discord.HTTPException, asyncio.TimeoutError, OSError):
-            raise UserError(f"I could not download the {role} from Discord; please try again") from None
-        if len(data) > max_bytes:  # the metadata said otherwise: trust the bytes
-            raise UserError(f"the {role} is {_mb(len(data))}; the limit is {_mb(max_bytes)}")
-        try:
-            await asyncio.to_thread(images.decode_image, data, max_pixels=max_pixels, name=role)
-        except ImageError as error:
-            raise UserError(str(error)) from None
-        return data
 
-    content, style = await asyncio.gather(*(fetch(a, r) for a, r in zip(attachments, ROLES)))
-    return content, style
+async def download(
+    attachments: Sequence[discord.Attachment],
+    *,
+    max_bytes: int,
+    max_pixels: int,
+    allowed_hosts: Sequence[str] = DISCORD_CDN_HOSTS,
+) -> tuple[bytes, ...]:
+    """Every file's bytes, in order (content first, then the styles), each checked to decode (in a
+    thread) before anything is queued."""
+    named = list(zip(attachments, roles(len(attachments))))
+    for attachment, role in named:
+        check_host(attachment.url, allowed_hosts, role)
+    timeout = aiohttp.ClientTimeout(total=DOWNLOAD_TIMEOUT)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+
+        async def fetch(attachment: discord.Attachment, role: str) -> bytes:
+            data = await fetch_capped(session, attachment.url, max_bytes=max_bytes, role=role)
+            try:
+                await asyncio.to_thread(images.decode_image, data, max_pixels=max_pixels, name=role)
+            except ImageError as error:
+                raise UserError(str(error)) from None
+            return data
+
+        return tuple(await asyncio.gather(*(fetch(a, r) for a, r in named)))
+
+
+async def fetch_capped(session: aiohttp.ClientSession, url: str, *, max_bytes: int, role: str) -> bytes:
+    """GET ``url``, reading at most ``max_bytes`` (+1 to know it was more): a server that declares
+    less than it sends, or nothing at all, is cut off at the cap."""
+    failed = UserError(f"I could not download the {role} from Discord; please try again")
+    try:
+        async with session.get(url, allow_redirects=False) as response:
+            if response.status != 200:
+                raise failed
+            declared = response.content_length
+            if declared is not None and declared > max_bytes:
+                raise UserError(f"the {role} is {_mb(declared)}; the limit is {_mb(max_bytes)}")
+            received = bytearray()
+            async for chunk in response.content.iter_chunked(CHUNK):
+                received += chunk
+                if len(received) > max_bytes:
+                    raise UserError(f"the {role} is larger than the limit of {_mb(max_bytes)}")
+            return bytes(received)
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+        raise failed from None
 
 
 def _mb(size: int) -> str:

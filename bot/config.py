@@ -1,8 +1,9 @@
 """The bot's configuration: one TOML file, validated once at start into typed, frozen sections.
 
-Every key has a default (``config.example.toml`` documents them all). Unknown keys and bad values
-stop start-up with one message naming the key. The Discord token never lives in the file: it comes
-from ``DISCORD_TOKEN`` or from a file named by ``bot.token_file`` (e.g. a Docker secret).
+Every key has a default (``config.example.toml`` documents them all) and its allowed range or
+choices declared beside it, with ``setting(...)``. Unknown keys and bad values stop start-up with
+one message naming the key. The Discord token never lives in the file: it comes from
+``DISCORD_TOKEN`` or from a file named by ``bot.token_file`` (e.g. a Docker secret).
 """
 
 from __future__ import annotations
@@ -19,65 +20,96 @@ from nst.errors import ParamError
 from nst.params import FIELDS, StyleParams, parse_value
 
 TOKEN_ENV = "DISCORD_TOKEN"
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+DISCORD_CDN_HOSTS = ("cdn.discordapp.com", "media.discordapp.net")
+MIB = 1024 * 1024
 
 
 class ConfigError(Exception):
     """The configuration cannot be used; str() names the file/key and the problem."""
 
 
+def setting(
+    default: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    off: bool = False,
+    choices: tuple[str, ...] | None = None,
+    nonempty: bool = False,
+) -> Any:
+    """A config key with its rule beside it: numbers within [low, high] (``off``: 0 also allowed,
+    meaning off), strings among ``choices`` or not blank (``nonempty``)."""
+    rule = {"low": low, "high": high, "off": off, "choices": choices, "nonempty": nonempty}
+    if isinstance(default, tuple):
+        return field(default_factory=lambda: default, metadata=rule)
+    return field(default=default, metadata=rule)
+
+
 @dataclass(frozen=True)
 class BotSection:
-    command_prefix: str = "!"
-    token_file: str = ""  # path to a file holding the token; DISCORD_TOKEN wins when both are set
-    owner_ids: tuple[int, ...] = ()  # bot owners besides the application's owner
-    data_dir: str = "data"  # the SQLite database lives here
-    log_level: str = "INFO"
-    log_json: bool = False
-    status_interval: float = 2.0  # seconds between edits of a job's status message (Discord rate limits)
-    shutdown_grace: float = 60.0  # seconds running jobs get to finish on SIGTERM
+    command_prefix: str = setting("!", nonempty=True)
+    token_file: str = setting("")  # path to a file holding the token; DISCORD_TOKEN wins when both are set
+    owner_ids: tuple[int, ...] = setting(())  # bot owners besides the application's owner
+    data_dir: str = setting("data")  # the SQLite database lives here
+    log_level: str = setting("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    log_json: bool = setting(False)
+    status_interval: float = setting(2.0, low=0.0, high=60.0)  # seconds between status message edits
+    preview_interval: float = setting(5.0, low=2.0, high=600.0, off=True)  # seconds between live previews; 0 = off
+    shutdown_grace: float = setting(60.0, low=0.0, high=3600.0)  # seconds running jobs get to finish on SIGTERM
+    message_content: bool = setting(True)  # request the privileged Message Content intent (prefix commands)
+    attachment_hosts: tuple[str, ...] = setting(DISCORD_CDN_HOSTS)  # the only hosts images are downloaded from
+    job_history_days: float = setting(30.0, low=1.0, high=3650.0)  # finished job records are pruned after this
 
 
 @dataclass(frozen=True)
 class EngineSection:
-    weights: str = "torchvision"  # "torchvision", a path to a .pth file, or "random" (smoke tests only)
-    devices: tuple[str, ...] = ("auto",)  # one worker process per entry
-    cpu_threads: int = 0  # torch threads per CPU worker; 0 = CPU cores / CPU workers
-    precision: str = "auto"
+    weights: str = setting("torchvision", nonempty=True)  # "torchvision", a .pth file, or "random" (smoke tests)
+    devices: tuple[str, ...] = setting(("auto",))  # one worker process per entry
+    cpu_threads: int = setting(0, low=0, high=1024)  # torch threads per CPU worker; 0 = CPU cores / CPU workers
+    precision: str = setting("auto", choices=FIELDS["precision"].choices)
 
 
 @dataclass(frozen=True)
 class CapsSection:
     """Operator caps: the ceiling for every server and user."""
 
-    max_epochs: int = 1000
-    max_size: int = 1024
-    max_attachment_bytes: int = 10 * 1024 * 1024
-    max_pixels: int = 40_000_000
-    max_jobs_per_user: int = 1
-    max_queue: int = 20
-    job_timeout: float = 900.0
-    min_cooldown: float = 0.0  # seconds between a user's jobs, for every server
+    max_epochs: int = setting(1000, low=1, high=FIELDS["epochs"].maximum)
+    max_size: int = setting(1024, low=FIELDS["size"].minimum, high=FIELDS["size"].maximum)
+    max_attachment_bytes: int = setting(10 * MIB, low=1024, high=500 * MIB)
+    max_pixels: int = setting(40_000_000, low=1024, high=178_956_970)  # Pillow refuses larger images outright
+    max_styles: int = setting(3, low=1, high=10)  # style images one job may blend
+    max_jobs_per_user: int = setting(1, low=1, high=1000)
+    max_queue: int = setting(20, low=1, high=100_000)
+    job_timeout: float = setting(900.0, low=1.0, high=7 * 24 * 3600.0)
+    min_cooldown: float = setting(0.0, low=0.0, high=86400.0)  # seconds between a user's jobs, for every server
+
+
+@dataclass(frozen=True)
+class CacheSection:
+    """Images kept on disk under data_dir so a result can be re-run with other options."""
+
+    max_bytes: int = setting(512 * MIB, low=0, high=1024 * 1024 * MIB)  # 0 = no cache
+    ttl: float = setting(86400.0, low=60.0, high=30 * 86400.0)  # seconds an image stays re-runnable
 
 
 @dataclass(frozen=True)
 class WebSection:
-    enabled: bool = False
-    host: str = "127.0.0.1"
-    port: int = 8080
+    enabled: bool = setting(False)
+    host: str = setting("127.0.0.1", nonempty=True)
+    port: int = setting(8080, low=0, high=65535)  # 0: any free port
 
 
 @dataclass(frozen=True)
 class ExecutorSection:
     """Where jobs run: "local" worker processes, or "celery" workers anywhere, through Redis."""
 
-    kind: str = "local"
-    redis_url: str = "redis://127.0.0.1:6379/0"  # rediss:// for TLS; may carry user:password
-    redis_password_file: str = ""  # a file holding the Redis password (e.g. a Docker secret)
-    key_ttl: int = 86400  # seconds images, results and events live in Redis
-    visibility_timeout: int = 0  # seconds; 0 = caps.job_timeout + 600. Must exceed the longest job
-    max_attempts: int = 2  # deliveries of a job whose worker died, before it is given up
-    restore_interval: int = 10  # seconds between sweeps that hand a dead worker's job to another
+    kind: str = setting("local", choices=("local", "celery"))
+    redis_url: str = setting("redis://127.0.0.1:6379/0", nonempty=True)  # rediss:// for TLS; may carry user:password
+    redis_password_file: str = setting("")  # a file holding the Redis password (e.g. a Docker secret)
+    key_ttl: int = setting(86400, low=60, high=30 * 86400)  # seconds images, results and events live in Redis
+    visibility_timeout: int = setting(0, low=0, high=30 * 86400)  # 0 = caps.job_timeout + 600; must exceed the longest job
+    max_attempts: int = setting(2, low=1, high=10)  # deliveries of a job whose worker died, before it is given up
+    restore_interval: int = setting(10, low=1, high=3600)  # seconds between sweeps for a dead worker's job
 
 
 @dataclass(frozen=True)
@@ -86,6 +118,7 @@ class Config:
     engine: EngineSection = field(default_factory=EngineSection)
     defaults: StyleParams = field(default_factory=StyleParams)  # job defaults for users who set nothing
     caps: CapsSection = field(default_factory=CapsSection)
+    cache: CacheSection = field(default_factory=CacheSection)
     web: WebSection = field(default_factory=WebSection)
     executor: ExecutorSection = field(default_factory=ExecutorSection)
     source: str = "<defaults>"
@@ -94,31 +127,16 @@ class Config:
     def database_path(self) -> Path:
         return Path(self.bot.data_dir) / "bot.sqlite3"
 
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.bot.data_dir) / "cache"
 
-# Ranges checked for numeric keys: (minimum, maximum); None = unbounded.
-_RANGES: dict[str, tuple[float | None, float | None]] = {
-    "bot.status_interval": (0.0, 60.0),
-    "bot.shutdown_grace": (0.0, 3600.0),
-    "engine.cpu_threads": (0, 1024),
-    "caps.max_epochs": (1, FIELDS["epochs"].maximum),
-    "caps.max_size": (FIELDS["size"].minimum, FIELDS["size"].maximum),
-    "caps.max_attachment_bytes": (1024, 500 * 1024 * 1024),
-    "caps.max_pixels": (1024, 178_956_970),  # Pillow refuses larger images outright
-    "caps.max_jobs_per_user": (1, 1000),
-    "caps.max_queue": (1, 100_000),
-    "caps.job_timeout": (1.0, 7 * 24 * 3600.0),
-    "caps.min_cooldown": (0.0, 86400.0),
-    "web.port": (0, 65535),  # 0: any free port
-    "executor.key_ttl": (60, 30 * 86400),
-    "executor.visibility_timeout": (0, 30 * 86400),
-    "executor.max_attempts": (1, 10),
-    "executor.restore_interval": (1, 3600),
-}
 
 _SECTIONS = {
     "bot": BotSection,
     "engine": EngineSection,
     "caps": CapsSection,
+    "cache": CacheSection,
     "web": WebSection,
     "executor": ExecutorSection,
 }
@@ -148,8 +166,6 @@ def parse_config(raw: dict[str, Any], *, source: str = "<config>") -> Config:
     if "token" in raw.get("bot", {}):
         _fail(source, "bot.token", f"tokens do not belong in config files: set {TOKEN_ENV} or bot.token_file")
     sections = {name: _section(source, name, cls, raw.get(name, {})) for name, cls in _SECTIONS.items()}
-    if sections["engine"].precision not in FIELDS["precision"].choices:
-        _fail(source, "engine.precision", f"must be {FIELDS['precision'].describe_range()}, got {sections['engine'].precision!r}")
     config = Config(**sections, defaults=_defaults(source, raw.get("defaults", {}), sections["engine"]), source=source)
     _cross_checks(config)
     return config
@@ -159,16 +175,16 @@ def _section(source: str, name: str, cls: type, values: Any) -> Any:
     if not isinstance(values, dict):
         _fail(source, name, "must be a table ([" + name + "])")
     hints = get_type_hints(cls)
-    names = {f.name for f in fields(cls)}
+    declared = {f.name: f for f in fields(cls)}
     converted = {}
     for key, value in values.items():
-        if key not in names:
-            _fail(source, f"{name}.{key}", "is not a known key" + _did_you_mean(key, names))
-        converted[key] = _convert(source, f"{name}.{key}", hints[key], value)
+        if key not in declared:
+            _fail(source, f"{name}.{key}", "is not a known key" + _did_you_mean(key, declared))
+        converted[key] = _convert(source, f"{name}.{key}", hints[key], declared[key].metadata, value)
     return cls(**converted)
 
 
-def _convert(source: str, key: str, hint: Any, value: Any) -> Any:
+def _convert(source: str, key: str, hint: Any, rule: Any, value: Any) -> Any:
     text = str(hint)
     if hint is bool:
         if not isinstance(value, bool):
@@ -177,6 +193,13 @@ def _convert(source: str, key: str, hint: Any, value: Any) -> Any:
     if hint is str:
         if not isinstance(value, str):
             _fail(source, key, f"must be a string, got {value!r}")
+        if rule.get("choices"):
+            canonical = {choice.lower(): choice for choice in rule["choices"]}
+            if value.lower() not in canonical:
+                _fail(source, key, f"must be one of {', '.join(rule['choices'])}, got {value!r}")
+            return canonical[value.lower()]
+        if rule.get("nonempty") and not value.strip():
+            _fail(source, key, "must not be empty")
         return value
     if hint in (int, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -187,18 +210,21 @@ def _convert(source: str, key: str, hint: Any, value: Any) -> Any:
             value = int(value)
         if isinstance(value, float) and not math.isfinite(value):
             _fail(source, key, f"must be a finite number, got {value!r}")
-        low, high = _RANGES.get(key, (None, None))
-        if (low is not None and value < low) or (high is not None and value > high):
-            _fail(source, key, f"must be from {low:g} to {high:g}, got {value!r}")
+        low, high = rule.get("low"), rule.get("high")
+        if not (rule.get("off") and value == 0) and (
+            (low is not None and value < low) or (high is not None and value > high)
+        ):
+            allowed = f"from {low:g} to {high:g}"
+            _fail(source, key, f"must be {'0 (off) or ' if rule.get('off') else ''}{allowed}, got {value!r}")
         return hint(value)
     if text.startswith("tuple[int"):
         if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             _fail(source, key, f"must be a list of integers (Discord user ids), got {value!r}")
         return tuple(value)
     if text.startswith("tuple[str"):
-        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
             _fail(source, key, f"must be a non-empty list of strings, got {value!r}")
-        return tuple(value)
+        return tuple(v.strip() for v in value)
     raise AssertionError(f"unhandled config type {hint} for {key}")
 
 
@@ -217,17 +243,12 @@ def _defaults(source: str, values: Any, engine: EngineSection) -> StyleParams:
 
 
 def _cross_checks(config: Config) -> None:
+    """Rules that relate two keys; each key's own range is checked where it is declared."""
     source = config.source
-    if config.bot.log_level.upper() not in LOG_LEVELS:
-        _fail(source, "bot.log_level", f"must be one of {', '.join(LOG_LEVELS)}, got {config.bot.log_level!r}")
-    if not config.bot.command_prefix.strip():
-        _fail(source, "bot.command_prefix", "must not be empty")
     if config.defaults.epochs > config.caps.max_epochs:
         _fail(source, "defaults.epochs", f"{config.defaults.epochs} is above caps.max_epochs ({config.caps.max_epochs})")
     if config.defaults.size > config.caps.max_size:
         _fail(source, "defaults.size", f"{config.defaults.size} is above caps.max_size ({config.caps.max_size})")
-    if config.executor.kind not in ("local", "celery"):
-        _fail(source, "executor.kind", f"must be \"local\" or \"celery\", got {config.executor.kind!r}")
     timeout = config.caps.job_timeout
     if config.executor.visibility_timeout and config.executor.visibility_timeout <= timeout:
         _fail(source, "executor.visibility_timeout",
@@ -253,6 +274,7 @@ def queue_settings(config: Config):
         max_attempts=section.max_attempts,
         job_timeout=config.caps.job_timeout,
         restore_interval=section.restore_interval,
+        preview_interval=config.bot.preview_interval,
     )
 
 

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import io
 import json
+import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -27,6 +28,9 @@ except ImportError:  # tests/ as a package
     from tests.fake_discord import FakeDiscord
 
 TOKEN = "test-token"
+# NST_TEST_PRECISION=fp32 runs every job of the tests in fp32, as on a CPU without bf16 (CI does both).
+PRECISION = os.environ.get("NST_TEST_PRECISION", "auto")
+FAKE_CDN_HOSTS = ["127.0.0.1"]  # the fake Discord hosts attachments on its own loopback address
 
 
 def png(image: Image.Image) -> bytes:
@@ -41,11 +45,12 @@ IMAGES = [("content.png", CONTENT_PNG, "image/png"), ("style.png", STYLE_PNG, "i
 
 
 def config_values(tmp_path: Path, weights_file: Path, **sections: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The raw config for tests: small jobs, quick status edits, one CPU worker, data under tmp_path;
-    ``sections`` override or add keys."""
+    """The raw config for tests: small jobs, quick status edits, one CPU worker, data under tmp_path,
+    attachments from the fake's CDN, precision from NST_TEST_PRECISION; ``sections`` override or add keys."""
     raw: dict[str, dict[str, Any]] = {
-        "bot": {"data_dir": str(tmp_path / "data"), "status_interval": 0.2, "shutdown_grace": 5.0, "log_level": "INFO"},
-        "engine": {"weights": str(weights_file), "devices": ["cpu"], "cpu_threads": 1},
+        "bot": {"data_dir": str(tmp_path / "data"), "status_interval": 0.2, "shutdown_grace": 5.0, "log_level": "INFO",
+                "attachment_hosts": FAKE_CDN_HOSTS},
+        "engine": {"weights": str(weights_file), "devices": ["cpu"], "cpu_threads": 1, "precision": PRECISION},
         "defaults": {"epochs": 8, "size": 48},
         "caps": {"max_epochs": 400, "max_size": 128},
     }

@@ -16,7 +16,7 @@ from bot.config import load_config, queue_settings
 from bot.executor.base import CANCELLED, Done, Failed, Progress, Queued, Refused, Started, StyleJob
 from bot.executor.distributed import CeleryExecutor
 from bot.executor.jobqueue import ACTIVE, PENDING, JobKeys
-from bot_harness import CONTENT_PNG, STYLE_PNG
+from bot_harness import CONTENT_PNG, PRECISION, STYLE_PNG
 from nst.params import StyleParams
 from redis_harness import Worker, celery_config, redis_server
 
@@ -58,8 +58,8 @@ async def executor(config_path):
 
 
 def job(user=1, epochs=8, size=48) -> StyleJob:
-    return StyleJob(user_id=user, guild_id=1, channel_id=2, message_id=3, content=CONTENT_PNG, style=STYLE_PNG,
-                    params=StyleParams(epochs=epochs, size=size, seed=3).as_dict(), max_result_bytes=8_000_000,
+    return StyleJob(user_id=user, guild_id=1, channel_id=2, message_id=3, content=CONTENT_PNG, styles=(STYLE_PNG,),
+                    params=StyleParams(epochs=epochs, size=size, seed=3, precision=PRECISION).as_dict(), max_result_bytes=8_000_000,
                     max_pixels=10**7)
 
 
@@ -117,9 +117,9 @@ async def test_cancel_running_at_40_percent_and_queued_never_runs(config_path, t
             assert last == Failed(CANCELLED, "cancelled")
             await asyncio.sleep(8)  # past the visibility timeout: nothing is re-delivered
     for handle, starts in ((running, 1), (queued, 0)):
-        kinds = [e["kind"] for e in stream(redis_url, handle.job.job_id)]
+        kinds = [e["type"] for e in stream(redis_url, handle.job.job_id)]
         assert kinds.count("started") == starts and "done" not in kinds
-    progress = [e["step"] for e in stream(redis_url, running.job.job_id) if e["kind"] == "progress"]
+    progress = [e["step"] for e in stream(redis_url, running.job.job_id) if e["type"] == "progress"]
     assert progress[-1] < 150
 
 
@@ -131,9 +131,9 @@ async def test_killed_job_process_is_redelivered_and_completes(config_path, tmp_
             os.kill(worker.pool_process(), signal.SIGKILL)
             seen = await events(handle, timeout=60)
     assert isinstance(seen[-1], Done) and seen[-1].stats["steps"] == 100
-    kinds = [e["kind"] for e in stream(redis_url, handle.job.job_id)]
+    kinds = [e["type"] for e in stream(redis_url, handle.job.job_id)]
     assert kinds.count("started") == 2 and kinds.count("done") == 1
-    assert [e["attempt"] for e in stream(redis_url, handle.job.job_id) if e["kind"] == "started"] == [1, 2]
+    assert [e["attempt"] for e in stream(redis_url, handle.job.job_id) if e["type"] == "started"] == [1, 2]
 
 
 async def test_killed_worker_hands_the_job_to_the_other_worker(config_path, tmp_path, redis_url):

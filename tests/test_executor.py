@@ -13,15 +13,15 @@ from PIL import Image
 
 from bot.executor.base import CANCELLED, CRASHED, ERROR, SHUTDOWN, TIMEOUT, Done, ExecutorError, Failed, Progress, Queued, Refused, Started, StyleJob
 from bot.executor.local import LocalExecutor
-from bot_harness import CONTENT_PNG, STYLE_PNG
+from bot_harness import CONTENT_PNG, PRECISION, STYLE_PNG
 from nst.params import StyleParams
 
 LIMITS = dict(max_per_user=5, max_queue=10)
 
 
 def job(user: int = 1, epochs: int = 6, size: int = 48, content: bytes = CONTENT_PNG) -> StyleJob:
-    return StyleJob(user_id=user, guild_id=1, channel_id=2, message_id=3, content=content, style=STYLE_PNG,
-                    params=StyleParams(epochs=epochs, size=size, seed=1).as_dict(), max_result_bytes=8_000_000,
+    return StyleJob(user_id=user, guild_id=1, channel_id=2, message_id=3, content=content, styles=(STYLE_PNG,),
+                    params=StyleParams(epochs=epochs, size=size, seed=1, precision=PRECISION).as_dict(), max_result_bytes=8_000_000,
                     max_pixels=10**7)
 
 

@@ -17,6 +17,8 @@ def make_executor(config) -> Executor:
         devices=config.engine.devices,
         cpu_threads=config.engine.cpu_threads,
         job_timeout=config.caps.job_timeout,
+        preview_interval=config.bot.preview_interval,
+        precision=config.engine.precision,
         log_level=config.bot.log_level.upper(),
         log_json=config.bot.log_json,
     )

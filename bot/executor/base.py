@@ -2,15 +2,35 @@
 the tensor work ran (local worker processes, or Celery workers on other machines).
 
     handle = await executor.submit(job, max_per_user=1, max_queue=20)   # may raise Refused
-    async for event in handle:        # Queued, Started, Progress..., then Done, Failed or Detached
+    async for event in handle:        # Queued, Started, Progress/Preview..., then Done, Failed or Detached
         ...
     await handle.cancel()             # queued: removed at once; running: stops within a step
     await executor.close(grace=60)    # no new jobs; running ones get `grace` seconds
+
+Events, the same from both executors (the worker side, jobrun.run_job, produces them itself):
+
+    Queued(position)                   waiting; 1 = next to start (sent again when it moves up)
+    Started(device, attempt)           a worker took it; attempt > 1 after a worker died (Celery)
+    Progress(step, total, ...)         every field of nst.Progress, carried as is (losses, elapsed,
+                                       eta, level/levels, ...): at most one per PROGRESS_INTERVAL
+    Preview(step, image)               a small JPEG of the picture so far (PREVIEW_SIDE px), every
+                                       bot.preview_interval seconds; only the latest one matters
+    Done(image, filename, content_type, stats)           terminal: the result and nst.Stats as a dict
+    Failed(kind, reason)               terminal: kind is one of CANCELLED, TIMEOUT, CRASHED, ERROR,
+                                       SHUTDOWN; reason is for the user, as is
+    Detached(reason)                   terminal for this bot process: the job goes on elsewhere
+                                       (Celery) and is re-attached after a restart
+
+On the wire (the local workers' pipe, the Celery workers' Redis stream) an event is a JSON header
+plus, for Done and Preview, the image bytes beside it: encode_event / decode_event below are the
+only code that turns one into the other.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -19,19 +39,23 @@ from typing import Any, AsyncIterator, Protocol, Union
 
 @dataclass(frozen=True)
 class StyleJob:
-    """Everything a worker needs, and where the result goes. Images are the raw uploaded bytes."""
+    """Everything a worker needs, and where the result goes. Images are the raw uploaded bytes:
+    one content image and one or more style images (several are blended)."""
 
     user_id: int
     guild_id: int | None
     channel_id: int
     message_id: int  # the user's command message: the result replies to it
     content: bytes
-    style: bytes
+    styles: tuple[bytes, ...]
     params: dict[str, Any]  # StyleParams.as_dict()
     max_result_bytes: int  # the destination's upload limit
     max_pixels: int
     job_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     submitted_at: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "styles", tuple(self.styles))
 
     def describe(self) -> dict[str, Any]:
         """Loggable facts (no image bytes)."""
@@ -41,10 +65,16 @@ class StyleJob:
             "guild": self.guild_id,
             "epochs": self.params.get("epochs"),
             "size": self.params.get("size"),
+            "styles": len(self.styles),
         }
 
 
 # ----------------------------------------------------------------------------------------- events
+
+PROGRESS_INTERVAL = 0.5  # seconds between progress events: the status message edits far less often
+PREVIEW_SIDE = 256  # longest side of a preview image, in pixels
+PREVIEW_FILENAME = "preview.jpg"
+RESULT_STEM = "stylized"  # the result is posted as stylized.png / .jpg / .webp
 
 
 @dataclass(frozen=True)
@@ -55,17 +85,66 @@ class Queued:
 @dataclass(frozen=True)
 class Started:
     device: str
+    attempt: int = 1
+
+
+class Progress:
+    """One optimisation step, as nst reports it: every field of ``nst.Progress`` (step, total,
+    content_loss, style_loss, tv_loss, total_loss, elapsed, eta, and whatever nst adds, such as
+    level/levels), read as attributes. Built from the engine's object, never copied by hand."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, **values: Any):
+        if "step" not in values or "total" not in values:
+            raise TypeError("Progress needs at least step and total")
+        object.__setattr__(self, "_values", dict(values))
+
+    @classmethod
+    def of(cls, progress: Any) -> "Progress":
+        """From an ``nst.Progress`` (any dataclass): all of its fields."""
+        return cls(**dataclasses.asdict(progress))
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return object.__getattribute__(self, "_values")[name]
+        except KeyError:
+            raise AttributeError(f"Progress has no field {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Progress) and other._values == self._values
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self._values.items())))
+
+    def __repr__(self) -> str:
+        return "Progress(" + ", ".join(f"{k}={v!r}" for k, v in self._values.items()) + ")"
+
+    def __reduce__(self):
+        return (_progress, (self._values,))
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self._values)
+
+    @property
+    def fraction(self) -> float:
+        return self.step / self.total if self.total else 0.0
+
+
+def _progress(values: dict[str, Any]) -> Progress:
+    return Progress(**values)
 
 
 @dataclass(frozen=True)
-class Progress:
+class Preview:
     step: int
-    total: int
-    content_loss: float
-    style_loss: float
-    total_loss: float
-    elapsed: float
-    eta: float
+    image: bytes  # JPEG, at most PREVIEW_SIDE pixels on its longest side
+
+    content_type = "image/jpeg"
+    filename = PREVIEW_FILENAME
 
 
 @dataclass(frozen=True)
@@ -78,11 +157,12 @@ class Done:
 
 # Failure kinds, so callers can word and count them.
 CANCELLED, TIMEOUT, CRASHED, ERROR, SHUTDOWN = "cancelled", "timeout", "crashed", "error", "shutdown"
+FAILURE_KINDS = (CANCELLED, TIMEOUT, CRASHED, ERROR, SHUTDOWN)
 
 
 @dataclass(frozen=True)
 class Failed:
-    kind: str  # one of the constants above
+    kind: str  # one of FAILURE_KINDS
     reason: str  # for the user, as is
 
 
@@ -93,8 +173,56 @@ class Detached:
     reason: str
 
 
-Event = Union[Queued, Started, Progress, Done, Failed, Detached]
+Event = Union[Queued, Started, Progress, Preview, Done, Failed, Detached]
 TERMINAL = (Done, Failed, Detached)
+
+_TYPES: dict[str, type] = {
+    "queued": Queued, "started": Started, "progress": Progress, "preview": Preview,
+    "done": Done, "failed": Failed, "detached": Detached,
+}  # fmt: skip
+_NAMES = {cls: name for name, cls in _TYPES.items()}
+
+
+def encode_event(event: Event) -> tuple[str, bytes | None]:
+    """(JSON header, image bytes or None): the one wire form of an event, for pipes and Redis alike."""
+    if isinstance(event, Progress):
+        values = event.as_dict()
+    else:
+        values = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}
+    blob = values.pop("image", None)
+    return json.dumps({"type": _NAMES[type(event)], **values}), blob
+
+
+def decode_event(header: str | bytes, blob: bytes | None = None) -> Event:
+    """The inverse of encode_event. Unknown failure kinds read as ERROR (a newer worker, an older bot)."""
+    values = json.loads(header)
+    cls = _TYPES[values.pop("type")]
+    if cls is Failed and values.get("kind") not in FAILURE_KINDS:
+        values["kind"] = ERROR
+    if cls in (Done, Preview):
+        values["image"] = blob if blob is not None else b""
+    if cls is Progress:
+        return Progress(**values)
+    known = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def result_filename(extension: str) -> str:
+    """``.png`` -> ``stylized.png``."""
+    return RESULT_STEM + extension
+
+
+def timeout_reason(seconds: float) -> str:
+    """The one wording of a job stopped by caps.job_timeout."""
+    return f"stopped: it ran past the time limit of {format_duration(seconds)}"
+
+
+def format_duration(seconds: float) -> str:
+    return f"{seconds / 60:g} min" if seconds >= 120 else f"{seconds:g} s"
+
+
+SHUTDOWN_QUEUED = "the bot shut down before your job started; please send it again later"
+SHUTDOWN_RUNNING = "the bot shut down while your job was running; please send it again later"
 
 
 class Refused(Exception):
@@ -136,6 +264,7 @@ class JobHandle:
         self._canceller = canceller
         self.finished = False
         self.last_event: Event | None = None
+        self.last_progress: Progress | None = None
 
     def emit(self, event: Event) -> None:
         """Called by the executor on the event loop; events after the terminal one are dropped."""
@@ -144,6 +273,8 @@ class JobHandle:
         if isinstance(event, TERMINAL):
             self.finished = True
         self.last_event = event
+        if isinstance(event, Progress):
+            self.last_progress = event
         self._events.put_nowait(event)
 
     async def cancel(self) -> bool:
@@ -184,6 +315,9 @@ class Executor(Protocol):
 
     async def close(self, grace: float = 0.0) -> None:
         """Refuse new jobs, let running ones finish for up to ``grace`` seconds, fail the rest (SHUTDOWN)."""
+
+    def hurry(self) -> None:
+        """A second signal: cut close()'s waits short; users are still told, within a second or two."""
 
 
 class ExecutorError(Exception):

@@ -5,7 +5,9 @@
 A worker needs only an outbound connection to Redis. It takes one job at a time (prefetch 1); the
 job runs in a pool process that loads VGG-19 once and keeps it warm across jobs. A job is
 acknowledged only after it ended, so if its process or the whole worker dies, Redis hands it to a
-worker again (at most executor.max_attempts deliveries in all).
+worker again (at most executor.max_attempts deliveries in all). Events are jobrun's, written to the
+job's stream in base.encode_event's form; the result and the latest preview go to keys beside it.
+A job killed at Celery's hard time limit is failed (TIMEOUT) by the worker's main process.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ import threading
 import time
 from typing import Any, Sequence
 
-from .jobrun import Stopped, run_job
-from .jobqueue import ACTIVE, HEARTBEAT_EVERY, HEARTBEAT_TTL, PENDING, QUEUE, TASK_NAME, WORKERS, JobKeys, encode_event, make_celery, safe_url
+from .base import CANCELLED, CRASHED, ERROR, TIMEOUT, Done, Failed, Preview, encode_event, timeout_reason
+from .jobqueue import ACTIVE, HEARTBEAT_EVERY, HEARTBEAT_TTL, PENDING, QUEUE, TASK_NAME, WORKERS, JobKeys, make_celery, safe_url
+from .jobrun import run_job
 
 log = logging.getLogger("bot.worker")
 
@@ -69,75 +72,96 @@ def load_model_in_pool_process(**_: Any) -> None:
     log.info("model loaded on %s in process %d", STATE.model.device, os.getpid())
 
 
-def stylize_task(job_id: str, params: dict, max_result_bytes: int, max_pixels: int, timeout: float, max_attempts: int) -> None:
+def stylize_task(
+    job_id: str,
+    params: dict,
+    max_result_bytes: int,
+    max_pixels: int,
+    timeout: float,
+    max_attempts: int,
+    preview_interval: float = 0.0,
+) -> None:
     """The Celery task. Every way it ends is an event in the job's stream; it never raises."""
     r = _redis()
     keys = JobKeys(job_id)
-    ttl = STATE.settings.key_ttl
+    settings = STATE.settings
+    ttl = settings.key_ttl
 
-    def emit(kind: str, **data: Any) -> None:
-        r.xadd(keys.events, encode_event(kind, data), maxlen=5000, approximate=True)
+    def emit(event) -> None:
+        header, blob = encode_event(event)
+        if isinstance(event, Preview):  # only the latest matters: one key, overwritten
+            r.set(keys.preview, blob, ex=ttl)
+        r.xadd(keys.events, {"e": header}, maxlen=5000, approximate=True)
         r.expire(keys.events, ttl)
 
-    def end(kind: str, reason: str) -> None:
-        emit("failed", failure=kind, reason=reason)
+    def end(event) -> None:
+        emit(event)
         _forget(r, keys)
 
     attempt = r.incr(keys.attempts)
     r.expire(keys.attempts, ttl)
     if r.exists(keys.cancel):
-        end("cancelled", "cancelled before it started")
+        end(Failed(CANCELLED, "cancelled before it started"))
         return
-    done = r.get(keys.result + ":meta")
+    done = r.get(keys.meta)
     if done is not None:  # an earlier delivery finished but was not acknowledged: say so again
-        emit("done", **json.loads(done))
+        r.xadd(keys.events, {"e": done}, maxlen=5000, approximate=True)
         _forget(r, keys)
         return
     if attempt > max_attempts:
-        end("crashed", f"the job stopped its worker {attempt - 1} times and will not be tried again")
+        end(Failed(CRASHED, f"the job stopped its worker {attempt - 1} times and will not be tried again"))
         return
     r.zrem(PENDING, job_id)
     entry = r.hget(ACTIVE, job_id)
     if entry is not None:
-        r.hset(ACTIVE, job_id, json.dumps({**json.loads(entry), "state": "running", "device": str(STATE.model.device)}))
-    emit("started", device=f"{STATE.model.device} on {STATE.name}", worker=STATE.name, attempt=attempt)
-    content, style = r.get(keys.content), r.get(keys.style)
-    if content is None or style is None:
-        end("error", "the images expired before a worker was free; please send them again")
+        running = {**json.loads(entry), "state": "running", "device": str(STATE.model.device),
+                   "expires_at": settings.running_expiry(time.time())}  # fmt: skip
+        r.hset(ACTIVE, job_id, json.dumps(running))
+    content, styles = r.get(keys.content), r.lrange(keys.styles, 0, -1)
+    if content is None or not styles:
+        end(Failed(ERROR, "the images expired before a worker was free; please send them again"))
         return
-    started, checked, stop_reason = time.monotonic(), 0.0, "cancelled"
+    checked = 0.0
 
     def should_stop() -> bool:
-        nonlocal checked, stop_reason
+        nonlocal checked
         now = time.monotonic()
-        if now - started > timeout:
-            stop_reason = "timeout"
-            return True
         if now - checked >= CANCEL_POLL:
             checked = now
             return bool(r.exists(keys.cancel))
         return False
 
-    job = {"job_id": job_id, "content": content, "style": style, "params": params,
-           "max_result_bytes": max_result_bytes, "max_pixels": max_pixels}
-    outcome = run_job(STATE.model, job, on_progress=lambda payload: emit("progress", **payload), should_stop=should_stop)
-    if isinstance(outcome, Stopped):
-        if outcome.kind == "cancelled" and stop_reason == "timeout":
-            end("timeout", f"stopped: it ran past the time limit of {timeout:g} s")
-        else:
-            end(outcome.kind, outcome.reason)
+    job = {"job_id": job_id, "content": content, "styles": styles, "params": params, "max_result_bytes": max_result_bytes,
+           "max_pixels": max_pixels, "timeout": timeout, "preview_interval": preview_interval}  # fmt: skip
+    outcome = run_job(STATE.model, job, emit=emit, should_stop=should_stop,
+                      device=f"{STATE.model.device} on {STATE.name}", attempt=attempt)  # fmt: skip
+    if isinstance(outcome, Done):
+        header, image = encode_event(outcome)
+        r.set(keys.result, image, ex=ttl)
+        r.set(keys.meta, header, ex=ttl)  # from here on, a re-delivery just reports this
+    end(outcome)
+
+
+def on_task_failure(sender=None, task_id=None, exception=None, kwargs=None, **_: Any) -> None:
+    """task_failure in the worker's main process: a job killed at the hard time limit sent no event
+    (its process is gone), so say it here and free its slot."""
+    from celery.exceptions import TimeLimitExceeded
+
+    if not isinstance(exception, TimeLimitExceeded) or not task_id:
         return
-    meta = {"filename": f"stylized{outcome.extension}", "content_type": outcome.content_type, "stats": outcome.stats}
-    ttl = STATE.settings.key_ttl
-    r.set(keys.result, outcome.image, ex=ttl)
-    r.set(keys.result + ":meta", json.dumps(meta), ex=ttl)  # from here on, a re-delivery just reports this
-    emit("done", **meta)
+    timeout = (kwargs or {}).get("timeout") or STATE.settings.job_timeout
+    r = _redis()
+    keys = JobKeys(task_id)
+    log.warning("job %s hit the hard time limit; its process was killed", task_id)
+    r.xadd(keys.events, {"e": encode_event(Failed(TIMEOUT, timeout_reason(timeout)))[0]}, maxlen=5000, approximate=True)
+    r.expire(keys.events, STATE.settings.key_ttl)
+    r.set(keys.cancel, "1", ex=STATE.settings.key_ttl)  # a re-delivery must not run it again
     _forget(r, keys)
 
 
 def _forget(r, keys: JobKeys) -> None:
     """The job is over: free its images and its place in the shared bookkeeping."""
-    r.delete(keys.content, keys.style)
+    r.delete(keys.content, keys.styles, keys.preview)
     r.hdel(ACTIVE, keys.job_id)
     r.zrem(PENDING, keys.job_id)
 
@@ -223,12 +247,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     STATE.name = name
     log.info("worker %s on %s, queue %r at %s", name, detail, QUEUE, safe_url(settings.redis_url))
 
-    from celery.signals import worker_process_init, worker_ready, worker_shutdown
+    from celery.signals import task_failure, worker_process_init, worker_ready, worker_shutdown
 
     app = make_celery(settings)
     app.task(name=TASK_NAME, acks_late=True, reject_on_worker_lost=True)(stylize_task)
     heartbeat = Heartbeat(name, detail)
     worker_process_init.connect(load_model_in_pool_process, weak=False)
+    task_failure.connect(on_task_failure, weak=False)
     worker_ready.connect(heartbeat.start, weak=False)
     worker_shutdown.connect(heartbeat.stop, weak=False)
     app.worker_main([

@@ -1,8 +1,14 @@
 """Celery executor: jobs go to a durable queue in Redis; GPU workers anywhere run them.
 
-The bot stores the two images as Redis keys, sends a JSON task, and follows the job's event stream
-(one XREAD for all its jobs). Jobs outlive the bot: on restart it re-attaches to the ones it
-recorded and posts their results where they belong (see Stylize.resume_jobs).
+The bot stores the images as Redis keys, sends a JSON task, and follows the job's event stream
+(one XREAD for all its jobs). Events are base.py's, in base.encode_event's wire form; the images of
+Done and Preview events live in keys beside the stream (jobqueue.py). Jobs outlive the bot: on
+restart it re-attaches to the ones it recorded and posts their results where they belong.
+
+Admission (the per-user and queue limits) is one Redis script: check and insert are atomic, so
+several bot processes, or two commands at once, cannot both take the last slot. Every entry in the
+shared bookkeeping expires: a job that ended without a word (a worker killed at Celery's hard time
+limit, say) is failed and its slot freed by the next sweep.
 """
 
 from __future__ import annotations
@@ -12,17 +18,48 @@ import contextlib
 import json
 import logging
 import time
-from typing import Any
 
-from .base import SHUTTING_DOWN, check_admission
-from .base import CANCELLED, CRASHED, ERROR, TIMEOUT, Detached, Done, ExecutorError, Failed, JobHandle, JobInfo, Progress, Queued, Refused, Started, StyleJob
-from .jobqueue import ACTIVE, PENDING, QUEUE, TASK_NAME, WORKERS, JobKeys, QueueSettings, decode_event, make_celery, safe_url
+from .base import (
+    CANCELLED,
+    CRASHED,
+    ERROR,
+    SHUTTING_DOWN,
+    Detached,
+    Done,
+    ExecutorError,
+    Failed,
+    JobHandle,
+    JobInfo,
+    Preview,
+    Queued,
+    Refused,
+    Started,
+    StyleJob,
+    check_admission,
+    decode_event,
+    encode_event,
+)
+from .jobqueue import (
+    ACTIVE,
+    ADMIT_SCRIPT,
+    EXPIRED_REASON,
+    PENDING,
+    PREFIX,
+    QUEUE,
+    SWEEP_SCRIPT,
+    TASK_NAME,
+    WORKERS,
+    JobKeys,
+    QueueSettings,
+    make_celery,
+    safe_url,
+)
 
 log = logging.getLogger(__name__)
 
 READ_BLOCK_MS = 1000
-REFRESH_EVERY = 1.0  # seconds between reads of the shared queue (positions, !queue, health)
-FAILURE_KINDS = {"cancelled": CANCELLED, "timeout": TIMEOUT, "crashed": CRASHED, "error": ERROR}
+REFRESH_EVERY = 1.0  # seconds between reads of the shared queue (positions, !queue, health, sweep)
+DETACHED = "the bot is restarting; your job goes on, and its result will be posted here when the bot is back"
 
 
 class _Followed:
@@ -39,9 +76,12 @@ class CeleryExecutor:
         self.restarts = 0  # workers are not ours to restart; kept for /metrics
         self._redis = None
         self._celery = None
+        self._admit = None
+        self._sweep = None
         self._followed: dict[str, _Followed] = {}
         self._reader: asyncio.Task | None = None
         self._wake = asyncio.Event()
+        self._hurry = asyncio.Event()
         self._snapshot: list[JobInfo] = []
         self._workers: list[str] = []
         self._redis_ok = False
@@ -58,22 +98,24 @@ class CeleryExecutor:
         except Exception as error:  # noqa: BLE001 - any connection problem ends start-up with its reason
             await self._redis.aclose()
             raise ExecutorError(f"cannot reach Redis at {safe_url(self.settings.redis_url)}: {error}") from None
+        self._admit = self._redis.register_script(ADMIT_SCRIPT)
+        self._sweep = self._redis.register_script(SWEEP_SCRIPT)
         self._celery = make_celery(self.settings)
         await self._refresh()
         self._reader = asyncio.create_task(self._read_events(), name="nst-events")
         log.info("jobs go to Celery through %s; %d worker(s) alive", safe_url(self.settings.redis_url), len(self._workers))
 
     async def close(self, grace: float = 0.0) -> None:
-        """Jobs keep running on the workers: wait up to ``grace`` for the ones we follow, then let go
-        of the rest (they are re-attached when the bot is back)."""
+        """Jobs keep running on the workers: wait up to ``grace`` for the ones we follow (hurry() ends
+        the wait), then let go of the rest (they are re-attached when the bot is back)."""
         if self._closing:
             return
         self._closing = True
         deadline = time.monotonic() + grace
-        while self._followed and time.monotonic() < deadline:
+        while self._followed and time.monotonic() < deadline and not self._hurry.is_set():
             await asyncio.sleep(0.2)
         for job_id, followed in list(self._followed.items()):
-            followed.handle.emit(Detached("the bot is restarting; your job goes on, and its result will be posted here when the bot is back"))
+            followed.handle.emit(Detached(DETACHED))
             self._followed.pop(job_id, None)
         # bounded: a Redis that went away must not hold up the bot's shutdown
         if self._reader is not None:
@@ -83,41 +125,61 @@ class CeleryExecutor:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._redis.aclose(), 5)
         if self._celery is not None:
-            await asyncio.wait_for(asyncio.to_thread(self._celery.close), 5)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.to_thread(self._celery.close), 5)
+
+    def hurry(self) -> None:
+        """Stop waiting for followed jobs (a second signal): they go on and are re-attached later."""
+        self._hurry.set()
 
     # ------------------------------------------------------------------------------ jobs
 
     async def submit(self, job: StyleJob, *, max_per_user: int, max_queue: int) -> JobHandle:
         if self._closing:
             raise Refused(SHUTTING_DOWN)
-        active = [json.loads(v) for v in (await self._redis.hgetall(ACTIVE)).values()]
-        mine = sum(1 for entry in active if entry["user_id"] == job.user_id)
-        check_admission(mine, len(active), max_per_user=max_per_user, max_queue=max_queue)
-        keys = JobKeys(job.job_id)
-        ttl = self.settings.key_ttl
-        entry = {"user_id": job.user_id, "guild_id": job.guild_id, "submitted_at": job.submitted_at, "state": "queued"}
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(keys.content, job.content, ex=ttl)
-            pipe.set(keys.style, job.style, ex=ttl)
-            pipe.hset(ACTIVE, job.job_id, json.dumps(entry))
-            pipe.zadd(PENDING, {job.job_id: job.submitted_at})
-            await pipe.execute()
-        kwargs = {
-            "job_id": job.job_id,
-            "params": job.params,
-            "max_result_bytes": job.max_result_bytes,
-            "max_pixels": job.max_pixels,
-            "timeout": self.settings.job_timeout,
-            "max_attempts": self.settings.max_attempts,
+        settings = self.settings
+        entry = {
+            "user_id": job.user_id,
+            "user": str(job.user_id),  # matched as text in the script: ids exceed Lua's exact integers
+            "guild_id": job.guild_id,
+            "submitted_at": job.submitted_at,
+            "state": "queued",
+            "expires_at": settings.queued_expiry(time.time()),
         }
+        admitted, mine, total = await self._admit(
+            keys=[ACTIVE, PENDING],
+            args=[*self._sweep_args(), job.job_id, str(job.user_id), max_per_user, max_queue,
+                  json.dumps(entry), job.submitted_at],
+        )  # fmt: skip
+        if not admitted:
+            check_admission(int(mine), int(total), max_per_user=max_per_user, max_queue=max_queue)
+            raise Refused("the queue is full; please try again later")  # not reached: the check raises
+        keys = JobKeys(job.job_id)
+        ttl = settings.key_ttl
         try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.set(keys.content, job.content, ex=ttl)
+                pipe.delete(keys.styles)
+                pipe.rpush(keys.styles, *job.styles)
+                pipe.expire(keys.styles, ttl)
+                await pipe.execute()
+            kwargs = {
+                "job_id": job.job_id,
+                "params": job.params,
+                "max_result_bytes": job.max_result_bytes,
+                "max_pixels": job.max_pixels,
+                "timeout": settings.job_timeout,
+                "max_attempts": settings.max_attempts,
+                "preview_interval": settings.preview_interval,
+            }
             # kombu publishes synchronously: keep it off the loop
             await asyncio.to_thread(
                 self._celery.send_task, TASK_NAME, kwargs=kwargs, task_id=job.job_id, queue=QUEUE,
-                time_limit=self.settings.job_timeout + 120,
+                time_limit=settings.hard_time_limit,
             )
         except Exception as error:  # noqa: BLE001 - nothing queued: undo the bookkeeping and refuse
-            await self._forget_job(keys)
+            with contextlib.suppress(Exception):
+                await self._forget_job(keys)
             log.error("could not queue job %s: %s", job.job_id, error)
             raise Refused("the job queue is unavailable right now; please try again later") from None
         handle = JobHandle(job, self.cancel)
@@ -161,13 +223,17 @@ class CeleryExecutor:
 
     # ------------------------------------------------------------------------------ internals
 
+    def _sweep_args(self) -> list:
+        header, _ = encode_event(Failed(CRASHED, EXPIRED_REASON))
+        return [PREFIX, header, self.settings.key_ttl, time.time()]
+
     def _follow(self, handle: JobHandle) -> None:
         self._followed[handle.job.job_id] = _Followed(handle)
         self._wake.set()
 
     async def _forget_job(self, keys: JobKeys) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(keys.content, keys.style)
+            pipe.delete(keys.content, keys.styles)
             pipe.hdel(ACTIVE, keys.job_id)
             pipe.zrem(PENDING, keys.job_id)
             await pipe.execute()
@@ -202,8 +268,7 @@ class CeleryExecutor:
                 self._redis_ok = True
                 for stream, entries in replies or []:
                     job_id = stream.decode().split(":")[2]
-                    for entry_id, fields in entries:
-                        await self._deliver(job_id, entry_id.decode(), decode_event(fields))
+                    await self._deliver(job_id, entries)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # noqa: BLE001 - Redis away: report unhealthy, try again
@@ -212,30 +277,39 @@ class CeleryExecutor:
                 self._redis_ok = False
                 await asyncio.sleep(1.0)
 
-    async def _deliver(self, job_id: str, entry_id: str, event: dict[str, Any]) -> None:
+    async def _deliver(self, job_id: str, entries: list) -> None:
+        """Turn one job's new stream entries into events. Of several previews, only the last is fetched."""
         followed = self._followed.get(job_id)
         if followed is None:
             return
-        followed.last_id = entry_id
-        handle, kind = followed.handle, event.pop("kind")
-        if kind == "started":
-            followed.started = True
-            handle.emit(Started(event["device"]))
-        elif kind == "progress":
-            handle.emit(Progress(**event))
-        elif kind == "done":
-            image = await self._redis.get(JobKeys(job_id).result)
-            if image is None:
-                handle.emit(Failed(ERROR, "the result expired before it could be posted; please send the job again"))
-            else:
-                handle.emit(Done(image, event["filename"], event["content_type"], event["stats"]))
-            self._followed.pop(job_id, None)
-        elif kind == "failed":
-            handle.emit(Failed(FAILURE_KINDS.get(event["failure"], ERROR), event["reason"]))
-            self._followed.pop(job_id, None)
+        decoded = [(entry_id.decode(), decode_event(fields[b"e"])) for entry_id, fields in entries]
+        last_preview = max((i for i, (_, e) in enumerate(decoded) if isinstance(e, Preview)), default=None)
+        for index, (entry_id, event) in enumerate(decoded):
+            followed.last_id = entry_id
+            handle = followed.handle
+            if isinstance(event, Started):
+                followed.started = True
+            elif isinstance(event, Preview):
+                if index != last_preview:
+                    continue
+                image = await self._redis.get(JobKeys(job_id).preview)
+                if image is None:
+                    continue
+                event = Preview(event.step, image)
+            elif isinstance(event, Done):
+                image = await self._redis.get(JobKeys(job_id).result)
+                if image is None:
+                    event = Failed(ERROR, "the result expired before it could be posted; please send the job again")
+                else:
+                    event = Done(image, event.filename, event.content_type, event.stats)
+            handle.emit(event)
+            if isinstance(event, (Done, Failed)):
+                self._followed.pop(job_id, None)
+                return
 
     async def _refresh(self) -> None:
-        """Read the shared queue: for !queue, positions and health."""
+        """Read the shared queue: for !queue, positions and health; fail entries that expired."""
+        await self._sweep(keys=[ACTIVE, PENDING], args=self._sweep_args())
         active = await self._redis.hgetall(ACTIVE)
         pending = [m.decode() for m in await self._redis.zrange(PENDING, 0, -1)]
         workers = [key.decode().removeprefix(WORKERS) async for key in self._redis.scan_iter(match=WORKERS + "*")]
@@ -248,10 +322,9 @@ class CeleryExecutor:
             position = pending.index(job_id) + 1 if job_id in pending else None
             state = "queued" if position is not None else "running"
             fraction = 0.0
-            last = followed.handle.last_event if followed else None
-            if isinstance(last, Progress):
-                fraction = last.step / last.total
+            last = followed.handle.last_progress if followed else None
+            if last is not None:
+                fraction = last.fraction
             infos.append(JobInfo(job_id, entry["user_id"], entry["guild_id"], state, position, fraction, entry.get("device"), entry["submitted_at"]))
         infos.sort(key=lambda i: (i.state != "running", i.position or 0, i.submitted_at))
         self._snapshot, self._workers = infos, workers
-

@@ -1,16 +1,23 @@
-"""What the bot and the Celery workers share: the Celery app, Redis key names, and the event format.
+"""What the bot and the Celery workers share: the Celery app, Redis key names, the admission script.
 
 Everything in Redis and in Celery messages is JSON or raw image bytes: never pickle, so whoever can
 reach Redis cannot make a worker run code. Images travel as Redis keys with a time-to-live, not
 inside messages; so do results, keyed by job id, which makes a re-delivered job idempotent.
 
 Keys (``nst:`` prefix):
-    job:<id>:content / :style    uploaded image bytes
-    job:<id>:result              the encoded result image (the done event carries its metadata)
-    job:<id>:events              a Redis stream: started, progress, done, failed (JSON in field "e")
+    job:<id>:content             the uploaded content image
+    job:<id>:styles              a list: the style image(s)
+    job:<id>:result              the encoded result image; :result:meta is the done event's header
+    job:<id>:preview             the latest preview image (each overwrites the last: bounded)
+    job:<id>:events              a Redis stream of the job's events: field "e" holds the JSON header of
+                                 base.encode_event; the images of done and preview events are in the
+                                 two keys above, not in the stream
     job:<id>:cancel              set to stop the job (before it starts, or within a step)
     job:<id>:attempts            deliveries so far
-    active                       hash job id -> JSON {user_id, guild_id, submitted_at, state}
+    active                       hash job id -> JSON {user_id, user, guild_id, submitted_at, state,
+                                 expires_at}: a job whose expires_at passed without an end is failed
+                                 by whoever sweeps next (admission, the bot's refresh), so a slot
+                                 can never leak
     pending                      sorted set of job ids not started yet, by submit time (positions)
     worker:<name>                heartbeat of a live worker (expires)
 """
@@ -31,6 +38,7 @@ TASK_NAME = "nst.stylize"
 QUEUE = "nst"
 HEARTBEAT_EVERY = 5.0
 HEARTBEAT_TTL = 15
+EXPIRY_SLACK = 60.0
 
 
 @dataclass(frozen=True)
@@ -45,8 +53,16 @@ class JobKeys:
         return self._key("content")
 
     @property
-    def style(self) -> str:
-        return self._key("style")
+    def styles(self) -> str:
+        return self._key("styles")
+
+    @property
+    def preview(self) -> str:
+        return self._key("preview")
+
+    @property
+    def meta(self) -> str:
+        return self._key("result:meta")
 
     @property
     def result(self) -> str:
@@ -65,7 +81,7 @@ class JobKeys:
         return self._key("attempts")
 
     def all(self) -> list[str]:
-        return [self.content, self.style, self.result, self.events, self.cancel, self.attempts]
+        return [self.content, self.styles, self.result, self.meta, self.preview, self.events, self.cancel, self.attempts]
 
 
 @dataclass(frozen=True)
@@ -78,6 +94,22 @@ class QueueSettings:
     max_attempts: int
     job_timeout: float
     restore_interval: int = 10  # seconds between sweeps for jobs of dead workers
+    preview_interval: float = 0.0  # seconds between previews; 0 = none
+    hard_limit_margin: float = 120.0  # Celery kills a job's process this long after job_timeout
+
+    @property
+    def hard_time_limit(self) -> float:
+        """Celery's hard time limit: only for a step that never returns (the deadline stops the rest)."""
+        return self.job_timeout + self.hard_limit_margin
+
+    def running_expiry(self, now: float) -> float:
+        """When a running job's entry expires: by then it ended, or a re-delivery has renewed it
+        (a dead worker's job is handed on within visibility_timeout + restore_interval)."""
+        return now + max(self.visibility_timeout, self.hard_time_limit) + self.restore_interval + EXPIRY_SLACK
+
+    def queued_expiry(self, now: float) -> float:
+        """A job that never started is given up when its images expire."""
+        return now + self.key_ttl
 
 
 def redis_url(url: str, password_file: str = "") -> str:
@@ -131,10 +163,52 @@ def make_celery(settings: QueueSettings):
     return app
 
 
-def encode_event(kind: str, data: dict[str, Any] | None = None) -> dict[str, str]:
-    return {"e": json.dumps({"kind": kind, **(data or {})})}
+# Expired entries are failed first, so a leaked slot never blocks anyone; then the user's and the
+# total count are compared with the limits and, if there is room, the job is inserted: all in one
+# script, which Redis runs atomically (two commands at once cannot both pass the check).
+_SWEEP = """
+local function sweep(now)
+  local entries = redis.call('HGETALL', KEYS[1])
+  for i = 1, #entries, 2 do
+    local id, entry = entries[i], cjson.decode(entries[i + 1])
+    local expires = tonumber(entry['expires_at'] or 0)
+    if expires > 0 and expires < now then
+      redis.call('HDEL', KEYS[1], id)
+      redis.call('ZREM', KEYS[2], id)
+      local prefix = ARGV[1] .. 'job:' .. id .. ':'
+      redis.call('DEL', prefix .. 'content', prefix .. 'styles')
+      redis.call('SET', prefix .. 'cancel', '1', 'EX', tonumber(ARGV[3]))
+      redis.call('XADD', prefix .. 'events', '*', 'e', ARGV[2])
+      redis.call('EXPIRE', prefix .. 'events', tonumber(ARGV[3]))
+    end
+  end
+end
+"""
 
+# KEYS: active, pending. ARGV: prefix, expired event header, key ttl, now.
+SWEEP_SCRIPT = _SWEEP + """
+sweep(tonumber(ARGV[4]))
+return 1
+"""
 
-def decode_event(fields: dict) -> dict[str, Any]:
-    raw = fields.get(b"e") or fields.get("e")
-    return json.loads(raw)
+# KEYS: active, pending. ARGV: prefix, expired event header, key ttl, now, job id, user (text),
+# max per user, max queue, entry JSON, submitted_at. Returns {admitted (0/1), mine, total}.
+ADMIT_SCRIPT = _SWEEP + """
+sweep(tonumber(ARGV[4]))
+local values = redis.call('HVALS', KEYS[1])
+local mine = 0
+for _, raw in ipairs(values) do
+  if tostring(cjson.decode(raw)['user']) == ARGV[6] then mine = mine + 1 end
+end
+if mine >= tonumber(ARGV[7]) or #values >= tonumber(ARGV[8]) then
+  return {0, mine, #values}
+end
+redis.call('HSET', KEYS[1], ARGV[5], ARGV[9])
+redis.call('ZADD', KEYS[2], ARGV[10], ARGV[5])
+return {1, mine, #values}
+"""
+
+EXPIRED_REASON = (
+    "your job was lost: no worker finished it or reported on it in time (a worker may have been killed); "
+    "please send it again"
+)

@@ -1,48 +1,74 @@
 """Running one job inside a worker process: decode, stylize, encode, and every way that can end.
 
-Shared by the local worker processes (worker.py) and the Celery workers (celery_worker.py), which
-differ only in how events travel back to the bot. Imports the engine only, never discord.
+Shared by the local worker processes (worker.py) and the Celery workers (celery_worker.py): both
+call run_job, which produces the executor's own events (base.py); the two differ only in how those
+events travel back to the bot. The job's deadline is enforced here, the same way for both. Imports
+the engine only, never discord.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import time
-from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
-PROGRESS_INTERVAL = 0.5  # seconds between progress events: the status message edits far less often
+from .base import (
+    CANCELLED,
+    ERROR,
+    PREVIEW_SIDE,
+    PROGRESS_INTERVAL,
+    TIMEOUT,
+    Done,
+    Event,
+    Failed,
+    Preview,
+    Progress,
+    Started,
+    result_filename,
+    timeout_reason,
+)
 
 log = logging.getLogger("bot.worker")
 
-
-@dataclass(frozen=True)
-class Finished:
-    """The encoded result and the stats the bot's timing line needs."""
-
-    image: bytes
-    extension: str
-    content_type: str
-    stats: dict[str, Any]
+OUT_OF_MEMORY = "ran out of memory at this size; try a smaller --size"
+INTERNAL = "an internal error stopped this job; the operator can find it in the logs"
 
 
-@dataclass(frozen=True)
-class Stopped:
-    """The job did not finish: kind "cancelled" (should_stop said so) or "error", and a reason for the user."""
+def job_payload(job, *, timeout: float, preview_interval: float) -> dict[str, Any]:
+    """What a worker needs of a StyleJob (plain values: it crosses a pipe or a Celery message)."""
+    return {
+        "job_id": job.job_id,
+        "content": job.content,
+        "styles": list(job.styles),
+        "params": job.params,
+        "max_result_bytes": job.max_result_bytes,
+        "max_pixels": job.max_pixels,
+        "timeout": timeout,
+        "preview_interval": preview_interval,
+    }
 
-    kind: str
-    reason: str
+
+def out_of_memory_errors(torch) -> tuple[type[BaseException], ...]:
+    """The exception types torch raises when a device runs out of memory, on every supported torch:
+    ``torch.OutOfMemoryError`` only exists from 2.5; ``torch.cuda.OutOfMemoryError`` from 1.13."""
+    found = [getattr(torch, "OutOfMemoryError", None), getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None)]
+    return tuple(dict.fromkeys(t for t in found if isinstance(t, type)))
 
 
 def run_job(
     model,
     job: dict[str, Any],
     *,
-    on_progress: Callable[[dict[str, Any]], None],
+    emit: Callable[[Event], None],
     should_stop: Callable[[], bool],
-) -> Finished | Stopped:
-    """``job`` holds content, style (bytes), params, max_result_bytes, max_pixels and job_id.
-    ``on_progress`` receives at most one progress payload per PROGRESS_INTERVAL, and the last step."""
+    device: str | None = None,
+    attempt: int = 1,
+) -> Done | Failed:
+    """Run ``job`` (see job_payload) and return its terminal event; Started, Progress (at most one per
+    PROGRESS_INTERVAL, and the last step) and Preview events go to ``emit`` on the way. The job stops
+    with TIMEOUT once it has run ``job["timeout"]`` seconds, and with CANCELLED when ``should_stop``
+    says so (the executor knows whether that was a user's cancel or a shutdown)."""
     import torch
 
     from nst import images
@@ -50,46 +76,77 @@ def run_job(
     from nst.params import StyleParams
     from nst.transfer import stylize
 
-    last_sent = 0.0
+    started = time.monotonic()
+    deadline = started + job["timeout"]
+    timed_out = False
+    last_progress = 0.0
 
-    def throttled(progress) -> None:
-        nonlocal last_sent
+    def stop() -> bool:
+        nonlocal timed_out
+        if time.monotonic() >= deadline:
+            timed_out = True
+            return True
+        return should_stop()
+
+    def progress(report) -> None:
+        nonlocal last_progress
         now = time.monotonic()
-        if now - last_sent >= PROGRESS_INTERVAL or progress.step == progress.total:
-            last_sent = now
-            on_progress(
-                {
-                    "step": progress.step,
-                    "total": progress.total,
-                    "content_loss": progress.content_loss,
-                    "style_loss": progress.style_loss,
-                    "total_loss": progress.total_loss,
-                    "elapsed": progress.elapsed,
-                    "eta": progress.eta,
-                }
-            )
+        if now - last_progress >= PROGRESS_INTERVAL or report.step == report.total:
+            last_progress = now
+            emit(Progress.of(report))
 
+    def preview(step: int, image) -> None:
+        emit(Preview(step, _preview_jpeg(image)))
+
+    emit(Started(device or str(model.device), attempt))
+    oom = out_of_memory_errors(torch)
     try:
+        content = images.decode_image(job["content"], max_pixels=job["max_pixels"], name="content image")
+        styles = [
+            images.decode_image(data, max_pixels=job["max_pixels"], name=_style_name(i, len(job["styles"])))
+            for i, data in enumerate(job["styles"])
+        ]
+        interval = job.get("preview_interval") or 0.0
         result = stylize(
-            images.decode_image(job["content"], max_pixels=job["max_pixels"], name="content image"),
-            images.decode_image(job["style"], max_pixels=job["max_pixels"], name="style image"),
+            content,
+            styles[0] if len(styles) == 1 else styles,
             StyleParams.from_mapping(job["params"]),
             model=model,
-            on_progress=throttled,
-            should_stop=should_stop,
+            on_progress=progress,
+            on_preview=preview if interval > 0 else None,
+            preview_seconds=interval,
+            should_stop=stop,
         )
         encoded = images.encode_image(result.image, max_bytes=job["max_result_bytes"])
     except Cancelled:
-        return Stopped("cancelled", "cancelled")
+        if timed_out:
+            return Failed(TIMEOUT, timeout_reason(job["timeout"]))
+        return Failed(CANCELLED, "cancelled")
     except NSTError as error:
-        return Stopped("error", str(error))
-    except torch.OutOfMemoryError:
+        return Failed(ERROR, str(error))
+    except oom:
         if model.device.type == "cuda":
             torch.cuda.empty_cache()
-        return Stopped("error", "ran out of memory at this size; try a smaller --size")
+        return Failed(ERROR, OUT_OF_MEMORY)
     except Exception:  # noqa: BLE001 - a bug: logged here, a short line for the user
         log.exception("job %s failed", job.get("job_id"))
-        return Stopped("error", "an internal error stopped this job; the operator can find it in the logs")
+        return Failed(ERROR, INTERNAL)
+    from dataclasses import asdict
+
     stats = asdict(result.stats)
     stats.update(encoded_size=list(encoded.size), format=encoded.format, quality=encoded.quality)
-    return Finished(encoded.data, encoded.extension, encoded.content_type, stats)
+    return Done(encoded.data, result_filename(encoded.extension), encoded.content_type, stats)
+
+
+def _style_name(index: int, count: int) -> str:
+    return "style image" if count == 1 else f"style image {index + 1}"
+
+
+def _preview_jpeg(image) -> bytes:
+    small = image.convert("RGB")
+    if max(small.size) > PREVIEW_SIDE:
+        small = small.copy()
+        small.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+    buffer = io.BytesIO()
+    small.save(buffer, "JPEG", quality=80)
+    return buffer.getvalue()

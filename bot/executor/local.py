@@ -2,8 +2,10 @@
 
 The parent (the bot's event loop) keeps the queue and decides which worker runs which job, so it
 always knows whose job a dead worker took with it. Each worker has a pipe: jobs go down, events come
-up through a reader thread that hands them to the loop. Cancelling writes the job's sequence number
-into a shared integer that the worker polls before every optimisation step.
+up through a reader thread that hands them to the loop, in the one wire form of base.encode_event.
+Cancelling writes the job's sequence number into a shared integer that the worker polls before every
+optimisation step. The job's deadline is enforced inside the worker (jobrun); a worker stuck past it
+is killed. Workers die with the bot, however it dies (see worker.die_with_parent).
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from typing import Any
 from .base import (
     CANCELLED,
     CRASHED,
-    ERROR,
     SHUTDOWN,
+    SHUTDOWN_QUEUED,
+    SHUTDOWN_RUNNING,
+    SHUTTING_DOWN,
     TIMEOUT,
     Done,
     ExecutorError,
@@ -33,12 +37,13 @@ from .base import (
     JobInfo,
     Progress,
     Queued,
-    SHUTTING_DOWN,
     Refused,
-    Started,
     StyleJob,
     check_admission,
+    decode_event,
+    timeout_reason,
 )
+from .jobrun import job_payload
 from .worker import WorkerSpec, run_worker
 
 log = logging.getLogger(__name__)
@@ -46,6 +51,8 @@ log = logging.getLogger(__name__)
 STARTUP_TIMEOUT = 600.0  # the first start may download VGG-19 (548 MB)
 CANCEL_GRACE = 30.0  # a running job that ignores its stop flag this long is killed with its worker
 RESTART_BACKOFF = 10.0  # a replacement worker that cannot start is retried after this
+STOP_WAIT = 10.0  # at shutdown, how long stopped jobs get to report before they are failed anyway
+HURRIED_WAIT = 1.0  # the same after a second signal (hurry): users are still told, within a second or two
 
 
 @dataclass(eq=False)
@@ -71,6 +78,7 @@ class _Worker:
     process: Any
     conn: Any
     cancel: Any  # multiprocessing Value('q'): the seq of the job to stop
+    lifeline: Any  # write end of the pipe whose EOF tells the worker the bot is gone; never written
     ready: asyncio.Future
     state: str = "starting"  # starting | idle | busy | failed (cannot load) | dead | stopped (by us)
     entry: _Entry | None = None
@@ -86,6 +94,8 @@ class LocalExecutor:
         devices: tuple[str, ...] = ("auto",),
         cpu_threads: int = 0,
         job_timeout: float = 900.0,
+        preview_interval: float = 0.0,
+        precision: str = "auto",
         log_level: str = "INFO",
         log_json: bool = False,
     ):
@@ -93,6 +103,8 @@ class LocalExecutor:
         self._devices = tuple(devices)
         self._threads = cpu_threads or self._default_threads()
         self._job_timeout = job_timeout
+        self._preview_interval = preview_interval
+        self._precision = precision
         self._log_level = log_level
         self._log_json = log_json
         self._context = multiprocessing.get_context("spawn")
@@ -102,6 +114,7 @@ class LocalExecutor:
         self._seq = itertools.count(1)
         self._closing = False
         self._idle = asyncio.Event()
+        self._hurry = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.restarts = 0  # workers replaced after dying (for /metrics)
 
@@ -130,15 +143,17 @@ class LocalExecutor:
 
     def _spawn(self, index: int, device: str) -> _Worker:
         parent_end, child_end = self._context.Pipe(duplex=True)
+        life_read, life_write = self._context.Pipe(duplex=False)
         cancel = self._context.Value("q", 0, lock=False)  # aligned 64-bit: reads and writes are atomic
         threads = self._threads if device == "cpu" or device == "auto" else 0
-        spec = WorkerSpec(device, self._weights, threads, self._log_level, self._log_json)
+        spec = WorkerSpec(device, self._weights, threads, self._log_level, self._log_json, self._precision, os.getpid())
         process = self._context.Process(
-            target=run_worker, args=(child_end, cancel, spec), name=f"nst-worker-{index}", daemon=True
+            target=run_worker, args=(child_end, cancel, spec, life_read), name=f"nst-worker-{index}", daemon=True
         )
         process.start()
         child_end.close()  # so the parent's reads see EOF when the child dies
-        worker = _Worker(index, device, process, parent_end, cancel, self._loop.create_future())
+        life_read.close()  # only the child reads it; only this process holds the write end
+        worker = _Worker(index, device, process, parent_end, cancel, life_write, self._loop.create_future())
         threading.Thread(target=self._read, args=(worker,), name=f"nst-reader-{index}", daemon=True).start()
         return worker
 
@@ -162,48 +177,59 @@ class LocalExecutor:
             return False
 
     async def close(self, grace: float = 0.0) -> None:
-        """Refuse new jobs; fail queued ones; give running ones ``grace`` seconds; stop the workers."""
+        """Refuse new jobs; fail queued ones; give running ones ``grace`` seconds; stop the workers.
+        ``hurry()`` (a second signal) cuts every wait here to a second or so."""
         if self._closing:
             return
         self._closing = True
         while self._waiting:
-            entry = self._waiting.popleft()
-            self._finish(entry, Failed(SHUTDOWN, "the bot shut down before your job started; please send it again later"))
+            self._finish(self._waiting.popleft(), Failed(SHUTDOWN, SHUTDOWN_QUEUED))
         if self._running() and grace > 0:
             log.info("waiting up to %.0f s for %d running job(s)", grace, len(self._running()))
-            self._idle.clear()
-            try:
-                await asyncio.wait_for(self._idle.wait(), grace)
-            except asyncio.TimeoutError:
-                pass
+            await self._until_idle(grace)
         for entry in self._running():
             self._request_stop(entry, SHUTDOWN)
         if self._running():
-            self._idle.clear()
-            try:
-                await asyncio.wait_for(self._idle.wait(), 10.0)
-            except asyncio.TimeoutError:
-                pass
+            await self._until_idle(HURRIED_WAIT if self._hurry.is_set() else STOP_WAIT)
         for entry in self._running():
-            self._finish(entry, Failed(SHUTDOWN, "the bot shut down while your job was running; please send it again later"))
+            self._finish(entry, Failed(SHUTDOWN, SHUTDOWN_RUNNING))
         await self._stop_workers()
+
+    def hurry(self) -> None:
+        """Stop waiting for running jobs: stop them now, tell their users, and end within a second or two."""
+        self._hurry.set()
+
+    async def _until_idle(self, timeout: float) -> None:
+        """Wait until no job runs, at most ``timeout`` seconds, or HURRIED_WAIT once hurry() is called."""
+        self._idle.clear()
+        if not self._running():
+            return
+        idle = asyncio.ensure_future(self._idle.wait())
+        hurried = asyncio.ensure_future(self._hurry.wait())
+        try:
+            await asyncio.wait({idle, hurried}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            idle.cancel()
+            hurried.cancel()
 
     async def _stop_workers(self) -> None:
         workers = list(self._workers)
         for worker in workers:
             worker.state = "stopped"
             self._send(worker, ("stop",))
-        await asyncio.gather(*(asyncio.to_thread(self._reap, w) for w in workers))
+        patience = HURRIED_WAIT if self._hurry.is_set() else 5.0
+        await asyncio.gather(*(asyncio.to_thread(self._reap, w, patience) for w in workers))
 
     @staticmethod
-    def _reap(worker: _Worker) -> None:
-        worker.process.join(timeout=5)
+    def _reap(worker: _Worker, patience: float) -> None:
+        worker.process.join(timeout=patience)
         if worker.process.is_alive():
             worker.process.terminate()
-            worker.process.join(timeout=5)
+            worker.process.join(timeout=patience)
         if worker.process.is_alive():
             worker.process.kill()
             worker.process.join(timeout=5)
+        worker.lifeline.close()
 
     # ------------------------------------------------------------------------------ jobs
 
@@ -269,16 +295,10 @@ class LocalExecutor:
             entry.worker, entry.started_at = worker, time.monotonic()
             worker.cancel.value = 0
             job = entry.job
-            payload = {
-                "job_id": job.job_id,
-                "content": job.content,
-                "style": job.style,
-                "params": job.params,
-                "max_result_bytes": job.max_result_bytes,
-                "max_pixels": job.max_pixels,
-            }
+            payload = job_payload(job, timeout=self._job_timeout, preview_interval=self._preview_interval)
             self._send(worker, ("job", entry.seq, payload))
-            entry.timers.append(self._loop.call_later(self._job_timeout, self._request_stop, entry, TIMEOUT))
+            # The worker stops the job at its deadline by itself; this only catches a step that never returns.
+            entry.timers.append(self._loop.call_later(self._job_timeout + CANCEL_GRACE, self._kill_overdue, worker, entry))
             log.info("job start %s", _fmt(job.describe() | {"device": worker.label}))
         self._announce_positions()
 
@@ -314,6 +334,12 @@ class LocalExecutor:
             log.warning("job %s did not stop within %.0f s; killing its worker", entry.job.job_id, CANCEL_GRACE)
             worker.process.kill()
 
+    def _kill_overdue(self, worker: _Worker, entry: _Entry) -> None:
+        if worker.entry is entry and worker.process.is_alive():
+            entry.stop_reason = TIMEOUT
+            log.warning("job %s ran %.0f s past its deadline; killing its worker", entry.job.job_id, CANCEL_GRACE)
+            worker.process.kill()
+
     def _finish(self, entry: _Entry, event) -> None:
         for timer in entry.timers:
             timer.cancel()
@@ -345,35 +371,28 @@ class LocalExecutor:
                 worker.ready.set_exception(ExecutorError(message[1]))
             log.error("worker %d (%s) cannot start: %s", worker.index, worker.device, message[1])
         elif kind == "event":
-            _, seq, event_kind, payload = message
+            _, seq, header, blob = message
             entry = worker.entry
             if entry is None or entry.seq != seq:
                 return  # a late message from a job that already ended
-            self._on_job_event(entry, event_kind, payload)
+            self._on_job_event(entry, decode_event(header, blob))
 
-    def _on_job_event(self, entry: _Entry, kind: str, payload: dict) -> None:
-        if kind == "started":
-            entry.handle.emit(Started(entry.worker.label or payload["device"]))
-        elif kind == "progress":
-            entry.fraction = payload["step"] / payload["total"]
-            entry.handle.emit(Progress(**payload))
-        elif kind == "done":
-            filename = f"stylized{payload['extension']}"
-            self._finish(entry, Done(payload["image"], filename, payload["content_type"], payload["stats"]))
-            self._dispatch()
-        elif kind == "failed":
-            if payload["kind"] == "cancelled":
-                event = self._stopped_event(entry)
-            else:
-                event = Failed(ERROR, payload["reason"])
+    def _on_job_event(self, entry: _Entry, event) -> None:
+        if isinstance(event, Progress):
+            entry.fraction = event.fraction
+        if isinstance(event, Failed) and event.kind == CANCELLED:
+            event = self._stopped_event(entry)  # we asked it to stop: say why
+        if isinstance(event, (Done, Failed)):
             self._finish(entry, event)
             self._dispatch()
+        else:
+            entry.handle.emit(event)
 
     def _stopped_event(self, entry: _Entry) -> Failed:
         if entry.stop_reason == TIMEOUT:
-            return Failed(TIMEOUT, f"stopped: it ran past the time limit of {_duration(self._job_timeout)}")
+            return Failed(TIMEOUT, timeout_reason(self._job_timeout))
         if entry.stop_reason == SHUTDOWN:
-            return Failed(SHUTDOWN, "the bot shut down while your job was running; please send it again later")
+            return Failed(SHUTDOWN, SHUTDOWN_RUNNING)
         return Failed(CANCELLED, "cancelled")
 
     def _on_exit(self, worker: _Worker) -> None:
@@ -419,10 +438,6 @@ def _describe_exit(code: int | None) -> str:
         hint = ", often the out-of-memory killer" if -code == signal.SIGKILL else ""
         return f"killed by {name}{hint}"
     return f"exit code {code}"
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds / 60:g} min" if seconds >= 120 else f"{seconds:g} s"
 
 
 def _fmt(fields: dict[str, Any]) -> str:

@@ -4,19 +4,30 @@ Runs in a child process started with the 'spawn' method (safe with CUDA). It imp
 only, never discord. Messages to the parent (all tuples, first item the kind):
     ("ready", {"device": ..., "dtype": ...})      model loaded
     ("fatal", message)                            cannot run at all (e.g. no weights)
-    ("event", seq, "started" | "progress" | "done" | "failed", payload)
+    ("event", seq, header, blob)                  one of the job's events, as base.encode_event makes it
+
+It dies with its parent: on Linux the kernel kills it when the parent dies (PR_SET_PDEATHSIG), and
+everywhere a watchdog thread exits the process when the parent's end of a dedicated pipe closes,
+which the OS does when the parent dies however it dies.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import signal
-from dataclasses import asdict, dataclass
+import sys
+import threading
+from dataclasses import dataclass
 from typing import Any
 
-from .jobrun import Finished, run_job
+from .base import encode_event
+from .jobrun import run_job
 
 log = logging.getLogger("bot.worker")
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass(frozen=True)
@@ -26,12 +37,16 @@ class WorkerSpec:
     threads: int = 0  # 0: torch's default
     log_level: str = "INFO"
     log_json: bool = False
+    precision: str = "auto"  # engine.precision: only for the dtype reported as ready
+    parent_pid: int = 0
 
 
-def run_worker(conn, cancel_token, spec: WorkerSpec) -> None:
-    """Entry point of the child process."""
+def run_worker(conn, cancel_token, spec: WorkerSpec, lifeline=None) -> None:
+    """Entry point of the child process. ``lifeline`` is the read end of a pipe whose write end only
+    the parent holds: EOF on it means the parent is gone."""
     # Ctrl-C reaches the whole process group; the parent decides how jobs end, so ignore it here.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(spec.parent_pid, lifeline)
     from ..logs import setup_logging
 
     setup_logging(spec.log_level, spec.log_json)
@@ -45,7 +60,7 @@ def run_worker(conn, cancel_token, spec: WorkerSpec) -> None:
         return
     from nst.model import compute_dtype
 
-    dtype = compute_dtype(model.device, "auto")
+    dtype = compute_dtype(model.device, spec.precision)
     _send(conn, ("ready", {"device": str(model.device), "dtype": str(dtype or "float32").replace("torch.", "")}))
     while True:
         try:
@@ -56,6 +71,28 @@ def run_worker(conn, cancel_token, spec: WorkerSpec) -> None:
             return
         _, seq, job = message
         _run_job(conn, cancel_token, seq, job, model)
+
+
+def die_with_parent(parent_pid: int, lifeline) -> None:
+    """Make sure this process does not outlive the bot (a SIGKILLed bot runs no clean-up)."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl (e.g. musl without it): the watchdog still works
+            pass
+    if parent_pid and os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
+    if lifeline is not None:
+        threading.Thread(target=_watch_lifeline, args=(lifeline,), name="nst-parent-watchdog", daemon=True).start()
+
+
+def _watch_lifeline(lifeline) -> None:
+    try:
+        lifeline.recv()  # the parent never writes: this returns only by EOF when its end closes
+    except (EOFError, OSError):
+        pass
+    os._exit(1)
 
 
 def _load(spec: WorkerSpec):
@@ -76,14 +113,7 @@ def _send(conn, message) -> None:
 
 
 def _run_job(conn, cancel_token, seq: int, job: dict[str, Any], model) -> None:
-    def event(kind: str, payload: Any = None) -> None:
-        _send(conn, ("event", seq, kind, payload))
+    def emit(event) -> None:
+        _send(conn, ("event", seq, *encode_event(event)))
 
-    event("started", {"device": str(model.device)})
-    outcome = run_job(
-        model, job, on_progress=lambda payload: event("progress", payload), should_stop=lambda: cancel_token.value == seq
-    )
-    if isinstance(outcome, Finished):
-        event("done", asdict(outcome))
-    else:
-        event("failed", {"kind": outcome.kind, "reason": outcome.reason})
+    emit(run_job(model, job, emit=emit, should_stop=lambda: cancel_token.value == seq))
