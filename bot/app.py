@@ -10,20 +10,25 @@ from discord.ext import commands
 
 from .config import Config
 from .errors import UserError
-from .executor import Executor, StyleJob, make_executor
-from .store import JobRecord, Store, StoreError
+from .executor import Executor, make_executor
+from .imagecache import ImageCache
+from .jobs import JobService
+from .status import CHANNEL_EDIT_GAP, ChannelPacer
+from .store import Store, StoreError
 from .web import Metrics, WebServer
 
 log = logging.getLogger(__name__)
 
 
-def intents() -> discord.Intents:
+def intents(message_content: bool = True) -> discord.Intents:
     """Only what the commands need."""
     wanted = discord.Intents.none()
     wanted.guilds = True  # channels and roles: permission checks, upload limits
     wanted.guild_messages = True  # commands in servers
     wanted.dm_messages = True  # commands in direct messages
-    wanted.message_content = True  # privileged: prefix commands and attachments need it
+    # Privileged: prefix commands in servers need it. Without it, slash commands, the message menu,
+    # mentions ("@bot stylize") and DMs still work.
+    wanted.message_content = message_content
     return wanted
 
 
@@ -31,9 +36,12 @@ class StyleBot(commands.Bot):
     def __init__(self, config: Config, *, executor: Executor | None = None, **options):
         # The bot never joins voice: skip discord.py's start-up warnings about voice libraries.
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
+        # Kept: discord.py identifies with this very object, so the fallback in connect() can drop the
+        # Message Content intent from it when Discord refuses it.
+        self._intents = intents(config.bot.message_content)
         super().__init__(
             command_prefix=commands.when_mentioned_or(config.bot.command_prefix),
-            intents=intents(),
+            intents=self._intents,
             case_insensitive=True,
             strip_after_prefix=True,  # "@bot stylize" and "! stylize" work too
             allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True, replied_user=True),
@@ -48,9 +56,16 @@ class StyleBot(commands.Bot):
         self.gateway_connected = False
         self.shutting_down = False
         self._lag_sampler: asyncio.Task | None = None
+        self.message_content = self._intents.message_content
+        # Edits in one channel: at most one per CHANNEL_EDIT_GAP (Discord's limit), or per
+        # status_interval where the operator asked for fewer edits than that.
+        self.pacer = ChannelPacer(min(CHANNEL_EDIT_GAP, config.bot.status_interval))
+        self.jobs = JobService(self, ImageCache(config.cache_dir, max_bytes=config.cache.max_bytes, ttl=config.cache.ttl))
 
     async def setup_hook(self) -> None:
+        from .cogs import slash
         from .cogs.admin import Limits
+        from .cogs.buttons import DYNAMIC_ITEMS
         from .cogs.settings import Settings
         from .cogs.stylize import Stylize
 
@@ -60,6 +75,10 @@ class StyleBot(commands.Bot):
         await self.executor.start()
         for cog in (Stylize(self), Settings(self), Limits(self)):
             await self.add_cog(cog)
+        slash.register(self)  # published by the owner's `sync`, never at start (Discord limits creates)
+        self.add_dynamic_items(*DYNAMIC_ITEMS)  # buttons of earlier processes' messages work too
+        self.tree.on_error = self.on_app_command_error
+        await self.jobs.cache.prune()
         self._lag_sampler = asyncio.create_task(self.metrics.sample_loop_lag())
         if self.config.web.enabled:
             self.web = WebServer(self, self.config.web.host, self.config.web.port)
@@ -70,9 +89,44 @@ class StyleBot(commands.Bot):
         """The application's owner (or team) and anyone listed in bot.owner_ids."""
         return user.id in self.config.bot.owner_ids or await super().is_owner(user)
 
+    async def connect(self, *, reconnect: bool = True) -> None:
+        """Connect; if Discord refuses the Message Content intent (close code 4014), go on without it."""
+        while True:
+            try:
+                return await super().connect(reconnect=reconnect)
+            except discord.PrivilegedIntentsRequired:
+                if not self._intents.message_content or self.is_closed():
+                    raise
+                log.warning(
+                    "Discord refused the Message Content intent: running without it. Slash commands, the "
+                    "message menu, mentions (@bot stylize) and DMs work; prefix commands in servers do not. "
+                    "Enable it in the Developer Portal (Bot → Privileged Gateway Intents), or set "
+                    "bot.message_content = false to silence this warning."
+                )
+                self._intents.message_content = False
+                self.message_content = False
+
     async def on_ready(self) -> None:
         self.gateway_connected = True
         log.info("connected as %s (%s) to %d server(s)", self.user, self.user.id if self.user else "?", len(self.guilds))
+        await self.jobs.resume()
+
+    async def on_app_command_error(self, interaction: discord.Interaction, error: discord.app_commands.AppCommandError) -> None:
+        from .cogs.buttons import say
+
+        original = getattr(error, "original", error)
+        if isinstance(original, UserError):
+            await say(interaction, f"⚠️ {original}")
+            return
+        if isinstance(error, discord.app_commands.CheckFailure):
+            await say(interaction, f"⚠️ {error or 'you cannot use this command here'}")
+            return
+        if isinstance(original, StoreError):
+            log.error("store error: %s", original)
+            await say(interaction, "⚠️ the bot's database is unavailable right now; please try again later")
+            return
+        log.error("application command failed", exc_info=(type(original), original, original.__traceback__))
+        await say(interaction, "⚠️ something went wrong on our side; the bot's operator can find the details in its logs")
 
     async def on_resumed(self) -> None:
         self.gateway_connected = True
@@ -90,38 +144,13 @@ class StyleBot(commands.Bot):
             message = "something went wrong on our side; the bot's operator can find the details in its logs"
         try:
             await ctx.reply(f"⚠️ {message}", mention_author=False, allowed_mentions=discord.AllowedMentions.none())
+        except discord.Forbidden:  # e.g. no Read Message History, which replies need: say it plainly
+            try:
+                await ctx.send(f"<@{ctx.author.id}> ⚠️ {message}", allowed_mentions=discord.AllowedMentions(users=[ctx.author]))
+            except discord.HTTPException as send_error:
+                log.warning("could not answer a failed command: %s", send_error)
         except discord.HTTPException as reply_error:
             log.warning("could not reply to a failed command: %s", reply_error)
-
-    # ------------------------------------------------------------------------------ job records
-
-    async def record_job(self, job: StyleJob) -> None:
-        record = JobRecord(
-            job_id=job.job_id,
-            user_id=job.user_id,
-            guild_id=job.guild_id,
-            channel_id=job.channel_id,
-            message_id=job.message_id,
-            status_message_id=None,
-            params=job.params,
-            state="queued",
-            outcome=None,
-            attempts=0,
-            created_at=job.submitted_at,
-            updated_at=job.submitted_at,
-            finished_at=None,
-        )
-        try:
-            await self.store.add_job(record)
-        except StoreError as error:  # bookkeeping must not stop the job itself
-            log.error("could not record job %s: %s", job.job_id, error)
-
-    async def update_job(self, job_id: str, **fields) -> None:
-        fields = {k: v for k, v in fields.items() if v is not None}
-        try:
-            await self.store.update_job(job_id, **fields)
-        except StoreError as error:
-            log.error("could not update job %s: %s", job_id, error)
 
     # ------------------------------------------------------------------------------ shutdown
 
@@ -130,13 +159,10 @@ class StyleBot(commands.Bot):
         others, then close the gateway and the database."""
         if not self.shutting_down:
             self.shutting_down = True
-            stylize = self.get_cog("Style transfer")
-            if stylize is not None:
-                stylize.accepting = False
+            self.jobs.stop_accepting()
             if self.executor is not None:
                 await self.executor.close(grace=self.config.bot.shutdown_grace)
-            if stylize is not None:
-                await stylize.drain(timeout=15.0)
+            await self.jobs.drain(timeout=15.0)
         await super().close()
         if self._lag_sampler is not None:
             self._lag_sampler.cancel()

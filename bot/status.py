@@ -1,84 +1,223 @@
-"""A job's status message: posted at once, then edited at most once per interval (Discord rate limits)."""
+"""A job's messages in its channel: the status message (text, live preview, Cancel button), edited
+within Discord's rate limits, and the result with its buttons.
+
+Discord limits message edits per channel (about five per five seconds), and several jobs may share a
+channel, so every edit goes through one ``ChannelPacer`` per channel: edits of one message are at
+least ``interval`` apart, edits in one channel at least ``channel_gap`` apart, and an edit waiting
+for its turn is replaced by a newer one (the latest text always wins, nothing queues up). A status
+message that a moderator deleted, or that can no longer be edited, is not an error for the job.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
 import discord
 
 log = logging.getLogger(__name__)
 
+CHANNEL_EDIT_GAP = 1.0  # seconds between two edits in one channel: five per five seconds at most
+PREVIEW_NAME = "preview.jpg"
+
+
+class ChannelPacer:
+    """One queue of pending edits per channel, run one at a time with a gap between them.
+
+    ``request(key, due, run)`` asks for ``run()`` no earlier than ``due`` (monotonic time); a second
+    request for the same key before the first ran replaces it. ``run`` reads the current state when it
+    is finally called, so a coalesced edit shows the newest text.
+    """
+
+    def __init__(self, gap: float):
+        self.gap = gap
+        self._channels: dict[int, _Channel] = {}
+
+    def request(self, channel_id: int, key: object, due: float, run: Callable[[], Awaitable[None]]) -> asyncio.Future:
+        channel = self._channels.get(channel_id)
+        if channel is None:
+            channel = self._channels[channel_id] = _Channel()
+        pending = channel.pending.get(key)
+        if pending is not None:
+            pending.due = min(pending.due, due)
+            pending.run = run
+            future = pending.done
+        else:
+            future = asyncio.get_running_loop().create_future()
+            channel.pending[key] = _Pending(due, run, future)
+        channel.wake.set()
+        if channel.task is None or channel.task.done():
+            channel.task = asyncio.create_task(self._drive(channel_id, channel))
+        return future
+
+    def forget(self, channel_id: int, key: object) -> None:
+        """Drop a pending edit (its message is finished or gone)."""
+        channel = self._channels.get(channel_id)
+        if channel is not None:
+            pending = channel.pending.pop(key, None)
+            if pending is not None and not pending.done.done():
+                pending.done.set_result(None)
+
+    async def _drive(self, channel_id: int, channel: "_Channel") -> None:
+        while channel.pending:
+            now = time.monotonic()
+            key, pending = min(channel.pending.items(), key=lambda item: item[1].due)
+            start = max(pending.due, channel.last + self.gap)
+            if start > now:
+                channel.wake.clear()
+                try:  # a new, earlier request may arrive meanwhile
+                    await asyncio.wait_for(channel.wake.wait(), start - now)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            del channel.pending[key]
+            try:
+                await pending.run()
+            except Exception:  # noqa: BLE001 - one message's failure must not stop the channel
+                log.exception("status edit failed")
+            finally:
+                channel.last = time.monotonic()
+                if not pending.done.done():
+                    pending.done.set_result(None)
+        self._channels.pop(channel_id, None)
+
+
+@dataclass
+class _Pending:
+    due: float
+    run: Callable[[], Awaitable[None]]
+    done: asyncio.Future
+
+
+@dataclass
+class _Channel:
+    pending: dict = field(default_factory=dict)
+    last: float = -1e9
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task | None = None
+
 
 class StatusMessage:
-    """Replies to ``request`` with a status line, then edits it; the latest text always wins.
+    """Posts a status line (as a reply to ``reply_to`` when given), then edits it through the pacer.
 
-    Edits closer together than ``interval`` are coalesced into one delayed edit. A status message
-    that a moderator deleted, or that can no longer be edited, is not an error for the job.
+    ``preview`` (image bytes) is attached to the message, replaced at most every ``preview_interval``.
+    ``view`` is the row of buttons (Cancel) shown while the job is unfinished.
     """
 
     def __init__(
         self,
-        request: discord.Message | discord.PartialMessage,
+        channel: discord.abc.Messageable,
+        pacer: ChannelPacer,
         interval: float,
         *,
-        existing: discord.PartialMessage | None = None,
+        reply_to: discord.Message | discord.PartialMessage | None = None,
+        existing: discord.Message | discord.PartialMessage | None = None,
         on_created: Callable[[discord.Message], Awaitable[None]] | None = None,
+        view: discord.ui.View | None = None,
+        preview_interval: float = 0.0,
     ):
-        self._request = request
+        self._channel = channel
+        self._pacer = pacer
         self._interval = interval
+        self._reply_to = reply_to
         self._on_created = on_created
+        self._view = view
+        self._preview_interval = preview_interval
         self.message: discord.Message | discord.PartialMessage | None = existing  # after a restart
         self._text = ""
         self._shown = ""
-        self._last_edit = 0.0
-        self._pending: asyncio.Task | None = None
+        self._preview: bytes | None = None
+        self._preview_name = PREVIEW_NAME
+        self._preview_shown: bytes | None = None
+        self._preview_at = -1e9
+        self._last_edit = -1e9
+        self._finished = False
         self._lock = asyncio.Lock()
 
     async def show(self, text: str, *, now: bool = False) -> None:
+        """Change the text; posted at once the first time, otherwise edited when the pacer allows."""
+        if self._finished:
+            return
         self._text = text
-        if self.message is None or now or time.monotonic() - self._last_edit >= self._interval:
+        if self.message is None:
             await self._flush()
-        elif self._pending is None:
-            self._pending = asyncio.create_task(self._flush_later())
+            return
+        due = time.monotonic() if now else self._last_edit + self._interval
+        self._pacer.request(self._channel.id, self, due, self._flush)
 
-    async def _flush_later(self) -> None:
-        await asyncio.sleep(max(0.0, self._last_edit + self._interval - time.monotonic()))
-        self._pending = None
-        await self._flush()
+    def preview(self, image: bytes, filename: str = PREVIEW_NAME) -> None:
+        """Offer a new preview; it goes out with the next edit that is due for a preview."""
+        if self._finished or self._preview_interval <= 0:
+            return
+        self._preview, self._preview_name = image, filename
+        if self.message is not None:
+            due = max(self._last_edit + self._interval, self._preview_at + self._preview_interval)
+            self._pacer.request(self._channel.id, self, due, self._flush)
 
     async def _flush(self) -> None:
         async with self._lock:
-            if self._text == self._shown:
+            if self._finished and self.message is not None:
+                return
+            preview = self._preview if time.monotonic() - self._preview_at >= self._preview_interval else None
+            new_preview = preview is not None and preview is not self._preview_shown
+            if self._text == self._shown and not new_preview:
                 return
             text = self._text
             try:
                 if self.message is None:
-                    self.message = await self._request.channel.send(
+                    self.message = await self._channel.send(
                         text,
-                        reference=self._request.to_reference(fail_if_not_exists=False),
+                        reference=self._reply_to.to_reference(fail_if_not_exists=False) if self._reply_to else None,
                         mention_author=False,
+                        allowed_mentions=discord.AllowedMentions.none(),
+                        view=self._view,
                     )
                     if self._on_created is not None:
                         await self._on_created(self.message)
+                elif new_preview:
+                    file = discord.File(io.BytesIO(preview), filename=self._preview_name)
+                    await self.message.edit(content=text, attachments=[file], view=self._view)
+                    self._preview_shown, self._preview_at = preview, time.monotonic()
                 else:
                     await self.message.edit(content=text)
             except discord.HTTPException as error:
                 log.warning("status message update failed: %s", error)
                 return
-            self._shown, self._last_edit = text, time.monotonic()
+            finally:
+                self._last_edit = time.monotonic()
+            self._shown = text
 
     async def finish(self, text: str | None = None) -> None:
-        """Stop pending edits; show ``text`` now, or delete the message when text is None."""
-        if self._pending is not None:
-            self._pending.cancel()
-            self._pending = None
-        if text is not None:
-            await self.show(text, now=True)
-        elif self.message is not None:
-            try:
-                await self.message.delete()
-            except discord.HTTPException as error:
-                log.warning("status message delete failed: %s", error)
+        """The job ended: show ``text`` without preview or buttons, or delete the message when None.
+        The final edit waits for its turn in the channel like any other, ahead of the routine ones."""
+        self._finished = True
+        if self.message is None:
+            if text is not None:
+                async with self._lock:
+                    try:
+                        self.message = await self._channel.send(
+                            text,
+                            reference=self._reply_to.to_reference(fail_if_not_exists=False) if self._reply_to else None,
+                            mention_author=False,
+                            allowed_mentions=discord.AllowedMentions.none(),
+                        )
+                    except discord.HTTPException as error:
+                        log.warning("status message post failed: %s", error)
+            return
+
+        async def final() -> None:
+            async with self._lock:
+                try:
+                    if text is None:
+                        await self.message.delete()
+                    else:
+                        await self.message.edit(content=text, attachments=[], view=None)
+                except discord.HTTPException as error:
+                    log.warning("status message %s failed: %s", "delete" if text is None else "edit", error)
+
+        self._pacer.forget(self._channel.id, self)
+        await self._pacer.request(self._channel.id, self, time.monotonic() - 1e6, final)

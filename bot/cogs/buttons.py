@@ -1,0 +1,228 @@
+"""Buttons that keep working after a restart: discord.py DynamicItems whose custom id carries the job
+id (``nst:<action>:<job id>``), registered in ``setup_hook``. Nothing about them lives in memory.
+
+Cancel (on the status message): the job's owner or a server admin. Under every result: Again (same
+inputs and options, a new seed), Vary (a form pre-filled with the job's options), Details (private:
+every parameter, the seed, the losses, device and precision, and lines that reproduce it), Delete
+(the owner or an admin). Re-runs go through the job service like any new command.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from ..errors import UserError
+from ..jobs import Destination, JobRequest
+from ..limits import USER_FIELDS
+from ..store import StoreError
+from .forms import OptionsForm, describe_options
+from .messages import details_text
+
+if TYPE_CHECKING:
+    from ..app import StyleBot
+
+log = logging.getLogger(__name__)
+
+_ID = r"(?P<job>[0-9a-f]{32})"
+
+
+def is_admin(interaction: discord.Interaction) -> bool:
+    """A server admin for our purposes: Manage Server or Manage Messages in this channel."""
+    permissions = interaction.permissions
+    member = interaction.user
+    if isinstance(member, discord.Member):
+        permissions = permissions | member.guild_permissions
+    return permissions.administrator or permissions.manage_guild or permissions.manage_messages
+
+
+async def may_manage(interaction: discord.Interaction, owner_id: int) -> bool:
+    bot: "StyleBot" = interaction.client  # type: ignore[assignment]
+    return interaction.user.id == owner_id or is_admin(interaction) or await bot.is_owner(interaction.user)
+
+
+async def say(interaction: discord.Interaction, text: str) -> None:
+    """A private answer, whether or not the interaction was acknowledged yet."""
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(text, ephemeral=True)
+        else:
+            await interaction.response.send_message(text, ephemeral=True)
+    except discord.HTTPException as error:
+        log.warning("could not answer an interaction: %s", error)
+
+
+def destination(interaction: discord.Interaction, *, reply_to=None) -> Destination:
+    """Where a job started from an interaction posts: the interaction's channel, within its upload limit."""
+    guild = interaction.guild
+    limit = interaction.filesize_limit
+    if guild is not None:
+        limit = min(limit, guild.filesize_limit)
+    return Destination(
+        channel=interaction.channel,
+        guild=guild,
+        reply_to=reply_to,
+        upload_limit=limit,
+        permissions=interaction.app_permissions,
+    )
+
+
+async def submit_from_interaction(interaction: discord.Interaction, request: JobRequest) -> None:
+    """Submit and answer privately: the refusal, or where the job's messages will appear."""
+    bot: "StyleBot" = interaction.client  # type: ignore[assignment]
+    if not interaction.response.is_done():
+        await interaction.response.defer(ephemeral=True, thinking=True)
+    try:
+        submitted = await bot.jobs.submit(request)
+    except UserError as error:
+        await say(interaction, f"⚠️ {error}")
+        return
+    except StoreError as error:
+        log.error("store error: %s", error)
+        await say(interaction, "⚠️ the bot's database is unavailable right now; please try again later")
+        return
+    notes = "".join(f"\n⚠️ {note}" for note in submitted.notes)
+    seed = submitted.job.params.get("seed")
+    await say(interaction, f"✅ Queued (seed {seed}). Progress and the result appear in this channel.{notes}")
+
+
+class _JobButton(discord.ui.DynamicItem[discord.ui.Button], template=r"nst:(?P<action>[a-z]+):" + _ID):
+    """Shared behaviour; each subclass below has its own template and callback."""
+
+    action = ""
+    label = ""
+    emoji: str | None = None
+    style = discord.ButtonStyle.secondary
+
+    def __init__(self, job_id: str):
+        super().__init__(
+            discord.ui.Button(label=self.label, emoji=self.emoji, style=self.style, custom_id=f"nst:{self.action}:{job_id}")
+        )
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]):
+        return cls(match["job"])
+
+    async def record(self, interaction: discord.Interaction):
+        bot: "StyleBot" = interaction.client  # type: ignore[assignment]
+        record = await bot.store.get_job(self.job_id)
+        if record is None:
+            await say(interaction, "⚠️ I have no record of that job any more.")
+        return record
+
+
+class CancelButton(_JobButton, template=r"nst:cancel:" + _ID):
+    action, label, emoji, style = "cancel", "Cancel", "🛑", discord.ButtonStyle.danger
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        record = await self.record(interaction)
+        if record is None:
+            return
+        if not await may_manage(interaction, record.user_id):
+            await say(interaction, f"⚠️ only <@{record.user_id}> or a server admin can cancel this job.")
+            return
+        handle = interaction.client.jobs.handle(self.job_id)
+        if handle is None or not await handle.cancel():
+            await say(interaction, "This job has already ended.")
+            return
+        log.info("job %s cancelled by %s", self.job_id, interaction.user.id)
+        await say(interaction, "🛑 Cancelling the job.")
+
+
+class AgainButton(_JobButton, template=r"nst:again:" + _ID):
+    action, label, emoji, style = "again", "Again", "🔁", discord.ButtonStyle.primary
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        request = JobRequest(
+            user_id=interaction.user.id,
+            destination=destination(interaction, reply_to=interaction.message),
+            rerun_of=self.job_id,
+            new_seed=True,
+            via="again",
+            interactive=True,
+        )
+        await submit_from_interaction(interaction, request)
+
+
+class VaryButton(_JobButton, template=r"nst:vary:" + _ID):
+    action, label, emoji = "vary", "Vary", "🎛️"
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        bot: "StyleBot" = interaction.client  # type: ignore[assignment]
+        record = await self.record(interaction)
+        if record is None:
+            return
+        if await bot.jobs.cache.get(self.job_id) is None:
+            await say(interaction, f"⚠️ {bot.jobs.expired_message()}")
+            return
+        options = {name: record.params[name] for name in USER_FIELDS if name in record.params and name != "seed"}
+        job_id, message = self.job_id, interaction.message
+
+        async def submitted(form_interaction: discord.Interaction, values: dict[str, Any]) -> None:
+            request = JobRequest(
+                user_id=form_interaction.user.id,
+                destination=destination(form_interaction, reply_to=message),
+                rerun_of=job_id,
+                options=values,
+                new_seed="seed" not in values,
+                via="vary",
+                interactive=True,
+            )
+            await submit_from_interaction(form_interaction, request)
+
+        await interaction.response.send_modal(OptionsForm("Vary this job", describe_options(options), submitted))
+
+
+class DetailsButton(_JobButton, template=r"nst:details:" + _ID):
+    action, label, emoji = "details", "Details", "ℹ️"
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        bot: "StyleBot" = interaction.client  # type: ignore[assignment]
+        record = await self.record(interaction)
+        if record is None:
+            return
+        meta = await bot.jobs.cache.get_meta(self.job_id)
+        cached = await bot.jobs.cache.get(self.job_id)
+        styles = len(cached.styles) if cached else 1
+        text = details_text(self.job_id, record.params, meta, bot.config.defaults, bot.config.bot.command_prefix, styles)
+        await say(interaction, text[:2000])
+
+
+class DeleteButton(_JobButton, template=r"nst:delete:" + _ID):
+    action, label, emoji = "delete", "Delete", "🗑️"
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        record = await self.record(interaction)
+        if record is None:
+            return
+        if not await may_manage(interaction, record.user_id):
+            await say(interaction, f"⚠️ only <@{record.user_id}> or a server admin can delete this result.")
+            return
+        await interaction.response.defer(ephemeral=True)
+        try:
+            await interaction.message.delete()
+        except discord.HTTPException as error:
+            log.warning("could not delete result of job %s: %s", self.job_id, error)
+            await say(interaction, "⚠️ I could not delete that message.")
+            return
+        await say(interaction, "🗑️ Deleted.")
+
+
+DYNAMIC_ITEMS = (CancelButton, AgainButton, VaryButton, DetailsButton, DeleteButton)
+
+
+def cancel_view(job_id: str) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(CancelButton(job_id))
+    return view
+
+
+def result_view(job_id: str) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    for cls in (AgainButton, VaryButton, DetailsButton, DeleteButton):
+        view.add_item(cls(job_id))
+    return view

@@ -1,0 +1,233 @@
+"""Application commands: ``/stylize``, the message menus "Stylize" and "Stylize with options",
+``/cancel``, ``/queue`` and the owner's ``/sync``.
+
+``/stylize``'s options are built from ``nst.params.FIELDS`` (type, range, choices, description), so
+nothing is written twice: a field added to the engine appears here. Choice lists longer than Discord's
+25 get autocomplete instead. Every command defers at once (Discord wants an answer within 3 s),
+answers privately, and leaves the status and the result to ordinary channel messages, which outlive
+the interaction's 15-minute token.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import TYPE_CHECKING, Any, Literal, Optional
+
+import discord
+from discord import app_commands
+
+from nst.params import FIELDS, FieldSpec, format_number
+
+from ..limits import USER_FIELDS
+from ..store import StoreError
+from .buttons import destination, say, submit_from_interaction
+from .forms import OptionsForm, describe_options
+from ..jobs import JobRequest
+
+if TYPE_CHECKING:
+    from ..app import StyleBot
+
+log = logging.getLogger(__name__)
+
+MAX_OPTIONS = 25  # Discord's limit per command
+MAX_CHOICES = 25
+
+
+def _annotation(spec: FieldSpec) -> Any:
+    if spec.choices:
+        return str if len(spec.choices) > MAX_CHOICES else Literal[tuple(spec.choices)]  # type: ignore[valid-type]
+    if spec.kind is bool:
+        return bool
+    if spec.kind in (int, float) and spec.minimum is not None and spec.maximum is not None:
+        return app_commands.Range[spec.kind, spec.kind(spec.minimum), spec.kind(spec.maximum)]
+    if spec.kind in (int, float):
+        return spec.kind
+    return str  # layer lists, blend weights: text, validated by nst.params
+
+
+def _description(spec: FieldSpec, default: Any) -> str:
+    shown = "random" if default is None else format_number(default) if isinstance(default, (int, float)) else str(default)
+    text = f"{spec.help} (default {shown})"
+    return text if len(text) <= 100 else spec.help[:100]
+
+
+def style_slots(max_styles: int) -> list[str]:
+    """``style``, then ``style2``… for blending, as many as fit next to the options."""
+    room = MAX_OPTIONS - 1 - len(USER_FIELDS)
+    return ["style"] + [f"style{i}" for i in range(2, min(max_styles, room) + 1)]
+
+
+async def _stylize(interaction: discord.Interaction, **given: Any) -> None:
+    bot: "StyleBot" = interaction.client  # type: ignore[assignment]
+    await interaction.response.defer(ephemeral=True, thinking=True)  # first: downloads may take a while
+    images = [given.pop("content")] + [given.pop(name) for name in style_slots(bot.config.caps.max_styles) if given.get(name)]
+    options = {name: value for name, value in given.items() if name in USER_FIELDS and value is not None}
+    request = JobRequest(
+        user_id=interaction.user.id,
+        destination=destination(interaction),
+        attachments=images,
+        options=options,
+        via="slash",
+        interactive=True,
+    )
+    await submit_from_interaction(interaction, request)
+
+
+def build_stylize(bot: "StyleBot") -> app_commands.Command:
+    parameters = [inspect.Parameter("interaction", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=discord.Interaction)]
+    descriptions = {"content": "the picture to repaint", "style": "the picture whose style to take"}
+    for slot in style_slots(bot.config.caps.max_styles):
+        required = slot == "style"
+        parameters.append(inspect.Parameter(
+            slot, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            annotation=discord.Attachment if required else Optional[discord.Attachment],
+            default=inspect.Parameter.empty if required else None,
+        ))
+        descriptions.setdefault(slot, "another style to blend in (weights: style_blend)")
+    parameters.insert(1, inspect.Parameter("content", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=discord.Attachment))
+    long_lists = []
+    for name in USER_FIELDS:
+        spec = FIELDS[name]
+        parameters.append(inspect.Parameter(
+            name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Optional[_annotation(spec)], default=None
+        ))
+        descriptions[name] = _description(spec, getattr(bot.config.defaults, name))
+        if spec.choices and len(spec.choices) > MAX_CHOICES:
+            long_lists.append(name)
+
+    async def callback(interaction: discord.Interaction, **given: Any) -> None:
+        await _stylize(interaction, **given)
+
+    callback.__qualname__ = callback.__name__ = "stylize"  # a plain function to discord.py, not a method
+    callback.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    callback.__discord_app_commands_param_description__ = descriptions  # what @app_commands.describe sets
+    command = app_commands.Command(
+        name="stylize",
+        description="Repaint a picture in the style of another",
+        callback=callback,
+    )
+    for name in long_lists:
+        command.autocomplete(name)(_choices_for(name))
+    return command
+
+
+def _choices_for(name: str):
+    choices = FIELDS[name].choices or ()
+
+    async def complete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        current = current.lower()
+        matches = [c for c in choices if current in c.lower()]
+        return [app_commands.Choice(name=c, value=c) for c in matches[:MAX_CHOICES]]
+
+    complete.__qualname__ = complete.__name__ = f"complete_{name}"
+    return complete
+
+
+# ---------------------------------------------------------------------------------- message menus
+
+
+async def _menu_stylize(interaction: discord.Interaction, message: discord.Message) -> None:
+    await interaction.response.defer(ephemeral=True, thinking=True)
+    request = JobRequest(
+        user_id=interaction.user.id,
+        destination=destination(interaction, reply_to=message),
+        attachments=list(message.attachments),
+        via="menu",
+        interactive=True,
+    )
+    await submit_from_interaction(interaction, request)
+
+
+async def _menu_with_options(interaction: discord.Interaction, message: discord.Message) -> None:
+    """Open the options form pre-filled with the user's defaults; submitting it queues the job."""
+    bot: "StyleBot" = interaction.client  # type: ignore[assignment]
+    try:
+        saved = await bot.store.user_settings(interaction.user.id)
+    except StoreError as error:
+        log.error("store error: %s", error)
+        await say(interaction, "⚠️ the bot's database is unavailable right now; please try again later")
+        return
+    defaults = bot.config.defaults
+    current = {name: saved.get(name, getattr(defaults, name)) for name in USER_FIELDS}
+    images = list(message.attachments)
+
+    async def submitted(form_interaction: discord.Interaction, values: dict[str, Any]) -> None:
+        request = JobRequest(
+            user_id=form_interaction.user.id,
+            destination=destination(form_interaction, reply_to=message),
+            attachments=images,
+            options=values,
+            via="menu",
+            interactive=True,
+        )
+        await submit_from_interaction(form_interaction, request)
+
+    seed = current.get("seed")
+    form = OptionsForm("Stylize with options", describe_options(current), submitted, seed="" if seed is None else str(seed))
+    await interaction.response.send_modal(form)
+
+
+# ---------------------------------------------------------------------------------- the rest
+
+
+async def _cancel(interaction: discord.Interaction) -> None:
+    bot: "StyleBot" = interaction.client  # type: ignore[assignment]
+    handles = bot.jobs.handles_for_user(interaction.user.id)
+    if not handles:
+        await say(interaction, "⚠️ you have no job queued or running")
+        return
+    for handle in handles:
+        await handle.cancel()
+    await say(interaction, "🛑 Cancelling your job.")
+
+
+async def _queue(interaction: discord.Interaction) -> None:
+    from .stylize import queue_text
+
+    bot: "StyleBot" = interaction.client  # type: ignore[assignment]
+    await say(interaction, queue_text(bot, interaction.guild, interaction.user.id))
+
+
+async def _sync(interaction: discord.Interaction, scope: Literal["global", "here", "clear"] = "global") -> None:
+    bot: "StyleBot" = interaction.client  # type: ignore[assignment]
+    if not await bot.is_owner(interaction.user):
+        await say(interaction, "⚠️ only the bot's owner can sync its commands")
+        return
+    if scope != "global" and interaction.guild is None:
+        await say(interaction, f"⚠️ `/sync {scope}` works in a server")
+        return
+    await interaction.response.defer(ephemeral=True, thinking=True)
+    await say(interaction, await sync_commands(bot, scope, interaction.guild))
+
+
+async def sync_commands(bot: "StyleBot", scope: str, guild: discord.Guild | None) -> str:
+    """Publish the command tree: globally, to one server (a copy, visible at once), or clear that copy."""
+    try:
+        if scope == "global":
+            synced = await bot.tree.sync()
+            return (f"Synced {len(synced)} commands everywhere: {', '.join(c.name for c in synced)}. "
+                    "Discord may take a little while to show them in every server.")
+        if scope == "here":
+            bot.tree.copy_global_to(guild=guild)
+            synced = await bot.tree.sync(guild=guild)
+            return f"Synced {len(synced)} commands to this server (visible at once)."
+        bot.tree.clear_commands(guild=guild)
+        await bot.tree.sync(guild=guild)
+        return "Removed this server's copy of the commands; the global ones stay."
+    except discord.HTTPException as error:
+        log.error("command sync failed: %s", error)
+        return f"⚠️ Discord refused the sync: {error.text or error.status}"
+
+
+def register(bot: "StyleBot") -> None:
+    """Add every application command to the bot's tree (locally: `sync` publishes them)."""
+    tree = bot.tree
+    tree.add_command(build_stylize(bot))
+    tree.add_command(app_commands.ContextMenu(name="Stylize", callback=_menu_stylize))
+    tree.add_command(app_commands.ContextMenu(name="Stylize with options", callback=_menu_with_options))
+    tree.add_command(app_commands.Command(name="cancel", description="Cancel your queued or running job", callback=_cancel))
+    tree.add_command(app_commands.Command(name="queue", description="Show the jobs running and waiting", callback=_queue))
+    sync = app_commands.Command(name="sync", description="Bot owner: publish the commands to Discord", callback=_sync)
+    app_commands.describe(scope="global = every server; here = this server at once; clear = remove this server's copy")(sync)
+    tree.add_command(sync)

@@ -1,0 +1,392 @@
+"""The job service: the whole life of a job, the same for every front-end.
+
+The prefix command, the slash command, the message menu and the buttons each turn Discord input
+into a :class:`JobRequest` and call :meth:`JobService.submit`. The service decides, in this order
+(cheapest first, so a refusal never costs a download):
+
+    accepting?  ▸  channel allowed  ▸  the bot's own permissions in the channel  ▸  the inputs'
+    metadata (or the cached inputs of a re-run)  ▸  options resolved with limits  ▸  cooldown  ▸
+    a pre-check of the queue and per-user caps  ▸  download and decode  ▸  executor.submit
+    (the authoritative admission check)  ▸  image cache, store record  ▸  follow the events
+
+Every refusal is a :class:`~bot.errors.UserError` (the front-end replies with it, ephemerally where
+it can) or :class:`Silent` (the bot cannot speak in that channel at all: logged, nothing runs).
+Events go into the store and the metrics here, and into messages through
+:class:`~bot.cogs.messages.JobMessages`. On start the service resumes the unfinished jobs of an
+*earlier* process only (jobs this process submitted before ``on_ready`` are its own), and at shutdown
+it stops accepting and waits, bounded, for every job's last message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import discord
+
+from nst.errors import ParamError
+
+from . import attachments
+from .errors import UserError
+from .executor.base import (
+    CANCELLED,
+    SHUTDOWN,
+    SHUTTING_DOWN,
+    Detached,
+    Done,
+    Failed,
+    JobHandle,
+    Preview,
+    Progress,
+    Queued,
+    Refused,
+    Started,
+    StyleJob,
+    check_admission,
+)
+from .imagecache import ImageCache
+from .limits import USER_FIELDS, Resolved, effective_limits, resolve
+from .options import option_name
+from .store import JobRecord, StoreError
+
+if TYPE_CHECKING:
+    from .app import StyleBot
+    from .cogs.messages import JobMessages
+
+log = logging.getLogger(__name__)
+
+UPLOAD_MARGIN = 64 * 1024  # room for the multipart envelope and the message text next to the file
+SEED_RANGE = 2**32
+LOST = "the bot restarted and your job was lost; please send it again"
+
+
+class Silent(Exception):
+    """The bot cannot post in the request's channel at all: nothing runs, the reason is logged."""
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a job's messages go."""
+
+    channel: Any  # a messageable channel (text channel, thread, DM) with .id
+    guild: discord.Guild | None
+    reply_to: discord.Message | discord.PartialMessage | None = None  # status and result reply to it
+    upload_limit: int = discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
+    permissions: discord.Permissions | None = None  # the bot's, when the front-end knows them (interactions)
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    user_id: int
+    destination: Destination
+    attachments: Sequence[discord.Attachment] = ()  # new inputs: content first, then the style(s)
+    rerun_of: str | None = None  # or: the inputs and options of this earlier job (Again, Vary)
+    options: Mapping[str, Any] = field(default_factory=dict)  # what the user set (text or typed)
+    new_seed: bool = False  # a re-run with a fresh random seed unless options name one
+    via: str = "prefix"  # prefix, slash, menu, again, vary: for logs and hints
+    interactive: bool = False  # refusals can be private (interaction) rather than replies
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job: StyleJob
+    resolved: Resolved
+    notes: tuple[str, ...]
+
+
+class JobService:
+    def __init__(self, bot: "StyleBot", cache: ImageCache):
+        self.bot = bot
+        self.cache = cache
+        self.accepting = True
+        self._mine: set[str] = set()  # ids this process submitted: never "interrupted" by resume()
+        self._handles: dict[str, JobHandle] = {}  # unfinished jobs this process follows
+        self._tasks: set[asyncio.Task] = set()
+        self._resumed = False
+
+    # ------------------------------------------------------------------------------ submit
+
+    async def submit(self, request: JobRequest) -> Submitted:
+        config = self.bot.config
+        store = self.bot.store
+        where = request.destination
+        if not self.accepting:
+            raise UserError(SHUTTING_DOWN)
+        guild_id = where.guild.id if where.guild else None
+        guild_limits = await store.guild_limits(guild_id) if guild_id else None
+        limits = effective_limits(guild_limits, config.caps)
+        if guild_id and limits.channels and where.channel.id not in limits.channels:
+            places = ", ".join(f"<#{channel}>" for channel in limits.channels)
+            raise UserError(f"on this server, stylize works in {places} only")
+        self.check_permissions(request)
+
+        cached = None
+        base: dict[str, Any] = {}
+        if request.rerun_of is not None:
+            cached, base = await self._rerun_inputs(request.rerun_of)
+        else:
+            attachments.check_attachments(
+                list(request.attachments), max_bytes=config.caps.max_attachment_bytes, max_pixels=config.caps.max_pixels,
+                max_styles=config.caps.max_styles,
+            )
+        options = {**base, **request.options}
+        if request.new_seed and "seed" not in request.options:
+            options["seed"] = self._fresh_seed(base.get("seed"))
+        try:
+            resolved = resolve(config.defaults, await store.user_settings(request.user_id), options, guild_limits, config.caps)
+        except ParamError as error:
+            raise UserError(f"`{option_name(error.field)}`: {error.reason}") from None
+        await self._check_cooldown(request.user_id, guild_id, limits.cooldown)
+        self._precheck_queue(request.user_id, limits.max_jobs_per_user)
+
+        if cached is not None:
+            content, styles = cached.content, cached.styles
+        else:
+            content, *rest = await attachments.download(
+                list(request.attachments), max_bytes=config.caps.max_attachment_bytes, max_pixels=config.caps.max_pixels,
+                allowed_hosts=config.bot.attachment_hosts,
+            )
+            styles = tuple(rest)
+        params = resolved.params
+        if params.seed is None:  # pick it here, so the result and Details can say how to get it again
+            params = params.replace(seed=self._fresh_seed(None))
+        job = StyleJob(
+            user_id=request.user_id,
+            guild_id=guild_id,
+            channel_id=where.channel.id,
+            message_id=where.reply_to.id if where.reply_to is not None else 0,
+            content=content,
+            styles=styles,
+            params=params.as_dict(),
+            max_result_bytes=where.upload_limit - UPLOAD_MARGIN,
+            max_pixels=config.caps.max_pixels,
+        )
+        try:
+            handle = await self.bot.executor.submit(job, max_per_user=limits.max_jobs_per_user, max_queue=config.caps.max_queue)
+        except Refused as refusal:
+            raise UserError(str(refusal)) from None
+        self._mine.add(job.job_id)  # before the record exists: resume() must never see it as an orphan
+        log.info("job %s accepted via %s", job.job_id, request.via, extra={"job": job.job_id})
+        await self._record(job)
+        await self.cache.put(job.job_id, content, styles)
+        notes = resolved.notes
+        self._spawn(self._follow(handle, self._messages(job, where, notes)))
+        return Submitted(job, resolved, notes)
+
+    def check_permissions(self, request: JobRequest) -> None:
+        """Refuse before queueing when the bot could not post the status or the result here."""
+        where = request.destination
+        missing = missing_permissions(where)
+        if not missing:
+            return
+        if not request.interactive and ("View Channel" in missing or "Send Messages" in missing):
+            raise Silent(f"cannot post in channel {where.channel.id}: missing {', '.join(missing)}")
+        names = " and ".join(f"**{name}**" for name in missing)
+        raise UserError(f"I need the {names} permission{'s' if len(missing) > 1 else ''} in this channel to post your result; "
+                        "ask a server admin to grant it")
+
+    async def _rerun_inputs(self, job_id: str):
+        record = await self.bot.store.get_job(job_id)
+        cached = await self.cache.get(job_id) if record is not None else None
+        if record is None or cached is None:
+            raise UserError(self.expired_message())
+        base = {name: record.params[name] for name in USER_FIELDS if name in record.params}
+        return cached, base
+
+    def expired_message(self) -> str:
+        if not self.cache.enabled:
+            return "this bot keeps no copies of the images, so a job cannot be re-run; send the images again"
+        return (f"the images of that job are no longer kept (the bot keeps them for {self.cache.describe_ttl()}); "
+                "send them again with a new command")
+
+    @staticmethod
+    def _fresh_seed(old: Any) -> int:
+        while True:
+            seed = random.randrange(SEED_RANGE)
+            if seed != old:
+                return seed
+
+    async def _check_cooldown(self, user_id: int, guild_id: int | None, cooldown: float) -> None:
+        if cooldown <= 0:
+            return
+        last = await self.bot.store.last_job_started(user_id, guild_id)
+        if last is not None and time.time() - last < cooldown:
+            wait = cooldown - (time.time() - last)
+            raise UserError(f"please wait {wait:.0f} s before your next job (the cooldown here is {cooldown:g} s)")
+
+    def _precheck_queue(self, user_id: int, max_per_user: int) -> None:
+        """The executor's own check, on what it reported last, before anything is downloaded."""
+        try:
+            jobs = self.bot.executor.jobs()
+            mine = sum(1 for info in jobs if info.user_id == user_id)
+            check_admission(mine, len(jobs), max_per_user=max_per_user, max_queue=self.bot.config.caps.max_queue)
+        except Refused as refusal:
+            raise UserError(str(refusal)) from None
+
+    # ------------------------------------------------------------------------------ follow
+
+    def _messages(self, job: StyleJob, where: Destination, notes: Sequence[str], existing_status=None) -> "JobMessages":
+        from .cogs.messages import JobMessages
+
+        async def remember_status(message: discord.Message) -> None:
+            await self._update(job.job_id, status_message_id=message.id)
+
+        return JobMessages(self.bot, job, where, notes, existing_status=existing_status, on_status=remember_status)
+
+    async def _follow(self, handle: JobHandle, messages: "JobMessages") -> None:
+        job = handle.job
+        self._handles[job.job_id] = handle
+        try:
+            async for event in handle:
+                if isinstance(event, Queued):
+                    await messages.queued(event.position)
+                elif isinstance(event, Started):
+                    await self._update(job.job_id, state="running")
+                    await messages.started(event.device)
+                elif isinstance(event, Progress):
+                    await messages.progress(event)
+                elif isinstance(event, Preview):
+                    messages.preview(event)
+                elif isinstance(event, Done):
+                    await self._done(job, event, messages)
+                elif isinstance(event, Failed):
+                    self.bot.metrics.job_finished(event.kind)
+                    state = {CANCELLED: "cancelled", SHUTDOWN: "interrupted"}.get(event.kind, "failed")
+                    await self._update(job.job_id, state=state, outcome=event.reason, finished_at=time.time())
+                    await messages.failed(event)
+                elif isinstance(event, Detached):  # goes on without us; resume() picks it up after a restart
+                    await messages.detached(event.reason)
+        finally:
+            self._handles.pop(job.job_id, None)
+
+    async def _done(self, job: StyleJob, done: Done, messages: "JobMessages") -> None:
+        await self.cache.put_meta(job.job_id, {"stats": done.stats, "params": job.params})
+        problem = await messages.deliver(done)
+        if problem is not None:
+            self.bot.metrics.job_finished("undelivered")
+            await self._update(job.job_id, state="failed", outcome=problem, finished_at=time.time())
+            return
+        self.bot.metrics.job_finished("done", done.stats)
+        await self._update(job.job_id, state="done", outcome=messages.summary(done.stats), finished_at=time.time())
+
+    # ------------------------------------------------------------------------------ cancel
+
+    def handle(self, job_id: str) -> JobHandle | None:
+        return self._handles.get(job_id)
+
+    def handles_for_user(self, user_id: int) -> list[JobHandle]:
+        return [handle for handle in self._handles.values() if handle.job.user_id == user_id]
+
+    # ------------------------------------------------------------------------------ restart
+
+    async def resume(self) -> None:
+        """Once per process: follow again, or report as lost, the jobs an earlier process left unfinished."""
+        if self._resumed:
+            return
+        self._resumed = True
+        try:
+            records = await self.bot.store.unfinished_jobs()
+        except StoreError as error:
+            log.error("cannot look for jobs from before the restart: %s", error)
+            return
+        for record in records:
+            if record.job_id in self._mine:  # submitted by this process before on_ready: already followed
+                continue
+            self._spawn(self._resume(record))
+
+    async def _resume(self, record: JobRecord) -> None:
+        try:
+            channel = self.bot.get_channel(record.channel_id) or await self.bot.fetch_channel(record.channel_id)
+        except discord.HTTPException as error:
+            log.warning("job %s: its channel is gone (%s); dropping it", record.job_id, error)
+            await self._update(record.job_id, state="failed", outcome="channel gone", finished_at=time.time())
+            return
+        guild = getattr(channel, "guild", None)
+        where = Destination(
+            channel=channel,
+            guild=guild,
+            reply_to=channel.get_partial_message(record.message_id) if record.message_id else None,
+            upload_limit=guild.filesize_limit if guild else discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES,
+        )
+        existing = channel.get_partial_message(record.status_message_id) if record.status_message_id else None
+        job = StyleJob(
+            user_id=record.user_id, guild_id=record.guild_id, channel_id=record.channel_id, message_id=record.message_id,
+            content=b"", styles=(b"",), params=record.params, max_result_bytes=0, max_pixels=0,
+            job_id=record.job_id, submitted_at=record.created_at,
+        )
+        messages = self._messages(job, where, (), existing_status=existing)
+        handle = await self.bot.executor.reattach(job)
+        if handle is None:
+            await self._update(record.job_id, state="interrupted", outcome=LOST, finished_at=time.time())
+            await messages.failed(Failed(SHUTDOWN, LOST))
+            return
+        log.info("re-attached to job %s", record.job_id)
+        await self._follow(handle, messages)
+
+    # ------------------------------------------------------------------------------ shutdown
+
+    def stop_accepting(self) -> None:
+        self.accepting = False
+
+    async def drain(self, timeout: float) -> None:
+        """Wait (bounded) until every followed job's last message has been posted."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+
+    # ------------------------------------------------------------------------------ helpers
+
+    def _spawn(self, coroutine) -> asyncio.Task:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_crash)
+        return task
+
+    async def _record(self, job: StyleJob) -> None:
+        record = JobRecord(
+            job_id=job.job_id, user_id=job.user_id, guild_id=job.guild_id, channel_id=job.channel_id,
+            message_id=job.message_id, status_message_id=None, params=job.params, state="queued", outcome=None,
+            attempts=0, created_at=job.submitted_at, updated_at=job.submitted_at, finished_at=None,
+        )
+        try:
+            await self.bot.store.add_job(record)
+        except StoreError as error:  # bookkeeping must not stop the job itself
+            log.error("could not record job %s: %s", job.job_id, error)
+
+    async def _update(self, job_id: str, **fields) -> None:
+        fields = {k: v for k, v in fields.items() if v is not None}
+        try:
+            await self.bot.store.update_job(job_id, **fields)
+        except StoreError as error:
+            log.error("could not update job %s: %s", job_id, error)
+
+
+def missing_permissions(where: Destination) -> list[str]:
+    """The permissions the bot lacks in the destination, by their names in Discord's settings."""
+    if where.guild is None:
+        return []  # a DM: the bot may always answer there
+    permissions = where.permissions
+    me = where.guild.me
+    if me is not None and hasattr(where.channel, "permissions_for"):
+        permissions = where.channel.permissions_for(me)
+    if permissions is None:
+        return []  # nothing known: Discord will say at the first post (logged there)
+    in_thread = isinstance(where.channel, discord.Thread)
+    needed = [
+        ("view_channel", "View Channel"),
+        ("send_messages_in_threads" if in_thread else "send_messages", "Send Messages in Threads" if in_thread else "Send Messages"),
+        ("attach_files", "Attach Files"),
+    ]
+    if where.reply_to is not None:  # Discord needs it to reply to a message
+        needed.append(("read_message_history", "Read Message History"))
+    return [name for flag, name in needed if not getattr(permissions, flag)]
+
+
+def _log_crash(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        error = task.exception()
+        log.error("job task failed", exc_info=(type(error), error, error.__traceback__))
