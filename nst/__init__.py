@@ -6,12 +6,50 @@
     result = nst.stylize(Image.open("content.jpg"), Image.open("style.jpg"),
                          nst.StyleParams(epochs=300, size=384), model=model)
     result.image.save("out.png"); print(result.stats)
+
+Importing the package is cheap: ``nst.params``, ``nst.errors``, ``nst.images`` and ``nst.schedule``
+never import torch, so a process that only validates options and images (the bot's main process)
+does not pay for it (about 1.7 s and 600 MiB). The torch-backed names below load on first access.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import Cancelled, ImageError, NSTError, ParamError, WeightsError
-from .model import VGGFeatures, export_features, load_vgg19, resolve_device
 from .params import FIELDS, StyleParams
-from .transfer import Progress, Result, Stats, stylize
+from .schedule import check_runnable
+
+# name -> module that defines it; imported on first attribute access (PEP 562)
+_LAZY = {
+    "VGGFeatures": "model",
+    "export_features": "model",
+    "load_vgg19": "model",
+    "resolve_device": "model",
+    "Progress": "transfer",
+    "Result": "transfer",
+    "Stats": "transfer",
+    "stylize": "transfer",
+}
+
+if TYPE_CHECKING:
+    from .model import VGGFeatures, export_features, load_vgg19, resolve_device
+    from .transfer import Progress, Result, Stats, stylize
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nst' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later accesses skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "Cancelled",
@@ -25,6 +63,7 @@ __all__ = [
     "StyleParams",
     "VGGFeatures",
     "WeightsError",
+    "check_runnable",
     "export_features",
     "load_vgg19",
     "resolve_device",

@@ -45,7 +45,9 @@ __all__ = [
     "describe_pixels",
     "encode_image",
     "fit_within",
+    "fitted_size",
     "match_scale",
+    "matched_size",
     "to_image",
     "to_tensor",
     "write_image",
@@ -337,23 +339,42 @@ def _unreadable_message(name: str, head: bytes) -> str:
 # ---------------------------------------------------------------------------------------------- resize
 
 
+def fitted_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """The (width, height) :func:`fit_within` gives an image of ``size``: longer side at most ``max_side``."""
+    if max_side < 1:
+        raise ValueError(f"max_side must be at least 1, not {max_side}")
+    width, height = size
+    if max(width, height) <= max_side:
+        return (width, height)
+    # The longer side is set exactly; only the shorter one is rounded.
+    if width >= height:
+        return (max_side, max(1, round(height * max_side / width)))
+    return (max(1, round(width * max_side / height)), max_side)
+
+
 def fit_within(image: Image.Image, max_side: int) -> Image.Image:
     """Downscale (never upscale) so the longer side is at most ``max_side``, keeping the aspect ratio.
 
     Returns ``image`` itself when it already fits.
     """
-    if max_side < 1:
-        raise ValueError(f"max_side must be at least 1, not {max_side}")
-    width, height = image.size
-    longest = max(width, height)
-    if longest <= max_side:
+    size = fitted_size(image.size, max_side)
+    if size == image.size:
         return image
-    # The longer side is set exactly; only the shorter one is rounded.
-    if width >= height:
-        size = (max_side, max(1, round(height * max_side / width)))
-    else:
-        size = (max(1, round(width * max_side / height)), max_side)
     return _resample_ready(image).resize(size, Image.Resampling.LANCZOS)
+
+
+def matched_size(style_size: tuple[int, int], reference_size: tuple[int, int], scale: float = 1.0) -> tuple[int, int]:
+    """The (width, height) :func:`match_scale` gives a style of ``style_size`` next to ``reference_size``."""
+    if not scale > 0 or not math.isfinite(scale):
+        raise ValueError(f"scale must be a positive number, not {scale}")
+    if min(reference_size) < 1:
+        raise ValueError(f"reference_size must be positive, not {reference_size}")
+    width, height = style_size
+    target = max(1, round(scale * max(reference_size)))
+    shortest = min(target, _MIN_SIDE)
+    if width >= height:
+        return (target, max(shortest, round(height * target / width)))
+    return (max(shortest, round(width * target / height)), target)
 
 
 def match_scale(style: Image.Image, reference_size: tuple[int, int], scale: float = 1.0) -> Image.Image:
@@ -365,20 +386,10 @@ def match_scale(style: Image.Image, reference_size: tuple[int, int], scale: floa
     extreme panoramas. LANCZOS when shrinking, BICUBIC when enlarging. Returns ``style`` itself when
     the size does not change.
     """
-    if not scale > 0 or not math.isfinite(scale):
-        raise ValueError(f"scale must be a positive number, not {scale}")
-    if min(reference_size) < 1:
-        raise ValueError(f"reference_size must be positive, not {reference_size}")
-    width, height = style.size
-    target = max(1, round(scale * max(reference_size)))
-    shortest = min(target, _MIN_SIDE)
-    if width >= height:
-        size = (target, max(shortest, round(height * target / width)))
-    else:
-        size = (max(shortest, round(width * target / height)), target)
+    size = matched_size(style.size, reference_size, scale)
     if size == style.size:
         return style
-    resample = Image.Resampling.BICUBIC if target > max(width, height) else Image.Resampling.LANCZOS
+    resample = Image.Resampling.BICUBIC if max(size) > max(style.size) else Image.Resampling.LANCZOS
     return _resample_ready(style).resize(size, resample)
 
 

@@ -28,9 +28,23 @@ def _vgg19_layer_names() -> tuple[str, ...]:
 
 VGG19_LAYERS: tuple[str, ...] = _vgg19_layer_names()
 
+# VGG-19 pools four times before conv5_1: a side shorter than 16 px vanishes before the last style layer.
+MIN_SIDE = 16
+# The smallest `size` (longer side) accepted at all: 2:1 pictures still keep 16 px on the short side.
+# Whether a given picture can run at a given size is decided by nst.schedule.check_runnable.
+MIN_SIZE = 32
+# Early stop compares the best loss now with the best loss this many steps ago.
+STOP_WINDOW = 10
+
 POOLING = ("max", "avg")
 INITS = ("content", "style", "noise")
 PRECISIONS = ("auto", "fp32", "bf16")
+SCHEDULES = ("pyramid", "single", "reference")
+OPTIMIZERS = ("adam", "lbfgs")
+COLORS = ("style", "content", "match")
+
+# Tuple fields holding numbers rather than layer names.
+_NUMBER_TUPLES = ("style_layer_weights", "style_blend")
 
 
 @dataclass(frozen=True)
@@ -44,17 +58,23 @@ class FieldSpec:
     maximum: float | None = None
     min_exclusive: bool = False  # True: the minimum itself is not allowed (e.g. lr > 0)
     choices: tuple[str, ...] | None = None
-    optional: bool = False  # None allowed (seed)
-    user_option: bool = True  # offered to Discord users as an option / setting
+    optional: bool = False  # None allowed (seed, lr)
+    none_word: str = "random"  # how None is typed and shown ("random" seed, "auto" learning rate)
+    user_option: bool = True  # offered to Discord users as a !stylize option
+    user_setting: bool = True  # may be saved as a per-user default (!settings); needs user_option
 
     def describe_range(self) -> str:
         if self.choices:
             return "one of " + ", ".join(self.choices)
+        if self.name == "style_blend":
+            return "comma-separated weights ≥ 0, one per style image (e.g. 0.7,0.3)"
         if self.kind is tuple:
             return "comma-separated VGG-19 layer names (e.g. conv1_1,conv2_1)"
         low = "" if self.minimum is None else format_number(self.minimum)
         high = "" if self.maximum is None else format_number(self.maximum)
         kind = "an integer" if self.kind is int else "a number"
+        if self.optional and self.none_word != "random":
+            kind = f"{self.none_word} or {kind}"
         if self.minimum is not None and self.maximum is not None:
             if self.min_exclusive:
                 return f"{kind} greater than {low} and at most {high}"
@@ -77,16 +97,36 @@ def format_number(value: float) -> str:
 FIELDS: dict[str, FieldSpec] = {
     spec.name: spec
     for spec in (
-        FieldSpec("epochs", int, "optimisation steps", 1, 100_000),
-        FieldSpec("lr", float, "Adam learning rate (pixel scale 0..1)", 0.0, 1.0, min_exclusive=True),
+        FieldSpec("epochs", int, "most optimisation steps (the schedule stops earlier once the picture settles)", 1, 100_000),
+        FieldSpec(
+            "lr", float, "Adam learning rate (pixel scale 0..1); auto = the schedule's own (0.007 for reference)",
+            0.0, 1.0, min_exclusive=True, optional=True, none_word="auto",
+        ),
         FieldSpec("content_weight", float, "weight of the content loss (keeps the picture)", 0.0, 1e12),
         FieldSpec("style_weight", float, "weight of the style loss (takes the look)", 0.0, 1e15),
         FieldSpec("tv_weight", float, "total-variation weight (smooths noise; 0 = off)", 0.0, 1e12),
-        FieldSpec("size", int, "longer side of the output in pixels (never upscales)", 16, 4096),
+        FieldSpec("size", int, "longer side of the output in pixels (never upscales)", MIN_SIZE, 4096),
         FieldSpec("style_scale", float, "style image size relative to the output", 0.1, 4.0),
         FieldSpec("pool", str, "pooling in VGG-19", choices=POOLING),
         FieldSpec("init", str, "starting image", choices=INITS),
         FieldSpec("seed", int, "random seed for a reproducible run", 0, 2**32 - 1, optional=True),
+        FieldSpec(
+            "schedule", str, "pyramid = coarse to fine with early stop (fast); single = one scale with early stop; "
+            "reference = the original loop (one scale, Adam, every step, no early stop)", choices=SCHEDULES,
+        ),
+        FieldSpec("optimizer", str, "adam, or lbfgs (fp32, strong-Wolfe line search); reference always uses adam", choices=OPTIMIZERS),
+        FieldSpec(
+            "colors", str, "style = take the style's colours; content = keep the content's colours (luminance "
+            "transfer); match = recolour the style to the content's palette first", choices=COLORS,
+        ),
+        FieldSpec(
+            "style_blend", tuple, "weight of each style image when several are given (normalised; empty = equal)",
+            user_setting=False,
+        ),
+        FieldSpec(
+            "stop_tolerance", float, "end a level once the loss improved by less than this fraction over "
+            f"{STOP_WINDOW} steps (0 = run every step)", 0.0, 0.5, user_option=False,
+        ),
         FieldSpec("style_layers", tuple, "layers whose Gram matrices carry style", user_option=False),
         FieldSpec("style_layer_weights", tuple, "weight of each style layer", user_option=False),
         FieldSpec("content_layer", str, "layer whose features carry content", user_option=False),
@@ -102,7 +142,7 @@ class StyleParams:
     """A complete, validated job description. Construct with keywords; invalid values raise ParamError."""
 
     epochs: int = 500
-    lr: float = 0.007
+    lr: float | None = None
     content_weight: float = 100.0
     style_weight: float = 1e8
     tv_weight: float = 0.0
@@ -111,6 +151,11 @@ class StyleParams:
     pool: str = "max"
     init: str = "content"
     seed: int | None = None
+    schedule: str = "pyramid"
+    optimizer: str = "adam"
+    colors: str = "style"
+    style_blend: tuple[float, ...] = ()
+    stop_tolerance: float = 0.01
     style_layers: tuple[str, ...] = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
     style_layer_weights: tuple[float, ...] = (1.0, 0.8, 0.4, 0.2, 0.1)
     content_layer: str = "conv4_2"
@@ -164,11 +209,11 @@ def parse_value(name: str, value: Any) -> Any:
     if not isinstance(value, str):
         return value
     text = value.strip()
-    if spec.optional and text.lower() in ("", "none", "random"):
+    if spec.optional and text.lower() in ("", "none", spec.none_word):
         return None
     if spec.kind is tuple:
         parts = [p.strip() for p in text.replace(" ", ",").split(",") if p.strip()]
-        return tuple(parts) if name != "style_layer_weights" else tuple(_to_float(spec, p) for p in parts)
+        return tuple(parts) if name not in _NUMBER_TUPLES else tuple(_to_float(spec, p) for p in parts)
     if spec.kind is int:
         return _to_int(spec, text)
     if spec.kind is float:
@@ -239,6 +284,8 @@ def _check_tuple(spec: FieldSpec, value: Any) -> tuple:
     if isinstance(value, str) or not isinstance(value, Iterable):
         raise ParamError(spec.name, f"must be a list, got {value!r}")
     items = tuple(value)
+    if spec.name == "style_blend":
+        return _check_blend(items)
     if not items:
         raise ParamError(spec.name, "must not be empty")
     if spec.name == "style_layer_weights":
@@ -251,6 +298,33 @@ def _check_tuple(spec: FieldSpec, value: Any) -> tuple:
     for item in items:
         _check_layer(spec.name, item)
     return items
+
+
+def _check_blend(items: tuple) -> tuple[float, ...]:
+    """Blend weights as given (empty = equal weights); normalised where they are used (blend_weights)."""
+    weights = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item) or item < 0:
+            raise ParamError("style_blend", f"each weight must be a finite number ≥ 0, got {item!r}")
+        weights.append(float(item))
+    if weights and not any(weights):
+        raise ParamError("style_blend", "at least one weight must be above 0")
+    return tuple(weights)
+
+
+def blend_weights(params: StyleParams, count: int) -> tuple[float, ...]:
+    """The normalised weight of each of ``count`` style images; ParamError (style_blend) on a count mismatch."""
+    if count < 1:
+        raise ParamError("style_blend", "at least one style image is needed")
+    weights = params.style_blend or (1.0,) * count
+    if len(weights) != count:
+        raise ParamError(
+            "style_blend",
+            f"{len(weights)} weight{'s' if len(weights) != 1 else ''} given for {count} style image"
+            f"{'s' if count != 1 else ''}; give one weight per style image",
+        )
+    total = sum(weights)
+    return tuple(w / total for w in weights)
 
 
 def _check_layer(field_name: str, name: Any) -> None:

@@ -1,28 +1,46 @@
-"""The optimisation loop: Adam on the generated image's pixels against the Gatys objective."""
+"""The optimisation: the Gatys objective minimised over a coarse-to-fine schedule (see schedule.py).
+
+One level at a time: targets (content features, the blended style Grams) are computed at the level's
+size, the picture is optimised there until its loss stops improving (or the level's step budget is
+spent), then upsampled (bicubic) to start the next level. ``schedule="reference"`` is the seed's loop:
+one scale, Adam at lr 0.007 (unless lr is given), every step of ``epochs``, no early stop.
+
+Losses are kept on the device (one small tensor per step) and read back to the host only at the
+read-back points (:class:`Readback`): on a GPU a per-step ``.item()`` would stall the stream.
+"""
 
 from __future__ import annotations
 
+import math
 import secrets
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
-from . import images
+from . import color, images
 from .errors import Cancelled, NSTError
 from .losses import content_loss, gram, style_loss, tv_loss
 from .model import VGGFeatures, compute_dtype, load_vgg19, preferred_memory_format, resolve_device
-from .params import StyleParams
+from .params import STOP_WINDOW, StyleParams
+from .schedule import Plan, plan
 
 PREVIEW_SIDE = 256
+REFERENCE_LR = 0.007  # the seed's Adam learning rate
+
+
+# --------------------------------------------------------------------------- public results
 
 
 @dataclass(frozen=True)
 class Progress:
-    """Reported after every step. Losses are those of the image before that step's update."""
+    """Reported at read-back points (every step on a CPU). Losses are those of the image before the
+    step's update, at the current level's resolution. ``step`` and ``total`` count over the whole
+    schedule; ``total`` shrinks when a level stops early. ``eta`` covers the whole schedule."""
 
     step: int
     total: int
@@ -31,7 +49,9 @@ class Progress:
     tv_loss: float
     total_loss: float
     elapsed: float  # seconds since the job started
-    eta: float  # seconds left, from the mean step time so far
+    eta: float  # seconds left
+    level: int = 1  # 1 = coarsest
+    levels: int = 1
 
     @property
     def fraction(self) -> float:
@@ -41,9 +61,9 @@ class Progress:
 @dataclass(frozen=True)
 class Stats:
     seconds: float  # wall time of the whole job: preparation, targets, loop, final scoring
-    steps: int
+    steps: int  # steps taken over all levels
     steps_per_second: float  # optimisation loop only
-    content_loss: float  # of the returned image
+    content_loss: float  # of the returned image (its luminance for colors=content), at full size
     style_loss: float
     tv_loss: float
     total_loss: float
@@ -51,6 +71,11 @@ class Stats:
     dtype: str  # the network's compute dtype: "float32" or e.g. "bfloat16"
     size: tuple[int, int]  # (width, height) of the result
     seed: int
+    levels: int = 1
+    level_steps: tuple[int, ...] = ()  # steps taken at each level, coarsest first
+    stopped_early: bool = False  # the last level ended because the loss stopped improving
+    schedule: str = "reference"
+    optimizer: str = "adam"
 
 
 @dataclass(frozen=True)
@@ -60,42 +85,76 @@ class Result:
 
 
 @dataclass(frozen=True)
+class Readback:
+    """When the loop reads the losses back to the host: after at least ``every_steps`` steps and at
+    least ``every_seconds`` seconds since the last read, and always at a level's last step."""
+
+    every_steps: int = 1
+    every_seconds: float = 0.0
+
+    @staticmethod
+    def for_device(device: torch.device) -> "Readback":
+        # A CPU computes synchronously: reading back is free. Accelerators: a few reads a second.
+        return Readback() if device.type == "cpu" else Readback(every_steps=1, every_seconds=0.25)
+
+    def due(self, steps_since: int, seconds_since: float) -> bool:
+        return steps_since >= self.every_steps and seconds_since >= self.every_seconds
+
+
+# --------------------------------------------------------------------------- the objective
+
+
+@dataclass(frozen=True)
 class LossTerms:
     content: torch.Tensor
     style: torch.Tensor
     tv: torch.Tensor
     total: torch.Tensor
 
+    def stacked(self) -> torch.Tensor:
+        return torch.stack([self.content, self.style, self.tv, self.total]).detach()
+
     def values(self) -> tuple[float, float, float, float]:
-        # One device->host transfer instead of four: a single sync per step on GPUs.
-        content, style, tv, total = torch.stack([self.content, self.style, self.tv, self.total]).tolist()
+        content, style, tv, total = self.stacked().tolist()  # one device->host transfer
         return content, style, tv, total
 
 
 class Objective:
-    """Targets computed once per job, then the weighted loss of any candidate image.
+    """Targets computed once per level, then the weighted loss of any candidate image.
 
-    The targets are computed in the same dtype as the candidate's forward pass: fp32 targets
-    against a bf16 forward leave a floor of rounding differences the optimiser cannot remove
-    (measured: a fp32 objective about 100x worse after 200 steps).
+    ``style`` is one tensor or several, blended by ``weights`` (normalised; zero weights skipped):
+    the target Gram of each layer is the weighted mean of the styles' Grams. The targets are computed
+    in the same dtype as the candidate's forward pass: fp32 targets against a bf16 forward leave a
+    floor of rounding differences the optimiser cannot remove (measured: a fp32 objective about 100x
+    worse after 200 steps).
     """
 
     def __init__(
         self,
         model: VGGFeatures,
         content: torch.Tensor,
-        style: torch.Tensor,
+        style: torch.Tensor | Sequence[torch.Tensor],
         params: StyleParams,
         dtype: torch.dtype | None,
+        weights: Sequence[float] | None = None,
     ):
         self.model = model
         self.params = params
         self.dtype = dtype
+        styles = [style] if isinstance(style, torch.Tensor) else list(style)
+        weights = list(weights) if weights is not None else [1.0 / len(styles)] * len(styles)
         with torch.no_grad():
             content_features = model(content, [params.content_layer], params.pool, dtype)
-            style_features = model(style, params.style_layers, params.pool, dtype)
-        self.content_target = content_features[params.content_layer].float()
-        self.style_grams = {layer: gram(style_features[layer]) for layer in params.style_layers}
+            self.content_target = content_features[params.content_layer].float()
+            self.style_grams: dict[str, torch.Tensor] = {}
+            for image, weight in zip(styles, weights):
+                if weight == 0:
+                    continue
+                features = model(image, params.style_layers, params.pool, dtype)
+                for layer in params.style_layers:
+                    term = gram(features[layer]) * weight
+                    previous = self.style_grams.get(layer)
+                    self.style_grams[layer] = term if previous is None else previous + term
 
     def __call__(self, image: torch.Tensor) -> LossTerms:
         p = self.params
@@ -106,6 +165,164 @@ class Objective:
         tv = tv_loss(image) if p.tv_weight else zero
         total = p.content_weight * content + p.style_weight * style + p.tv_weight * tv
         return LossTerms(content, style, tv, total)
+
+
+# --------------------------------------------------------------------------- the schedule's parts
+
+
+class EarlyStop:
+    """Ends a level when the best loss so far improved by less than ``tolerance`` (a fraction) over the
+    last ``window`` steps. Adam's iterates wobble, so the best loss, not the last, is compared."""
+
+    def __init__(self, tolerance: float, window: int = STOP_WINDOW):
+        self.tolerance = tolerance
+        self.window = window
+        self.best: list[float] = []
+
+    def update(self, loss: float) -> bool:
+        """Add the loss of one step; True when the level should stop."""
+        self.best.append(min(loss, self.best[-1]) if self.best else loss)
+        if self.tolerance <= 0 or len(self.best) <= self.window:
+            return False
+        before, now = self.best[-1 - self.window], self.best[-1]
+        if before <= 0:
+            return True  # nothing left to improve
+        return (before - now) / before < self.tolerance
+
+
+@dataclass(frozen=True)
+class AdamSettings:
+    lr: float
+    betas: tuple[float, float]
+    decay: float  # the learning rate is multiplied by this after every step
+
+
+def adam_settings(params: StyleParams, level: int, levels: int) -> AdamSettings:
+    """The seed's Adam for the reference schedule; otherwise the measured one (bench/quality.py).
+
+    Large steps first: pixels are 0..1 and the seed's 0.007 needs hundreds of steps to move them.
+    Finer levels start from a good picture and only add detail, so they take smaller steps.
+    """
+    if params.schedule == "reference":
+        return AdamSettings(params.lr or REFERENCE_LR, (0.9, 0.999), 1.0)
+    base = params.lr if params.lr is not None else TUNED_LR
+    finer = levels - level  # 0 at the final level
+    lr = base * (FINE_LR_FACTOR if finer == 0 and levels > 1 else 1.0)
+    return AdamSettings(lr, TUNED_BETAS, TUNED_DECAY)
+
+
+TUNED_LR = 0.05
+TUNED_BETAS = (0.9, 0.99)
+TUNED_DECAY = 0.99
+FINE_LR_FACTOR = 0.5
+
+
+class _Step:
+    """One optimisation step of either optimiser; returns the loss terms of the iterate before it."""
+
+    def __init__(self, pixels: torch.Tensor, objective: Objective, params: StyleParams, level: int, levels: int):
+        self.pixels = pixels
+        self.objective = objective
+        self.lbfgs = params.optimizer == "lbfgs" and params.schedule != "reference"
+        if self.lbfgs:
+            self.optimizer = torch.optim.LBFGS(
+                [pixels], lr=1.0, max_iter=1, history_size=LBFGS_HISTORY, line_search_fn="strong_wolfe",
+                tolerance_grad=0.0, tolerance_change=0.0,
+            )
+            self._cache: tuple[torch.Tensor, torch.Tensor, LossTerms] | None = None
+        else:
+            settings = adam_settings(params, level, levels)
+            self.optimizer = torch.optim.Adam([pixels], lr=settings.lr, betas=settings.betas)
+            self.decay = settings.decay
+
+    def __call__(self) -> LossTerms:
+        if self.lbfgs:
+            return self._lbfgs_step()
+        self.optimizer.zero_grad(set_to_none=True)
+        terms = self.objective(self.pixels)
+        terms.total.backward()
+        self.optimizer.step()
+        with torch.no_grad():
+            self.pixels.clamp_(0.0, 1.0)
+        if self.decay != 1.0:
+            for group in self.optimizer.param_groups:
+                group["lr"] *= self.decay
+        return terms
+
+    def _lbfgs_step(self) -> LossTerms:
+        first: list[LossTerms] = []
+
+        def closure() -> torch.Tensor:
+            # torch's L-BFGS evaluates the point its last line search ended on once more at the start
+            # of the next step; the cache (keyed on the exact pixels) saves that forward/backward.
+            if self._cache is not None and torch.equal(self._cache[0], self.pixels):
+                self.pixels.grad = self._cache[1].clone()
+                terms = self._cache[2]
+            else:
+                self.optimizer.zero_grad(set_to_none=True)
+                terms = self.objective(self.pixels)
+                terms.total.backward()
+                self._cache = (self.pixels.detach().clone(), self.pixels.grad.detach().clone(), terms)
+            if not first:
+                first.append(terms)
+            return terms.total.detach()
+
+        # Pixels are left unclamped within a level: clamping would corrupt L-BFGS's curvature pairs.
+        self.optimizer.step(closure)
+        return first[0]
+
+
+LBFGS_HISTORY = 20
+
+
+class _Eta:
+    """Seconds left over the whole schedule.
+
+    The current level's remaining steps are priced at its own measured step time (its first read,
+    which includes warm-up, is dropped once later ones exist); later levels at that time scaled by
+    their pixel count. Before a level has a measurement of its own, the previous level's per-pixel
+    cost is used. Around a level change (its first two reads) the estimate may not rise by more than
+    one step's time over the previous estimate counted down, so it never leaps backwards there.
+    """
+
+    def __init__(self, plan: Plan):
+        self.pixels = [level.pixels for level in plan.levels]
+        self.planned = [level.steps for level in plan.levels]
+        self.batches: list[list[tuple[int, float]]] = [[] for _ in plan.levels]  # (steps, seconds) per read
+        self.loop_seconds = 0.0
+        self.last: tuple[float, float] | None = None  # (time, eta) of the previous report
+
+    def add(self, level_index: int, steps: int, seconds: float) -> None:
+        self.batches[level_index].append((steps, seconds))
+        self.loop_seconds += seconds
+
+    def end_level(self, level_index: int, steps_taken: int) -> None:
+        self.planned[level_index] = steps_taken
+
+    def _seconds_per_pixel_step(self, level_index: int) -> float:
+        for index in range(level_index, -1, -1):
+            batches = self.batches[index]
+            if not batches or (len(batches) == 1 and index == level_index and index > 0):
+                continue  # no measurement yet, or only the warm-up read: price by the previous level
+            usable = batches[1:] if len(batches) > 1 else batches
+            steps = sum(n for n, _ in usable)
+            return sum(t for _, t in usable) / steps / self.pixels[index]
+        return 0.0
+
+    def estimate(self, level_index: int, steps_in_level: int, now: float, step_seconds: float) -> float:
+        remaining = (self.planned[level_index] - steps_in_level) * self.pixels[level_index]
+        remaining += sum(n * p for n, p in zip(self.planned[level_index + 1 :], self.pixels[level_index + 1 :]))
+        eta = self._seconds_per_pixel_step(level_index) * remaining
+        if self.last is not None and level_index > 0 and len(self.batches[level_index]) <= 2:
+            then, previous = self.last
+            eta = min(eta, max(0.0, previous - (now - then)) + step_seconds)
+        if remaining == 0:
+            eta = 0.0
+        self.last = (now, eta)
+        return eta
+
+
+# --------------------------------------------------------------------------- images per level
 
 
 _default_models: dict[str, VGGFeatures] = {}
@@ -128,6 +345,47 @@ def prepare_images(content: Image.Image, style: Image.Image, params: StyleParams
     return content, images.match_scale(style, content.size, params.style_scale)
 
 
+@dataclass
+class _Pictures:
+    """The full-size content and styles after colour handling, resized per level on demand."""
+
+    content: Image.Image
+    styles: list[Image.Image]
+    content_rgb: Image.Image  # the original-colour content at full size (for colors=content)
+    colors: str
+
+    def content_at(self, size: tuple[int, int]) -> Image.Image:
+        return _resized(self.content, size)
+
+    def styles_at(self, sizes: Sequence[tuple[int, int]]) -> list[Image.Image]:
+        return [_resized(style, size) for style, size in zip(self.styles, sizes)]
+
+
+def _resized(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    if image.size == tuple(size):
+        return image
+    resample = Image.Resampling.BICUBIC if max(size) > max(image.size) else Image.Resampling.LANCZOS
+    return image.resize(tuple(size), resample)
+
+
+def _pictures(content: Image.Image, styles: Sequence[Image.Image], the_plan: Plan, params: StyleParams) -> _Pictures:
+    final = the_plan.levels[-1]
+    content_full = images.fit_within(content, params.size)
+    if content_full.mode != "RGB":
+        content_full = images.to_image(images.to_tensor(content_full))
+    styles_full = [_resized(images.to_image(images.to_tensor(s)) if s.mode != "RGB" else s, size)
+                   for s, size in zip(styles, final.style_sizes)]
+    if params.colors == "style":
+        return _Pictures(content_full, styles_full, content_full, params.colors)
+    content_t = images.to_tensor(content_full)
+    if params.colors == "match":
+        matched = [images.to_image(color.match_colors(images.to_tensor(s), content_t)) for s in styles_full]
+        return _Pictures(content_full, matched, content_full, params.colors)
+    grey_content = color.luminance(content_t)
+    greys = [images.to_image(color.match_luminance(color.luminance(images.to_tensor(s)), grey_content)) for s in styles_full]
+    return _Pictures(images.to_image(grey_content), greys, content_full, params.colors)
+
+
 def _initial_image(kind: str, content: torch.Tensor, style_image: Image.Image, seed: int, memory_format) -> torch.Tensor:
     if kind == "content":
         start = content.clone()
@@ -141,9 +399,18 @@ def _initial_image(kind: str, content: torch.Tensor, style_image: Image.Image, s
     return start.contiguous(memory_format=memory_format).requires_grad_(True)
 
 
+def _upsampled(pixels: torch.Tensor, size: tuple[int, int], memory_format) -> torch.Tensor:
+    width, height = size
+    bigger = F.interpolate(pixels.detach(), size=(height, width), mode="bicubic", align_corners=False)
+    return bigger.clamp_(0.0, 1.0).contiguous(memory_format=memory_format).requires_grad_(True)
+
+
+# --------------------------------------------------------------------------- stylize
+
+
 def stylize(
     content: Image.Image,
-    style: Image.Image,
+    style: Image.Image | Sequence[Image.Image],
     params: StyleParams | None = None,
     *,
     model: VGGFeatures | None = None,
@@ -153,64 +420,111 @@ def stylize(
     preview_every: int = 0,
     preview_seconds: float = 0.0,
     should_stop: Callable[[], bool] | None = None,
+    readback: Readback | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> Result:
-    """Optimise an image that keeps ``content``'s content and takes ``style``'s style.
+    """Optimise an image that keeps ``content``'s content and takes the style of ``style``.
 
-    ``model`` is a loaded ``VGGFeatures`` (reuse it across jobs); without one the torchvision weights are
-    loaded once per process on ``device``. ``should_stop`` is polled before every step: returning True
-    raises ``Cancelled``. ``on_preview`` receives a small image every ``preview_every`` steps and/or at
-    most every ``preview_seconds`` of wall time (whichever is set; time-based suits GPUs and CPUs alike).
+    ``style`` is one image or several (blended by ``params.style_blend``). ``model`` is a loaded
+    ``VGGFeatures`` (reuse it across jobs); without one the torchvision weights are loaded once per
+    process on ``device``. ``should_stop`` is polled before every step: returning True raises
+    ``Cancelled``. ``on_preview`` receives a small image every ``preview_every`` steps and/or at most
+    every ``preview_seconds`` of wall time. ``readback`` says how often losses are read back to the
+    host (default: every step on a CPU, a few times a second elsewhere); ``on_progress`` is called at
+    each read. ``clock`` is the time source for elapsed, ETA and time-based previews (a test seam).
+    Raises ImageError/ParamError (see :func:`nst.check_runnable`) before any tensor work.
     """
-    started = time.perf_counter()
+    started = clock()
     params = params or StyleParams()
+    styles = [style] if isinstance(style, Image.Image) else list(style)
+    the_plan = plan(content.size, [s.size for s in styles], params)
     model = model or default_model(device)
     model.check_layers(params.layers)
     target = model.device
     memory_format = preferred_memory_format(target)
-    dtype = compute_dtype(target, params.precision)
+    lbfgs = params.optimizer == "lbfgs" and params.schedule != "reference"
+    dtype = None if lbfgs else compute_dtype(target, params.precision)  # L-BFGS needs fp32 curvature
     seed = params.seed if params.seed is not None else secrets.randbits(32)
+    readback = readback or Readback.for_device(target)
     if target.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes for hundreds of steps: let cuDNN pick
 
-    content_image, style_image = prepare_images(content, style, params)
-    content_t = images.to_tensor(content_image).to(target).contiguous(memory_format=memory_format)
-    style_t = images.to_tensor(style_image).to(target).contiguous(memory_format=memory_format)
-    objective = Objective(model, content_t, style_t, params, dtype)
-    pixels = _initial_image(params.init, content_t, style_image, seed, memory_format)
-    optimizer = torch.optim.Adam([pixels], lr=params.lr)
+    pictures = _pictures(content, styles, the_plan, params)
+    blend = the_plan.blend
+    init_style = max(zip(blend, range(len(styles))))[1]  # the most weighted style starts init=style
+    levels = the_plan.levels
+    eta = _Eta(the_plan)
+    total = the_plan.total_steps
+    done = 0  # steps over the whole schedule
+    level_steps: list[int] = []
+    stopped_early = False
+    last_preview = clock()
+    pixels: torch.Tensor | None = None
 
-    loop_started = last_preview = time.perf_counter()
-    for step in range(1, params.epochs + 1):
-        if should_stop is not None and should_stop():
-            raise Cancelled(step - 1, params.epochs)
-        optimizer.zero_grad(set_to_none=True)
-        terms = objective(pixels)
-        terms.total.backward()
-        optimizer.step()
+    def to_device(image: Image.Image) -> torch.Tensor:
+        return images.to_tensor(image).to(target).contiguous(memory_format=memory_format)
+
+    for li, level in enumerate(levels):
+        content_t = to_device(pictures.content_at(level.size))
+        style_ts = [to_device(s) for s in pictures.styles_at(level.style_sizes)]
+        objective = Objective(model, content_t, style_ts, params, dtype, blend)
+        if pixels is None:
+            style_for_init = pictures.styles_at(level.style_sizes)[init_style]
+            pixels = _initial_image(params.init, content_t, style_for_init, seed, memory_format)
+        else:
+            pixels = _upsampled(pixels, level.size, memory_format)
+        step_fn = _Step(pixels, objective, params, level.index, len(levels))
+        stopper = EarlyStop(params.stop_tolerance if the_plan.early_stop else 0.0)
+        history = torch.empty((level.steps, 4), device=target)
+        read_upto = 0  # history rows already on the host
+        last_read = clock()
+        taken = 0
+        stop_level = False
+        for i in range(level.steps):
+            if should_stop is not None and should_stop():
+                raise Cancelled(done, total)
+            history[i] = step_fn().stacked()
+            taken = i + 1
+            done += 1
+            now = clock()
+            last_of_level = taken == level.steps
+            if last_of_level or readback.due(taken - read_upto, now - last_read):
+                rows = history[read_upto:taken].tolist()  # the one host sync for these steps
+                for row in rows:
+                    _check_finite(row[3], done)
+                    if stopper.update(row[3]):
+                        stop_level = True
+                eta.add(li, taken - read_upto, now - last_read)
+                if stop_level:
+                    eta.end_level(li, taken)
+                    total = done + sum(lv.steps for lv in levels[li + 1 :])
+                if on_progress is not None:
+                    seconds_per_step = (now - last_read) / (taken - read_upto)
+                    remaining = eta.estimate(li, taken, now, seconds_per_step)
+                    on_progress(Progress(done, total, *rows[-1], now - started, remaining, level.index, len(levels)))
+                read_upto, last_read = taken, now
+            if on_preview is not None and done < total and not stop_level and (
+                (preview_every and done % preview_every == 0)
+                or (preview_seconds and clock() - last_preview >= preview_seconds)
+            ):
+                on_preview(done, images.fit_within(_finished(pixels, pictures, level.size), PREVIEW_SIDE))
+                last_preview = clock()
+            if stop_level:
+                break
+        level_steps.append(taken)
+        stopped_early = stop_level
         with torch.no_grad():
             pixels.clamp_(0.0, 1.0)
-        if on_progress is not None:
-            values = terms.values()
-            _check_finite(values[3], step)
-            now = time.perf_counter()
-            per_step = (now - loop_started) / step
-            on_progress(Progress(step, params.epochs, *values, now - started, per_step * (params.epochs - step)))
-        if on_preview is not None and step < params.epochs and (
-            (preview_every and step % preview_every == 0)
-            or (preview_seconds and time.perf_counter() - last_preview >= preview_seconds)
-        ):
-            on_preview(step, images.fit_within(images.to_image(pixels.detach()), PREVIEW_SIDE))
-            last_preview = time.perf_counter()
-    loop_seconds = time.perf_counter() - loop_started
+    loop_seconds = eta.loop_seconds
 
     with torch.no_grad():
         final = objective(pixels).values()
-    _check_finite(final[3], params.epochs)
-    result = images.to_image(pixels.detach())
+    _check_finite(final[3], done)
+    result = _finished(pixels, pictures, levels[-1].size)
     stats = Stats(
-        seconds=time.perf_counter() - started,
-        steps=params.epochs,
-        steps_per_second=params.epochs / loop_seconds if loop_seconds > 0 else float("inf"),
+        seconds=clock() - started,
+        steps=done,
+        steps_per_second=done / loop_seconds if loop_seconds > 0 else float("inf"),
         content_loss=final[0],
         style_loss=final[1],
         tv_loss=final[2],
@@ -219,12 +533,26 @@ def stylize(
         dtype=str(dtype or torch.float32).replace("torch.", ""),
         size=result.size,
         seed=seed,
+        levels=len(levels),
+        level_steps=tuple(level_steps),
+        stopped_early=stopped_early,
+        schedule=params.schedule,
+        optimizer="lbfgs" if lbfgs else "adam",
     )
     return Result(result, stats)
 
 
+def _finished(pixels: torch.Tensor, pictures: _Pictures, size: tuple[int, int]) -> Image.Image:
+    """The picture as delivered: for colors=content, the optimised luma with the content's chroma."""
+    image = pixels.detach().clamp(0.0, 1.0)
+    if pictures.colors == "content":
+        content_rgb = images.to_tensor(_resized(pictures.content_rgb, size)).to(image.device)
+        image = color.with_chroma(image.float(), content_rgb)
+    return images.to_image(image)
+
+
 def _check_finite(total: float, step: int) -> None:
-    if total != total or total in (float("inf"), float("-inf")):
+    if not math.isfinite(total):
         raise NSTError(
             f"the optimisation diverged (loss is {total}) at step {step}; "
             "lower the learning rate or the style/content weights"

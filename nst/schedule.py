@@ -1,0 +1,146 @@
+"""What a job will do, decided before any tensor work: can it run, at which sizes, for how many steps.
+
+No torch here: the bot's main process calls :func:`check_runnable` to refuse a job before queueing it.
+
+The coarse-to-fine schedule (Gatys et al. 2017, "Controlling Perceptual Factors"; jcjohnson's multires
+scripts) optimises the picture first at a fraction of its size, then upsamples it and refines it at
+the next size, up to the requested one. A step at half the size costs about a quarter, and the coarse
+levels settle the large structures that take a full-size loop hundreds of small steps to move; the
+finer levels only add the detail. No level goes below PYRAMID_MIN_SIDE on its shorter side (VGG-19's
+four poolings need room for the style statistics to mean anything) or gives a style below MIN_SIDE.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from . import images
+from .errors import ImageError, ParamError
+from .params import MIN_SIDE, StyleParams, blend_weights
+
+PYRAMID_MIN_SIDE = 64  # no pyramid level below this on its shorter side
+MAX_LEVELS = 4
+LEVEL_FACTOR = 2  # each level is this many times smaller than the next, per side
+# Share of `epochs` each level may take at most, coarsest first (early stop usually ends it sooner).
+# Coarse steps are cheap (1/4, 1/16 of a full one), so they get the larger shares.
+LEVEL_SHARES = {1: (1.0,), 2: (0.6, 0.4), 3: (0.45, 0.33, 0.22), 4: (0.35, 0.28, 0.22, 0.15)}
+MIN_LEVEL_STEPS = 3  # a level shorter than this is not worth its targets
+
+
+@dataclass(frozen=True)
+class Level:
+    index: int  # 1 = coarsest
+    size: tuple[int, int]  # (width, height) of the picture at this level
+    style_sizes: tuple[tuple[int, int], ...]  # each style image's size at this level
+    steps: int  # the most steps this level may take
+
+    @property
+    def pixels(self) -> int:
+        return self.size[0] * self.size[1]
+
+
+@dataclass(frozen=True)
+class Plan:
+    levels: tuple[Level, ...]
+    blend: tuple[float, ...]  # normalised weight of each style image
+    early_stop: bool
+
+    @property
+    def total_steps(self) -> int:
+        return sum(level.steps for level in self.levels)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.levels[-1].size
+
+
+def _style_name(index: int, count: int) -> str:
+    return "style image" if count == 1 else f"style image {index + 1}"
+
+
+def check_runnable(
+    content_size: tuple[int, int], style_sizes: Sequence[tuple[int, int]], params: StyleParams
+) -> None:
+    """Refuse, before any tensor work, a content/style pair that VGG-19 cannot process at ``params``.
+
+    ``content_size`` and ``style_sizes`` are the decoded (upright) images' (width, height). Raises
+    :class:`~nst.errors.ImageError` when the content is too small or too elongated for ``size``,
+    :class:`~nst.errors.ParamError` (``style_scale`` / ``style_blend``) for a style that would shrink
+    below the minimum or a blend weight count that does not match the style images.
+    """
+    plan(content_size, style_sizes, params)
+
+
+def plan(content_size: tuple[int, int], style_sizes: Sequence[tuple[int, int]], params: StyleParams) -> Plan:
+    """The levels, sizes and step budgets of a job; raises as :func:`check_runnable` does."""
+    style_sizes = tuple(tuple(s) for s in style_sizes)
+    blend = blend_weights(params, len(style_sizes))
+    final = images.fitted_size(tuple(content_size), params.size)
+    _check_content(tuple(content_size), final, params.size)
+    finals = _styles_at(final, style_sizes, params)
+    for i, (original, scaled) in enumerate(zip(style_sizes, finals)):
+        if min(scaled) < MIN_SIDE:
+            needed = MIN_SIDE / max(final)
+            raise ParamError(
+                "style_scale",
+                f"the {_style_name(i, len(style_sizes))} ({original[0]}×{original[1]}) would be scaled to "
+                f"{scaled[0]}×{scaled[1]} px at style_scale {params.style_scale:g} next to a {final[0]}×{final[1]} "
+                f"output; VGG-19 needs at least {MIN_SIDE} px on each side: use a style_scale of at least "
+                f"{needed:.2g} or a larger size",
+            )
+    sizes = [final] if params.schedule != "pyramid" else _pyramid_sizes(final, style_sizes, params)
+    shares = LEVEL_SHARES[len(sizes)]
+    steps = _split_steps(params.epochs, shares)
+    levels = tuple(
+        Level(i + 1, size, _styles_at(size, style_sizes, params), n) for i, (size, n) in enumerate(zip(sizes, steps)) if n
+    )
+    levels = tuple(Level(i + 1, lv.size, lv.style_sizes, lv.steps) for i, lv in enumerate(levels))
+    return Plan(levels, blend, early_stop=params.schedule != "reference" and params.stop_tolerance > 0)
+
+
+def _check_content(original: tuple[int, int], final: tuple[int, int], size: int) -> None:
+    if min(final) >= MIN_SIDE:
+        return
+    width, height = original
+    what = f"the content image ({width}×{height})"
+    if min(original) < MIN_SIDE:
+        raise ImageError(f"{what} is too small: VGG-19 needs at least {MIN_SIDE} px on its shorter side")
+    needed = -(-MIN_SIDE * max(original) // min(original))  # ceil: the size that keeps 16 px on the short side
+    raise ImageError(
+        f"{what} would be scaled to {final[0]}×{final[1]} px at size {size}; VGG-19 needs at least "
+        f"{MIN_SIDE} px on the shorter side: use a size of at least {needed}, or crop the image to be less elongated"
+    )
+
+
+def _styles_at(size: tuple[int, int], style_sizes, params: StyleParams) -> tuple[tuple[int, int], ...]:
+    return tuple(images.matched_size(s, size, params.style_scale) for s in style_sizes)
+
+
+def _pyramid_sizes(final: tuple[int, int], style_sizes, params: StyleParams) -> list[tuple[int, int]]:
+    """Sizes coarsest first, each LEVEL_FACTOR times the previous, none too small for VGG-19."""
+    sizes = [final]
+    for depth in range(1, MAX_LEVELS):
+        # Each level is the final size scaled down, not a chain of roundings.
+        smaller = _scaled(final, LEVEL_FACTOR**depth)
+        if min(smaller) < PYRAMID_MIN_SIDE or any(min(s) < MIN_SIDE for s in _styles_at(smaller, style_sizes, params)):
+            break
+        sizes.insert(0, smaller)
+    return sizes
+
+
+def _scaled(size: tuple[int, int], divisor: int) -> tuple[int, int]:
+    return (max(1, round(size[0] / divisor)), max(1, round(size[1] / divisor)))
+
+
+def _split_steps(epochs: int, shares: tuple[float, ...]) -> list[int]:
+    """Split ``epochs`` by ``shares``; too few steps for a level fold into the finer ones."""
+    if len(shares) == 1:
+        return [epochs]
+    steps = [int(epochs * share) for share in shares]
+    steps[-1] += epochs - sum(steps)  # rounding remainder to the final level
+    for i in range(len(steps) - 1):
+        if steps[i] < MIN_LEVEL_STEPS:
+            steps[i + 1] += steps[i]
+            steps[i] = 0
+    return steps
