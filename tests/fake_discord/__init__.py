@@ -84,6 +84,7 @@ Things worth knowing:
 
 from .fake import SITE_DIR, FakeDiscord, RequestRecord
 from .gateway import GatewaySession
+from .interactions import Callback, CommandSync, FakeInteraction
 from .models import (
     DEFAULT_EVERYONE_PERMISSIONS,
     UPLOAD_LIMIT_BY_TIER,
@@ -106,6 +107,9 @@ __all__ = [
     "RequestRecord",
     "SITE_DIR",
     "GatewaySession",
+    "Callback",
+    "CommandSync",
+    "FakeInteraction",
     "DEFAULT_EVERYONE_PERMISSIONS",
     "UPLOAD_LIMIT_BY_TIER",
     "FakeAttachment",

@@ -11,8 +11,10 @@ from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tu
 from aiohttp import web
 
 from .gateway import Gateway, GatewaySession
+from .interactions import InteractionsMixin
 from .messaging import MessageRef, MessagingMixin
 from .models import FakeAttachment, FakeMessage, SnowflakeGenerator
+from .ratelimits import RateLimiter
 from .server import RestApi
 from .state import FakeState
 from .world import WorldMixin, _id
@@ -29,7 +31,7 @@ class RequestRecord(NamedTuple):
     status: int
 
 
-class FakeDiscord(WorldMixin, MessagingMixin):
+class FakeDiscord(WorldMixin, MessagingMixin, InteractionsMixin):
     """A fake Discord (REST + gateway) on 127.0.0.1 for end-to-end bot tests.
 
     Build the world with the ``add_*`` methods (before or after clients
@@ -43,7 +45,9 @@ class FakeDiscord(WorldMixin, MessagingMixin):
     ``add_guild``, ``add_text_channel``, ``add_role``, ``update_role``, ``add_member``,
     ``update_member``, ``set_overwrite``, ``open_dm``); users acting in
     :class:`.messaging.MessagingMixin` (``user_sends``, ``user_edits``,
-    ``user_deletes``, ``user_reacts``).
+    ``user_deletes``, ``user_reacts``); interactions in :class:`.interactions.InteractionsMixin`
+    (``slash``, ``autocomplete``, ``context_menu``, ``user_menu``, ``press_button``, ``select``,
+    ``submit_modal``, ``register_commands``/``register_tree``, ``expire_interaction``, ``visible_to``).
     """
 
     def __init__(self, *, heartbeat_interval: int = 41250) -> None:
@@ -63,6 +67,11 @@ class FakeDiscord(WorldMixin, MessagingMixin):
         #: Every stored file, by attachment id.
         self.attachments: Dict[int, FakeAttachment] = {}
         self.port: Optional[int] = None
+        #: ``(channel_id, message_id, time.monotonic())`` of every message edit, in order.
+        self.edit_log: List[Tuple[int, int, float]] = []
+        #: Optional per-channel rate limits (see :mod:`.ratelimits`); ``rate_limits.limited`` lists 429s.
+        self.rate_limits = RateLimiter()
+        self._init_interactions()
         self._nonces: Dict[Tuple[int, int, str], int] = {}
         self._changed = asyncio.Event()
         self._runner: Optional[web.AppRunner] = None
@@ -202,6 +211,16 @@ class FakeDiscord(WorldMixin, MessagingMixin):
     def sessions(self) -> List[GatewaySession]:
         """Live (not invalidated) gateway sessions, connected or waiting for a RESUME."""
         return self.gateway.live_sessions()
+
+    def set_rate_limit(self, kind: str, limit: Optional[int], per: float = 5.0) -> None:
+        """Limit ``"send"`` or ``"edit"`` requests per channel to ``limit`` per ``per`` seconds
+        (``None`` removes the limit); over it the fake answers 429 like Discord."""
+        self.rate_limits.set(kind, limit, per)
+
+    def edits_in(self, channel_id: Any) -> List[float]:
+        """``time.monotonic()`` of every edit of a message in the channel, oldest first."""
+        cid = _id(channel_id)
+        return [t for c, _, t in self.edit_log if c == cid]
 
     def assert_clean(self) -> None:
         """Fail if the bot called a route the fake does not implement or the fake crashed."""

@@ -41,6 +41,7 @@ class MessagingMixin:
         gateway: Gateway
         attachments: Dict[int, FakeAttachment]
         base_url: str
+        edit_log: List[Tuple[int, int, float]]
 
         def _notify(self) -> None: ...
         def _guild(self, guild_id: Any) -> FakeGuild: ...
@@ -139,25 +140,40 @@ class MessagingMixin:
                         embeds: List[Dict[str, Any]], attachments: List[FakeAttachment],
                         reply_to: Optional[FakeMessage] = None, tts: bool = False, flags: int = 0,
                         nonce: Optional[str] = None, components: Optional[List[Dict[str, Any]]] = None,
-                        allowed_mentions: Optional[Dict[str, Any]] = None) -> FakeMessage:
+                        allowed_mentions: Optional[Dict[str, Any]] = None, message_type: Optional[int] = None,
+                        **interaction_fields: Any) -> FakeMessage:
+        """Store a message and dispatch MESSAGE_CREATE (never for ephemeral ones, as on Discord).
+
+        ``interaction_fields``: ``interaction_id``, ``webhook_id``, ``ephemeral_to``,
+        ``interaction_metadata``, ``interaction_legacy`` (see :class:`FakeMessage`).
+        """
         mid = self.ids.next()
         guild = self.state.guilds.get(channel.guild_id) if channel.guild_id else None
         msg = FakeMessage(id=mid, channel_id=channel.id, guild_id=guild.id if guild else None, author_id=author_id,
                           content=content or "", embeds=list(embeds), attachments=list(attachments), tts=tts,
                           flags=flags, nonce=nonce, components=list(components or []),
-                          allowed_mentions=allowed_mentions, timestamp=iso(snowflake_datetime(mid)))
-        if reply_to is not None:
+                          allowed_mentions=allowed_mentions, timestamp=iso(snowflake_datetime(mid)),
+                          **interaction_fields)
+        if message_type is not None:
+            msg.type = message_type
+            if reply_to is not None:
+                msg.message_reference = reply_to.id
+                msg.reference = {"type": 0, "message_id": str(reply_to.id), "channel_id": str(reply_to.channel_id)}
+                if reply_to.guild_id:
+                    msg.reference["guild_id"] = str(reply_to.guild_id)
+        elif reply_to is not None:
             msg.type = MESSAGE_REPLY
             msg.message_reference = reply_to.id
             msg.reference = {"type": 0, "message_id": str(reply_to.id), "channel_id": str(reply_to.channel_id)}
             if reply_to.guild_id:
                 msg.reference["guild_id"] = str(reply_to.guild_id)
-        else:
+        elif message_type is None:
             msg.type = MESSAGE_DEFAULT
         self._set_mentions(msg, channel, reply_to)
         self.state.messages[mid] = msg
-        channel.last_message_id = mid
-        self._dispatch_message("MESSAGE_CREATE", msg, channel)
+        if not msg.ephemeral:
+            channel.last_message_id = mid
+            self._dispatch_message("MESSAGE_CREATE", msg, channel)
         self._notify()
         return msg
 
@@ -186,11 +202,13 @@ class MessagingMixin:
             setattr(msg, key, value)
         msg.edited_timestamp = iso()
         msg.edited_at = time.monotonic()
+        self.edit_log.append((msg.channel_id, msg.id, msg.edited_at))
         channel = self.state.channels[msg.channel_id]
         if "content" in changes:
             reply = self.state.messages.get(msg.message_reference) if msg.message_reference else None
             self._set_mentions(msg, channel, reply)
-        self._dispatch_message("MESSAGE_UPDATE", msg, channel)
+        if not msg.ephemeral:
+            self._dispatch_message("MESSAGE_UPDATE", msg, channel)
         self._notify()
 
     def _delete_message(self, msg: FakeMessage) -> None:
@@ -202,7 +220,8 @@ class MessagingMixin:
         data: Dict[str, Any] = {"id": str(msg.id), "channel_id": str(msg.channel_id)}
         if msg.guild_id:
             data["guild_id"] = str(msg.guild_id)
-        self._dispatch_message("MESSAGE_DELETE", msg, channel, data=data)
+        if not msg.ephemeral:
+            self._dispatch_message("MESSAGE_DELETE", msg, channel, data=data)
         self._notify()
 
     def _react(self, msg: FakeMessage, user_id: int, emoji: str, *, add: bool) -> None:

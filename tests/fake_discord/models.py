@@ -133,6 +133,12 @@ CHANNEL_GUILD_CATEGORY = 4
 
 MESSAGE_DEFAULT = 0
 MESSAGE_REPLY = 19
+MESSAGE_CHAT_INPUT_COMMAND = 20
+MESSAGE_CONTEXT_MENU_COMMAND = 23
+
+MESSAGE_FLAG_EPHEMERAL = 1 << 6
+MESSAGE_FLAG_LOADING = 1 << 7
+MESSAGE_FLAG_IS_COMPONENTS_V2 = 1 << 15
 
 
 # ----------------------------------------------------------------------- objects
@@ -327,6 +333,24 @@ class FakeMessage:
     edited_at: Optional[float] = None
     deleted: bool = False
     deleted_at: Optional[float] = None
+    #: Set for messages created through an interaction (response or follow-up).
+    interaction_id: Optional[int] = None
+    #: The application's id for messages sent through an interaction token (Discord sets ``webhook_id``).
+    webhook_id: Optional[int] = None
+    #: The only user who sees this message (ephemeral interaction responses), else ``None``.
+    ephemeral_to: Optional[int] = None
+    #: ``interaction_metadata`` (and the legacy ``interaction``) object Discord attaches, as sent.
+    interaction_metadata: Optional[Dict[str, Any]] = None
+    interaction_legacy: Optional[Dict[str, Any]] = None
+
+    @property
+    def ephemeral(self) -> bool:
+        return self.ephemeral_to is not None
+
+    @property
+    def loading(self) -> bool:
+        """A deferred response not yet edited ("<bot> is thinking...")."""
+        return bool(self.flags & MESSAGE_FLAG_LOADING)
 
     @property
     def attachment_names(self) -> List[str]:

@@ -15,6 +15,7 @@ in ``fake.server_errors``.  Any route not implemented answers 404
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import re
@@ -25,6 +26,8 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from . import components as C
+from .interaction_routes import InteractionRoutes
 from .models import CHANNEL_DM, FakeBot, FakeChannel, FakeMessage, Intent, P
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,38 +37,20 @@ API = "/api/v10"
 #: Where the middleware stores the authenticated FakeBot on the request.
 BOT = web.RequestKey("bot", FakeBot) if hasattr(web, "RequestKey") else "bot"
 MAX_CONTENT = 2000
+#: Where ``_rate_limit`` leaves the X-RateLimit headers for the middleware.
+RATE_HEADERS = web.RequestKey("rate_headers", dict) if hasattr(web, "RequestKey") else "rate_headers"
 
 
-class ApiError(Exception):
-    """Raised by handlers; rendered as a Discord error response."""
-
-    def __init__(self, status: int, code: int, message: str, errors: Optional[Dict[str, Any]] = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.errors = status, code, message, errors
-
-
-def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=json.dumps(data).encode(), status=status, content_type="application/json")
-
-
-def no_content() -> web.Response:
-    return web.Response(status=204)
-
-
-def _form_error(field: str, code: str, message: str) -> ApiError:
-    errors: Dict[str, Any] = {"_errors": [{"code": code, "message": message}]}
-    for part in reversed(field.split(".")):
-        errors = {part: errors}
-    return ApiError(400, 50035, "Invalid Form Body", errors)
-
-
-# Common Discord errors.
-def unknown(what: str, code: int) -> ApiError:
-    return ApiError(404, code, f"Unknown {what}")
-
-
-MISSING_ACCESS = (403, 50001, "Missing Access")
-MISSING_PERMISSIONS = (403, 50013, "Missing Permissions")
+from .errors import (  # noqa: E402  (re-exported: handlers and tests use them from here)
+    MISSING_ACCESS,
+    MISSING_PERMISSIONS,
+    ApiError,
+    FormErrors,
+    _form_error,
+    json_response,
+    no_content,
+    unknown,
+)
 
 
 def _snowflake(value: str, what: str, code: int) -> int:
@@ -112,6 +97,8 @@ class RestApi:
     def __init__(self, fake: "FakeDiscord") -> None:
         self.fake = fake
         self.state = fake.state
+        self.interaction_routes = InteractionRoutes(self)
+        self._public: set = set()
 
     # ------------------------------------------------------------ app setup
 
@@ -150,6 +137,7 @@ class RestApi:
             add("GET", prefix + r"/commands/{command_id:\d+}", self.get_command)
             add("PATCH", prefix + r"/commands/{command_id:\d+}", self.edit_command)
             add("DELETE", prefix + r"/commands/{command_id:\d+}", self.delete_command)
+        self._public = set(self.interaction_routes.add_routes(add))
         r.add_route("GET", "/gateway", self.fake.gateway.handle)
         r.add_route("GET", r"/attachments/{channel_id:\d+}/{attachment_id:\d+}/{filename}", self.get_attachment)
         r.add_route("GET", "/cdn/{tail:.*}", self.get_cdn)
@@ -162,7 +150,7 @@ class RestApi:
         rel = path[len(API):] if path.startswith(API + "/") else path
         needs_auth = path.startswith(API + "/") and handler not in (
             self.get_gateway, self.unknown_route
-        )
+        ) and handler not in self._public  # interaction routes: the token in the path authenticates
         try:
             if needs_auth:
                 bot = self._authenticate(request)
@@ -171,10 +159,7 @@ class RestApi:
                 request[BOT] = bot
             response = await handler(request)
         except ApiError as exc:
-            body: Dict[str, Any] = {"message": exc.message, "code": exc.code}
-            if exc.errors:
-                body["errors"] = exc.errors
-            response = json_response(body, exc.status)
+            response = exc.response()
         except web.HTTPException as exc:
             self.fake._record_request(request.method, rel, exc.status)
             raise
@@ -182,6 +167,7 @@ class RestApi:
             self.fake._record_error(f"{request.method} {path}: {traceback.format_exc()}")
             response = json_response({"message": f"fake server error: {exc!r}", "code": 0}, 400)
         if not isinstance(response, web.WebSocketResponse):
+            response.headers.update(request.get(RATE_HEADERS, {}))
             self.fake._record_request(request.method, rel, response.status)
         return response
 
@@ -214,8 +200,8 @@ class RestApi:
     def _message(self, request: web.Request, channel: FakeChannel) -> FakeMessage:
         message_id = _snowflake(request.match_info["message_id"], "Message", 10008)
         msg = self.state.messages.get(message_id)
-        if msg is None or msg.deleted or msg.channel_id != channel.id:
-            raise unknown("Message", 10008)
+        if msg is None or msg.deleted or msg.channel_id != channel.id or msg.ephemeral:
+            raise unknown("Message", 10008)  # ephemeral messages exist only behind their interaction token
         return msg
 
     def _guild(self, request: web.Request, bot: FakeBot):
@@ -284,7 +270,7 @@ class RestApi:
             limit = max(1, min(100, int(q.get("limit", 50))))
         except ValueError:
             raise _form_error("limit", "NUMBER_TYPE_COERCE", "Value is not int.") from None
-        msgs = self.state.channel_messages(channel.id)  # oldest first
+        msgs = [m for m in self.state.channel_messages(channel.id) if not m.ephemeral]  # oldest first
         if "before" in q:
             chosen = [m for m in msgs if m.id < int(q["before"])][-limit:]
         elif "after" in q:
@@ -338,6 +324,16 @@ class RestApi:
         if any(len(data) > limit for _, _, data in files):
             raise ApiError(413, 40005, "Request entity too large")
 
+    def _rate_limit(self, kind: str, channel_id: int, request: Optional[web.Request] = None) -> None:
+        headers = self.fake.rate_limits.hit(kind, channel_id)
+        if request is not None and headers:
+            request[RATE_HEADERS] = headers
+
+    def _check_components(self, payload: Dict[str, Any], flags: int) -> None:
+        errors = FormErrors()
+        C.check_message_components(payload.get("components"), flags, errors)
+        errors.raise_if_any()
+
     def _check_content(self, payload: Dict[str, Any]) -> None:
         content = payload.get("content")
         if content is not None and len(str(content)) > MAX_CONTENT:
@@ -359,7 +355,9 @@ class RestApi:
         if files and not perms & P.ATTACH_FILES:
             raise ApiError(*MISSING_PERMISSIONS)
         self._check_content(payload)
+        self._check_components(payload, int(payload.get("flags") or 0))
         self._check_files(channel, files)
+        self._rate_limit("send", channel.id, request)
 
         nonce = payload.get("nonce")
         if nonce is not None and payload.get("enforce_nonce"):
@@ -386,7 +384,8 @@ class RestApi:
         attachments = self._uploads(channel, payload.get("attachments"), files, [])
         content = payload.get("content") or ""
         embeds = payload.get("embeds") or []
-        components = payload.get("components") or []
+        components = copy.deepcopy(payload.get("components") or [])
+        C.assign_ids(components)
         if not (content or embeds or attachments or components or payload.get("sticker_ids") or payload.get("poll")):
             raise ApiError(400, 50006, "Cannot send an empty message")
         msg = self.fake._create_message(
@@ -454,6 +453,8 @@ class RestApi:
         if files and not self.state.channel_permissions(channel, bot.id) & P.ATTACH_FILES:
             raise ApiError(*MISSING_PERMISSIONS)
         self._check_content(payload)
+        flags = int(payload["flags"]) if payload.get("flags") is not None else msg.flags
+        self._check_components(payload, flags)
         self._check_files(channel, files)
         changes: Dict[str, Any] = {}
         if "content" in payload:
@@ -461,7 +462,8 @@ class RestApi:
         if "embeds" in payload:
             changes["embeds"] = payload["embeds"] or []
         if "components" in payload:
-            changes["components"] = payload["components"] or []
+            changes["components"] = copy.deepcopy(payload["components"] or [])
+            C.assign_ids(changes["components"])
         if "flags" in payload and payload["flags"] is not None:
             changes["flags"] = int(payload["flags"])
         if "allowed_mentions" in payload:
@@ -471,6 +473,7 @@ class RestApi:
         after = {k: changes.get(k, getattr(msg, k)) for k in ("content", "embeds", "attachments", "components")}
         if not any(after.values()):
             raise ApiError(400, 50006, "Cannot send an empty message")
+        self._rate_limit("edit", channel.id, request)
         self.fake._edit_message(msg, **changes)
         return json_response(self._msg_json(msg, bot))
 
@@ -570,56 +573,41 @@ class RestApi:
         key = (app_id, int(guild_id) if guild_id else None)
         return key, self.state.app_commands.setdefault(key, [])
 
-    def _command_payload(self, key, data: Dict[str, Any], old: Optional[Dict[str, Any]]) -> Dict[str, Any]:
-        if not data.get("name"):
-            raise _form_error("name", "BASE_TYPE_REQUIRED", "This field is required")
-        cmd = {
-            "type": 1,
-            "description": "",
-            "options": [],
-            "default_member_permissions": None,
-            "dm_permission": True,
-            "nsfw": False,
-            "name_localizations": None,
-            "description_localizations": None,
-            "contexts": None,
-            "integration_types": [0],
-            **data,
-        }
-        cmd["id"] = old["id"] if old else str(self.fake.ids.next())
-        cmd["application_id"] = str(key[0])
-        cmd["version"] = str(self.fake.ids.next())
-        if key[1] is not None:
-            cmd["guild_id"] = str(key[1])
-        return cmd
-
     @staticmethod
     def _same(a: Dict[str, Any], b: Dict[str, Any]) -> bool:
         return a["name"] == b.get("name") and a.get("type", 1) == b.get("type", 1)
+
+    @staticmethod
+    def _validated(body: Any, *, many: bool) -> Any:
+        errors = FormErrors()
+        (C.check_commands if many else C.check_command)(body, errors)
+        errors.raise_if_any()
+        return body
 
     async def list_commands(self, request: web.Request) -> web.Response:
         _, commands = self._commands(request)
         return json_response(commands)
 
     async def put_commands(self, request: web.Request) -> web.Response:
-        key, commands = self._commands(request)
-        body = await request.json()
-        new = []
-        for data in body or []:
-            old = next((c for c in commands if self._same(c, data)), None)
-            new.append(self._command_payload(key, data, old))
-        self.state.app_commands[key] = new
-        return json_response(new)
+        """Bulk overwrite: the scope's commands become exactly the body (ids kept for same name + type)."""
+        key, _ = self._commands(request)
+        body = self._validated(await request.json(), many=True)
+        return json_response(self.fake._overwrite_commands(key[0], key[1], body, record="PUT"))
 
     async def upsert_command(self, request: web.Request) -> web.Response:
         key, commands = self._commands(request)
-        data = await request.json()
+        data = self._validated(await request.json(), many=False)
         old = next((c for c in commands if self._same(c, data)), None)
-        cmd = self._command_payload(key, data, old)
+        if old is None and sum(1 for c in commands if c.get("type", 1) == data.get("type", 1)) >= \
+                C.MAX_COMMANDS.get(data.get("type", 1), 0):
+            raise ApiError(400, 30032, "Maximum number of application commands reached")
+        cmd = self.fake._command_object(key, data, old)
         if old:
             commands[commands.index(old)] = cmd
         else:
             commands.append(cmd)
+            self.fake.command_creates += 1
+        self.fake._record_sync("POST", key[0], key[1], [cmd["name"]])
         return json_response(cmd, 200 if old else 201)
 
     def _find_command(self, request, commands) -> Dict[str, Any]:
@@ -636,13 +624,18 @@ class RestApi:
     async def edit_command(self, request: web.Request) -> web.Response:
         key, commands = self._commands(request)
         old = self._find_command(request, commands)
-        cmd = self._command_payload(key, {**old, **(await request.json())}, old)
+        merged = {k: v for k, v in {**old, **(await request.json())}.items()
+                  if k not in ("id", "application_id", "version", "guild_id")}
+        cmd = self.fake._command_object(key, self._validated(merged, many=False), old)
         commands[commands.index(old)] = cmd
+        self.fake._record_sync("PATCH", key[0], key[1], [cmd["name"]])
         return json_response(cmd)
 
     async def delete_command(self, request: web.Request) -> web.Response:
-        _, commands = self._commands(request)
-        commands.remove(self._find_command(request, commands))
+        key, commands = self._commands(request)
+        cmd = self._find_command(request, commands)
+        commands.remove(cmd)
+        self.fake._record_sync("DELETE", key[0], key[1], [cmd["name"]])
         return no_content()
 
     # -------------------------------------------------------- files / cdn

@@ -387,6 +387,13 @@ class FakeState:
         }
         if msg.nonce is not None and _depth == 0:
             data["nonce"] = msg.nonce
+        if msg.webhook_id is not None:
+            data["webhook_id"] = str(msg.webhook_id)
+            data["application_id"] = str(msg.webhook_id)
+        if msg.interaction_metadata is not None:
+            data["interaction_metadata"] = dict(msg.interaction_metadata)
+        if msg.interaction_legacy is not None:
+            data["interaction"] = dict(msg.interaction_legacy)
         if msg.reactions:
             data["reactions"] = [
                 {
