@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import re
+from typing import TYPE_CHECKING, Literal
 
 import discord
+from discord import app_commands
 from discord.ext import commands
 
 from ..errors import UserError
@@ -18,13 +20,8 @@ def manage_server_or_owner():
     """Members with Manage Server, or the bot's owner; anyone else is refused before anything changes."""
 
     async def predicate(ctx: commands.Context) -> bool:
-        if ctx.guild is None:
-            raise UserError("limits are per server: use this command in the server you want to change")
-        if await ctx.bot.is_owner(ctx.author):
-            return True
-        if isinstance(ctx.author, discord.Member) and ctx.author.guild_permissions.manage_guild:
-            return True
-        raise UserError("only members with the Manage Server permission can change this server's limits")
+        await may_change_limits(ctx.bot, ctx.author, ctx.guild)
+        return True
 
     return commands.check(predicate)
 
@@ -37,22 +34,36 @@ def shown(name: str, value) -> str:
     return str(value)
 
 
+async def may_change_limits(bot: "StyleBot", user: discord.abc.User, guild: discord.Guild | None) -> None:
+    """Members with Manage Server, or the bot's owner; anyone else is refused before anything changes."""
+    if guild is None:
+        raise UserError("limits are per server: use this command in the server you want to change")
+    if await bot.is_owner(user):
+        return
+    if isinstance(user, discord.Member) and user.guild_permissions.manage_guild:
+        return
+    raise UserError("only members with the Manage Server permission can change this server's limits")
+
+
+_CHANNEL = re.compile(r"^<#(\d+)>$")
+LimitName = Literal[tuple(GUILD_LIMITS)]  # type: ignore[valid-type]  # /limits' choices: the catalogue itself
+
+
 class Limits(commands.Cog, name="Server limits"):
     def __init__(self, bot: "StyleBot"):
         self.bot = bot
 
-    @commands.group(invoke_without_command=True, help="Show this server's limits for stylize.")
-    async def limits(self, ctx: commands.Context):
+    # ------------------------------------------------------------------ what each action answers
+
+    async def show_text(self, guild: discord.Guild | None, prefix: str) -> str:
         caps = self.bot.config.caps
-        if ctx.guild is None:
-            await ctx.reply(
+        if guild is None:
+            return (
                 "Limits are per server, so none apply in direct messages: here only the bot's own caps do "
                 f"(at most {caps.max_epochs} epochs, {caps.max_size} px, {caps.max_jobs_per_user} job(s) at a time). "
-                "Use this command in a server to see its limits.",
-                mention_author=False,
+                "Use this command in a server to see its limits."
             )
-            return
-        values = await self.bot.store.guild_limits(ctx.guild.id)
+        values = await self.bot.store.guild_limits(guild.id)
         effective = effective_limits(values, caps)
         lines = []
         for name, spec in GUILD_LIMITS.items():
@@ -65,39 +76,93 @@ class Limits(commands.Cog, name="Server limits"):
             f"In effect here: {effective.max_epochs[0]} epochs, {effective.max_size[0]} px, "
             f"{effective.max_jobs_per_user} job(s) per member, cooldown {effective.cooldown:g} s."
         )
-        lines.append(f"Admins: `{ctx.clean_prefix}limits set max_epochs 300`, `{ctx.clean_prefix}limits unset max_epochs`.")
-        await ctx.reply("\n".join(lines), mention_author=False, allowed_mentions=discord.AllowedMentions.none())
+        lines.append(f"Admins: `{prefix}limits set max_epochs 300`, `{prefix}limits unset max_epochs`.")
+        return "\n".join(lines)
 
-    @limits.command(name="set", help="Set a limit: max_epochs, max_size, max_jobs_per_user, cooldown (seconds), channels (#a #b).")
-    @manage_server_or_owner()
-    async def set_(self, ctx: commands.Context, name: str, *values: str):
+    async def set_text(self, guild: discord.Guild, user_id: int, name: str, values: list[str], prefix: str) -> str:
         name = name.strip().lower().replace("-", "_")
         if not values:
-            raise UserError(f"give a value, e.g. `{ctx.clean_prefix}limits set max_epochs 300`")
+            raise UserError(f"give a value, e.g. `{prefix}limits set max_epochs 300`")
         try:
             if name == "channels":
-                value = check_guild_limit(name, [await self._channel_id(ctx, text) for text in values], self.bot.config.caps)
+                value = check_guild_limit(name, [self._channel_id(guild, text) for text in values], self.bot.config.caps)
             else:
                 value = parse_guild_limit(name, " ".join(values), self.bot.config.caps)
         except LimitError as error:
             raise UserError(str(error)) from None
-        await self.bot.store.set_guild_limit(ctx.guild.id, name, value, changed_by=ctx.author.id)
-        await ctx.reply(f"This server's {name} is now {shown(name, value)}.", mention_author=False)
+        await self.bot.store.set_guild_limit(guild.id, name, value, changed_by=user_id)
+        return f"This server's {name} is now {shown(name, value)}."
+
+    async def unset_text(self, guild: discord.Guild, name: str) -> str:
+        name = name.strip().lower().replace("-", "_")
+        if name not in GUILD_LIMITS:
+            raise UserError(f"unknown limit `{name}`; limits are: {', '.join(GUILD_LIMITS)}")
+        removed = await self.bot.store.unset_guild_limit(guild.id, name)
+        return f"Removed this server's {name}." if removed else f"This server had no {name} set."
+
+    @staticmethod
+    def _channel_id(guild: discord.Guild, text: str) -> int:
+        """A text channel of this server, as a mention (#art), an id or a name."""
+        match = _CHANNEL.match(text)
+        key = match.group(1) if match else text.lstrip("#")
+        channel = guild.get_channel(int(key)) if key.isdigit() else discord.utils.get(guild.text_channels, name=key)
+        if not isinstance(channel, discord.TextChannel):
+            raise UserError(f"{text} is not a text channel of this server")
+        return channel.id
+
+    # ------------------------------------------------------------------ prefix commands
+
+    @commands.group(invoke_without_command=True, help="Show this server's limits for stylize.")
+    async def limits(self, ctx: commands.Context):
+        await ctx.reply(await self.show_text(ctx.guild, ctx.clean_prefix), mention_author=False,
+                        allowed_mentions=discord.AllowedMentions.none())
+
+    @limits.command(name="set", help="Set a limit: max_epochs, max_size, max_jobs_per_user, cooldown (seconds), channels (#a #b).")
+    @manage_server_or_owner()
+    async def set_(self, ctx: commands.Context, name: str, *values: str):
+        await ctx.reply(await self.set_text(ctx.guild, ctx.author.id, name, list(values), ctx.clean_prefix), mention_author=False)
 
     @limits.command(help="Remove a limit (the bot's cap applies again).")
     @manage_server_or_owner()
     async def unset(self, ctx: commands.Context, name: str):
-        name = name.strip().lower().replace("-", "_")
-        if name not in GUILD_LIMITS:
-            raise UserError(f"unknown limit `{name}`; limits are: {', '.join(GUILD_LIMITS)}")
-        removed = await self.bot.store.unset_guild_limit(ctx.guild.id, name)
-        text = f"Removed this server's {name}." if removed else f"This server had no {name} set."
-        await ctx.reply(text, mention_author=False)
+        await ctx.reply(await self.unset_text(ctx.guild, name), mention_author=False)
 
-    @staticmethod
-    async def _channel_id(ctx: commands.Context, text: str) -> int:
+    # ------------------------------------------------------------------ /limits: hidden from members
+    # by default_permissions (server admins can change who sees it); the check above still runs.
+
+    slash = app_commands.Group(
+        name="limits", description="This server's limits for stylize", guild_only=True,
+        default_permissions=discord.Permissions(manage_guild=True),
+    )
+
+    async def _answer(self, interaction: discord.Interaction, make, *, check: bool = True) -> None:
         try:
-            channel = await commands.TextChannelConverter().convert(ctx, text)
-        except commands.BadArgument:
-            raise UserError(f"{text} is not a text channel of this server") from None
-        return channel.id
+            if check:
+                await may_change_limits(self.bot, interaction.user, interaction.guild)
+            text = await make()
+        except UserError as error:
+            text = f"⚠️ {error}"
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+
+    @slash.command(name="show", description="Show this server's limits")
+    async def slash_show(self, interaction: discord.Interaction):
+        await self._answer(interaction, lambda: self.show_text(interaction.guild, "/"), check=False)
+
+    @slash.command(name="set", description="Set a limit")
+    @app_commands.describe(name="which limit", value="a number (seconds for cooldown), or channels: #art #bots")
+    async def slash_set(
+        self,
+        interaction: discord.Interaction,
+        name: LimitName,
+        value: str,
+    ):
+        await self._answer(interaction, lambda: self.set_text(interaction.guild, interaction.user.id, name, value.split(), "/"))
+
+    @slash.command(name="unset", description="Remove a limit (the bot's cap applies again)")
+    @app_commands.describe(name="which limit")
+    async def slash_unset(
+        self,
+        interaction: discord.Interaction,
+        name: LimitName,
+    ):
+        await self._answer(interaction, lambda: self.unset_text(interaction.guild, name))

@@ -6,6 +6,8 @@ import asyncio
 import weakref
 from typing import TYPE_CHECKING
 
+import discord
+from discord import app_commands
 from discord.ext import commands
 
 from nst.errors import ParamError
@@ -53,11 +55,12 @@ class Settings(commands.Cog, name="Your settings"):
     async def cog_after_invoke(self, ctx: commands.Context) -> None:
         ctx.settings_lock.release()
 
-    @commands.group(invoke_without_command=True, help="Show your defaults for stylize, and where each value comes from.")
-    async def settings(self, ctx: commands.Context):
+    # ------------------------------------------------------------------ what each action answers
+
+    async def show_text(self, user_id: int, guild: discord.Guild | None, prefix: str) -> str:
         config = self.bot.config
-        saved = await self.bot.store.user_settings(ctx.author.id)
-        guild_limits = await self.bot.store.guild_limits(ctx.guild.id) if ctx.guild else None
+        saved = await self.bot.store.user_settings(user_id)
+        guild_limits = await self.bot.store.guild_limits(guild.id) if guild else None
         resolved = resolve(config.defaults, saved, {}, guild_limits, config.caps)
         limits = effective_limits(guild_limits, config.caps)
         ceilings = {"epochs": limits.max_epochs, "size": limits.max_size}
@@ -69,50 +72,101 @@ class Settings(commands.Cog, name="Your settings"):
             if name in ceilings and name in saved and saved[name] is not None and saved[name] > ceilings[name][0]:
                 line = f"{name:15} {shown(value):>10}  (your default {shown(saved[name])}, lowered by {ceilings[name][1]})"
             rows.append(line)
-        where = "this server" if ctx.guild else "direct messages"
-        await ctx.reply(
+        where = "this server" if guild else "direct messages"
+        return (
             f"Your stylize defaults in {where}:\n```\n" + "\n".join(rows) + "\n```"
-            f"Change one with `{ctx.clean_prefix}settings set style_weight 1e9`; "
-            f"`{ctx.clean_prefix}settings unset NAME` or `{ctx.clean_prefix}settings reset` go back to the bot's defaults.",
-            mention_author=False,
+            f"Change one with `{prefix}settings set style_weight 1e9`; "
+            f"`{prefix}settings unset NAME` or `{prefix}settings reset` go back to the bot's defaults."
         )
 
-    @settings.command(name="set", help="Save a default for a stylize option, e.g. settings set style_weight 1e9")
-    async def set_(self, ctx: commands.Context, name: str, *, value: str):
+    async def set_text(self, user_id: int, guild: discord.Guild | None, name: str, value: str) -> str:
         field = field_name(name)
         try:
             typed = check_value(field, value)
-            saved = {**await self.bot.store.user_settings(ctx.author.id), field: typed}
+            saved = {**await self.bot.store.user_settings(user_id), field: typed}
             # the combination must still make a valid job (e.g. not both weights 0)
             resolve(self.bot.config.defaults, saved, {}, None, self.bot.config.caps)
         except ParamError as error:
             raise UserError(f"`{option_name(error.field)}`: {error.reason}") from None
-        await self.bot.store.set_user_setting(ctx.author.id, field, typed)
+        await self.bot.store.set_user_setting(user_id, field, typed)
         note = ""
-        if ctx.guild and field in ("epochs", "size"):
-            guild_limits = await self.bot.store.guild_limits(ctx.guild.id)
+        if guild and field in ("epochs", "size"):
+            guild_limits = await self.bot.store.guild_limits(guild.id)
             limits = effective_limits(guild_limits, self.bot.config.caps)
             ceiling, reason = limits.max_epochs if field == "epochs" else limits.max_size
             if typed > ceiling:
                 note = f" Here it is lowered to {ceiling} by {reason}."
-        await ctx.reply(
-            f"Saved: {field} = {shown(typed)} ({FIELDS[field].help}). It applies in every server, within each server's limits.{note}",
-            mention_author=False,
-        )
+        return f"Saved: {field} = {shown(typed)} ({FIELDS[field].help}). It applies in every server, within each server's limits.{note}"
+
+    async def unset_text(self, user_id: int, name: str) -> str:
+        field = field_name(name)
+        removed = await self.bot.store.unset_user_setting(user_id, field)
+        default = shown(getattr(self.bot.config.defaults, field))
+        if removed:
+            return f"Removed your {field}; the {SOURCE_BOT} ({default}) applies again."
+        return f"You had no {field} saved; the {SOURCE_BOT} is {default}."
+
+    async def reset_text(self, user_id: int) -> str:
+        count = await self.bot.store.reset_user_settings(user_id)
+        what = f"{count} saved value{'s' if count != 1 else ''}" if count else "nothing (you had no saved values)"
+        return f"Reset: removed {what}. Every option uses the bot's defaults again."
+
+    # ------------------------------------------------------------------ prefix commands
+
+    @commands.group(invoke_without_command=True, help="Show your defaults for stylize, and where each value comes from.")
+    async def settings(self, ctx: commands.Context):
+        await ctx.reply(await self.show_text(ctx.author.id, ctx.guild, ctx.clean_prefix), mention_author=False)
+
+    @settings.command(name="set", help="Save a default for a stylize option, e.g. settings set style_weight 1e9")
+    async def set_(self, ctx: commands.Context, name: str, *, value: str):
+        await ctx.reply(await self.set_text(ctx.author.id, ctx.guild, name, value), mention_author=False)
 
     @settings.command(help="Forget one of your defaults.")
     async def unset(self, ctx: commands.Context, name: str):
-        field = field_name(name)
-        removed = await self.bot.store.unset_user_setting(ctx.author.id, field)
-        default = shown(getattr(self.bot.config.defaults, field))
-        if removed:
-            await ctx.reply(f"Removed your {field}; the {SOURCE_BOT} ({default}) applies again.", mention_author=False)
-        else:
-            await ctx.reply(f"You had no {field} saved; the {SOURCE_BOT} is {default}.", mention_author=False)
+        await ctx.reply(await self.unset_text(ctx.author.id, name), mention_author=False)
 
     @settings.command(help="Forget all your defaults.")
     async def reset(self, ctx: commands.Context):
-        count = await self.bot.store.reset_user_settings(ctx.author.id)
-        what = f"{count} saved value{'s' if count != 1 else ''}" if count else "nothing (you had no saved values)"
-        await ctx.reply(f"Reset: removed {what}. Every option uses the bot's defaults again.", mention_author=False)
+        await ctx.reply(await self.reset_text(ctx.author.id), mention_author=False)
 
+    # ------------------------------------------------------------------ /settings (the same, privately)
+
+    slash = app_commands.Group(name="settings", description="Your defaults for /stylize and !stylize")
+
+    async def _answer(self, interaction: discord.Interaction, action) -> None:
+        async with self._lock(interaction.user.id):
+            try:
+                text = await action
+            except UserError as error:
+                text = f"⚠️ {error}"
+        await interaction.response.send_message(text, ephemeral=True)
+
+    @slash.command(name="show", description="Show your defaults and where each value comes from")
+    async def slash_show(self, interaction: discord.Interaction):
+        await self._answer(interaction, self.show_text(interaction.user.id, interaction.guild, "/"))
+
+    @slash.command(name="set", description="Save a default for a stylize option")
+    @app_commands.describe(name="the option, e.g. style_weight", value="its value, e.g. 1e9")
+    async def slash_set(self, interaction: discord.Interaction, name: str, value: str):
+        await self._answer(interaction, self.set_text(interaction.user.id, interaction.guild, name, value))
+
+    @slash.command(name="unset", description="Forget one of your defaults")
+    @app_commands.describe(name="the option to forget")
+    async def slash_unset(self, interaction: discord.Interaction, name: str):
+        await self._answer(interaction, self.unset_text(interaction.user.id, name))
+
+    @slash.command(name="reset", description="Forget all your defaults")
+    async def slash_reset(self, interaction: discord.Interaction):
+        await self._answer(interaction, self.reset_text(interaction.user.id))
+
+    @slash_set.autocomplete("name")
+    @slash_unset.autocomplete("name")
+    async def _complete_name(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        return complete_setting(current)
+
+
+def complete_setting(current: str) -> list[app_commands.Choice[str]]:
+    """The setting names that contain what was typed, with their help (the list is long)."""
+    current = current.strip().lstrip("-").replace("-", "_").lower()
+    names = [name for name in USER_FIELDS if current in name]
+    return [app_commands.Choice(name=f"{name}: {FIELDS[name].help}"[:100], value=name) for name in names[:25]]
