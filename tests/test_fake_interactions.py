@@ -177,6 +177,23 @@ def make_bot(*, message_content: bool = False) -> commands.Bot:
         await interaction.response.send_message("posted", ephemeral=True)
         await interaction.channel.send("job 1 done", view=view)
 
+    @bot.tree.command(name="file", description="Answer with a file")
+    async def file(interaction: discord.Interaction):
+        await interaction.response.send_message("here", file=discord.File(io.BytesIO(b"abc"), "a.txt"))
+        sent = await interaction.followup.send("and a secret", ephemeral=True, wait=True,
+                                               file=discord.File(io.BytesIO(b"xyz"), "b.txt"))
+        await sent.edit(content="and an edited secret")
+        bot.seen["file"] = (interaction.context.guild, interaction.context.dm_channel, interaction.guild_id)
+
+    @bot.tree.command(name="hold", description="Autocomplete that answers when the test says so")
+    async def hold(interaction: discord.Interaction, name: str):
+        await interaction.response.send_message(name)
+
+    @hold.autocomplete("name")
+    async def hold_names(interaction: discord.Interaction, current: str):
+        await bot.release.wait()
+        return [app_commands.Choice(name="late", value="late")]
+
     @bot.tree.command(name="limits", description="Server limits (admins)")
     @app_commands.default_permissions(manage_guild=True)
     async def limits(interaction: discord.Interaction):
@@ -221,17 +238,17 @@ async def test_sync_routes_store_validate_and_count(fake, world):
     async with running(fake, bot):
         assert fake.command_syncs == [] and fake.commands() == []  # nothing syncs by itself
         synced = await bot.tree.sync()
-        assert sorted(c.name for c in synced) == ["Profile", "Stylize", "form", "later", "limits", "post",
+        assert sorted(c.name for c in synced) == ["Profile", "Stylize", "file", "form", "hold", "later", "limits", "post",
                                                   "private", "settings", "slow", "stylize"]
         first = {c["name"]: c["id"] for c in fake.commands()}
-        assert fake.command_creates == 10 and [s.method for s in fake.command_syncs] == ["PUT"]
+        assert fake.command_creates == 12 and [s.method for s in fake.command_syncs] == ["PUT"]
         await bot.tree.sync()  # unchanged names keep their ids and create nothing
-        assert {c["name"]: c["id"] for c in fake.commands()} == first and fake.command_creates == 10
+        assert {c["name"]: c["id"] for c in fake.commands()} == first and fake.command_creates == 12
         limits = next(c for c in fake.commands() if c["name"] == "limits")
         assert limits["default_member_permissions"] == str(P.MANAGE_GUILD)
         bot.tree.copy_global_to(guild=world.guild)
         await bot.tree.sync(guild=world.guild)
-        assert len(fake.commands(world.guild.id)) == 10 and fake.command_syncs[-1].guild_id == world.guild.id
+        assert len(fake.commands(world.guild.id)) == 12 and fake.command_syncs[-1].guild_id == world.guild.id
         fetched = await bot.tree.fetch_commands(guild=world.guild)
         assert {c.name for c in fetched} == {c["name"] for c in fake.commands(world.guild.id)}
         # Discord's validation: bad name, too long description, too many options, required after optional.
@@ -252,10 +269,16 @@ async def test_sync_routes_store_validate_and_count(fake, world):
         assert "In 1.description: Must be between 1 and 100 in length." in errors
         assert "In 2.options: Must be 25 or fewer in length." in errors
         assert "In 3.options.1.required: Required options must be placed before" in errors
-        assert len(fake.commands()) == 10  # a refused overwrite changes nothing
+        assert len(fake.commands()) == 12  # a refused overwrite changes nothing
         # Single-command routes.
         created = await bot.http.upsert_global_command(bot.application_id, {"name": "extra", "description": "x"})
-        assert fake.command_creates == 21 and fake.command_syncs[-1].method == "POST"  # 10 global, 10 guild, 1
+        assert fake.command_creates == 25 and fake.command_syncs[-1].method == "POST"  # 12 global, 12 guild, 1
+        edited = await bot.http.edit_global_command(bot.application_id, created["id"], {"description": "y"})
+        assert edited["id"] == created["id"] and edited["description"] == "y"
+        assert fake.command_syncs[-1].method == "PATCH" and fake.command_creates == 25
+        with pytest.raises(discord.HTTPException) as err:
+            await bot.http.edit_global_command(bot.application_id, created["id"], {"name": "Extra Cmd"})
+        assert err.value.code == 50035
         await bot.http.delete_global_command(bot.application_id, created["id"])
         assert "extra" not in [c["name"] for c in fake.commands()]
 
@@ -338,6 +361,25 @@ async def test_autocomplete_choices(fake, world):
     assert ix.type == 4 and ix.response_type == 8
     assert ix.choices == [{"name": "Monet", "value": "monet"}, {"name": "Mondrian", "value": "mondrian"}]
     assert ix.original is None and fake.public_messages(world.general) == []
+
+
+async def test_files_through_the_callback_and_followups_in_guild_and_dm(fake, world):
+    bot = make_bot()
+    async with running(fake, bot):
+        fake.register_tree(bot)
+        for channel, context in ((world.general, (True, False, world.guild.id)), (fake.open_dm(world.alice), None)):
+            bot.seen.pop("file", None)
+            ix = await fake.slash(world.alice, channel, "file")
+            await fake.wait_until(lambda: "file" in bot.seen, timeout=5)
+            assert ix.original.attachments[0].data == b"abc" and ix.original.content == "here"
+            [secret] = ix.followups
+            assert secret.attachments[0].data == b"xyz" and secret.content == "and an edited secret"
+            assert secret.ephemeral_to == world.alice.id
+            if context is not None:
+                assert bot.seen["file"] == context and "member" in ix.payload
+            else:  # a DM: `user` instead of `member`, context BOT_DM, app permissions of a bot DM
+                assert bot.seen["file"] == (False, True, None) and "member" not in ix.payload
+                assert ix.payload["context"] == 1 and int(ix.payload["app_permissions"]) & P.ATTACH_FILES
 
 
 # --------------------------------------------------------------------- ephemeral
@@ -457,6 +499,48 @@ async def test_unanswered_interaction_has_no_webhook(fake, world):
         bot.release.set()
         await ix.wait_acknowledged()
         assert ix.original.content == "late"
+
+
+async def test_invalid_responses_are_refused_and_leave_the_interaction_open(fake, world):
+    bot = make_bot()
+    async with running(fake, bot):
+        fake.register_tree(bot)
+        ix = await fake.slash(world.alice, world.general, "slow")  # the bot waits for bot.release
+        callback = f"/interactions/{ix.id}/{ix.token}/callback"
+        refused = [
+            ({"type": 9, "data": {"custom_id": "m", "title": "t" * 46, "components": [
+                {"type": 18, "label": "L", "component": {"type": 4, "custom_id": "a", "style": 1}}]}},
+             ["data", "title"], "BASE_TYPE_BAD_LENGTH"),
+            ({"type": 9, "data": {"custom_id": "m", "title": "t", "components": [
+                {"type": 1, "components": [{"type": 4, "custom_id": "a", "style": 3, "label": "x"}]}]}},
+             ["data", "components", "0", "components", "0", "style"], "BASE_TYPE_CHOICES"),
+            ({"type": 4, "data": {"content": "x" * 2001}}, ["data", "content"], "BASE_TYPE_MAX_LENGTH"),
+            ({"type": 8, "data": {"choices": []}}, ["type"], "INTERACTION_CALLBACK_TYPE_INVALID"),
+        ]
+        for body, path, code in refused:
+            status, answer = await call_raw(fake, "POST", callback, json=body)
+            node = answer["errors"]
+            for part in path:
+                node = node[part]
+            assert (status, answer["code"], node["_errors"][0]["code"]) == (400, 50035, code)
+        status, answer = await call_raw(fake, "POST", callback, json={"type": 4, "data": {}})
+        assert (status, answer["code"]) == (400, 50006)
+        assert not ix.acknowledged and len(ix.errors) == 5
+        status, _ = await call_raw(fake, "POST", callback, json={"type": 4, "data": {"content": "first"}})
+        assert status == 204 and ix.original.content == "first"
+        bot.release.set()  # now the bot answers too: Discord refuses the second acknowledgement
+        await fake.wait_until(lambda: "slow" in bot.seen, timeout=5)
+        assert bot.seen["slow"] == (400, 40060)
+
+        bot.release.clear()
+        auto = await fake.autocomplete(world.alice, world.general, "hold", options={"name": "x"}, focused="name")
+        status, answer = await call_raw(fake, "POST", f"/interactions/{auto.id}/{auto.token}/callback",
+                                        json={"type": 8, "data": {"choices": [{"name": str(i), "value": str(i)}
+                                                                              for i in range(26)]}})
+        assert (status, answer["errors"]["data"]["choices"]["_errors"][0]["code"]) == (400, "BASE_TYPE_MAX_LENGTH")
+        bot.release.set()
+        await auto.wait_acknowledged()
+        assert auto.choices == [{"name": "late", "value": "late"}]
 
 
 # -------------------------------------------------------- context menu, intent

@@ -208,6 +208,8 @@ class InteractionRoutes:
         try:
             message = self._respond(ix, kind, data, files)
         except ApiError as exc:
+            if exc.errors and kind in (CHANNEL_MESSAGE, UPDATE_MESSAGE):
+                exc.errors = {"data": exc.errors}  # message fields sit under `data` in a callback body
             raise self._refuse(ix, request, exc) from None
         ix.callbacks.append(Callback(kind, data, self.fake.clock()))
         self.fake._notify()
