@@ -52,7 +52,11 @@ Modules: ``fake`` (FakeDiscord: lifecycle, patching, waiting, inspection),
 update_member/update_role/set_overwrite/open_dm), ``messaging`` (user_sends/
 user_edits/user_deletes/user_reacts + message storage), ``server`` (REST routes),
 ``gateway`` (websocket protocol), ``state`` (payloads, permission maths),
-``models`` (data classes, permission/intent bits), ``site/sitecustomize.py``.
+``models`` (data classes, permission/intent bits), ``interactions`` (users invoking
+commands/components/modals, command registry, FakeInteraction), ``interaction_routes``
+(callback + interaction webhook routes), ``components`` (Discord's validation of components,
+modals, choices and commands), ``errors`` (error bodies), ``ratelimits``,
+``site/sitecustomize.py``.
 
 Things worth knowing:
 
@@ -78,6 +82,19 @@ Things worth knowing:
 * The fake never answers 5xx (discord.py would retry with sleeps).  Check
   ``fake.unhandled`` (unknown routes) and ``fake.server_errors`` - or call
   ``fake.assert_clean()`` - in a fixture's teardown.
+* Interactions (``interactions``, ``interaction_routes``, ``components``): users act with
+  ``slash``/``autocomplete``/``context_menu``/``user_menu``/``press_button``/``select``/
+  ``submit_modal`` (each returns a ``FakeInteraction`` recording callbacks, the original response,
+  follow-ups, the modal or choices the bot sent, and refused calls).  Only registered commands can
+  be invoked (``bot.tree.sync()`` through the routes, or ``fake.register_tree(bot)`` without a
+  recorded sync); options are checked as the Discord client checks them (``ValueError``), command
+  visibility as Discord computes it (``PermissionError``).  The callback's 3 s deadline and the
+  token's 15 min lifetime run on ``fake.clock`` (injectable); errors are Discord's: 40060 second
+  acknowledgement, 10062 unknown interaction, 10015 unknown webhook.  Ephemeral messages carry
+  ``ephemeral_to`` and are invisible to channel routes and the gateway (``fake.visible_to``).
+  Components, modals, choices and commands are validated (400/50035 with Discord's errors tree).
+  ``fake.set_rate_limit("edit", limit, per)`` adds per-channel rate limits (429, X-RateLimit-*);
+  ``fake.edit_log`` times every edit.
 * Import as ``fake_discord`` (pytest puts ``tests/`` on sys.path while
   ``tests/`` has no ``__init__.py``) or as ``tests.fake_discord``; do not mix.
 """
