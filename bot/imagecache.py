@@ -39,7 +39,7 @@ class ImageCache:
         self.root = Path(root)
         self.max_bytes = max_bytes
         self.ttl = ttl
-        self._clock = clock
+        self.clock = clock
         self._lock = threading.Lock()  # one writer/pruner at a time (calls run in worker threads)
 
     @property
@@ -94,7 +94,7 @@ class ImageCache:
                 (staging / "content").write_bytes(content)
                 for index, style in enumerate(styles):
                     (staging / f"style{index}").write_bytes(style)
-                (staging / "stored_at").write_text(repr(self._clock()), encoding="ascii")
+                (staging / "stored_at").write_text(repr(self.clock()), encoding="ascii")
                 if final.exists():
                     shutil.rmtree(final, ignore_errors=True)
                 staging.rename(final)  # readers see the whole entry or none of it
@@ -107,7 +107,7 @@ class ImageCache:
         entry = self._entry(job_id)
         try:
             stored = _stored_at(entry)
-            if self._clock() - stored > self.ttl:
+            if self.clock() - stored > self.ttl:
                 return None
             content = (entry / "content").read_bytes()
             styles = []
@@ -131,7 +131,7 @@ class ImageCache:
     def _get_meta(self, job_id: str) -> dict[str, Any] | None:
         entry = self._entry(job_id)
         try:
-            if self._clock() - _stored_at(entry) > self.ttl:
+            if self.clock() - _stored_at(entry) > self.ttl:
                 return None
             return json.loads((entry / "meta.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -147,7 +147,7 @@ class ImageCache:
             children = list(self.root.iterdir())
         except OSError:
             return 0
-        now = self._clock()
+        now = self.clock()
         entries = []
         removed = 0
         for path in children:

@@ -202,7 +202,7 @@ class DeleteButton(_JobButton, template=r"nst:delete:" + _ID):
         if not await may_manage(interaction, record.user_id):
             await say(interaction, f"⚠️ only <@{record.user_id}> or a server admin can delete this result.")
             return
-        await interaction.response.defer(ephemeral=True)
+        await interaction.response.defer(ephemeral=True, thinking=True)
         try:
             await interaction.message.delete()
         except discord.HTTPException as error:

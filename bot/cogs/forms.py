@@ -22,7 +22,11 @@ _FLAG_VALUE = re.compile(r"--(\w+)\s+(.*?)(?=\s+--\w|\s*$)", re.S)
 
 def describe_options(options: Mapping[str, Any]) -> str:
     """``--epochs 300`` lines for the form, in the field table's order."""
-    return "\n".join(f"{option_name(name)} {shown_value(options[name])}" for name in FIELDS if name in options and name != "seed")
+    return "\n".join(
+        f"{option_name(name)} {shown_value(options[name])}"
+        for name in FIELDS
+        if name in options and name != "seed" and options[name] not in (None, (), [])  # unset: the default applies
+    )
 
 
 def parse_options(text: str) -> dict[str, str]:

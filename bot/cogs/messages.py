@@ -137,14 +137,14 @@ def shown_value(value: Any) -> str:
 
 def prefix_line(params: dict[str, Any], defaults, prefix: str) -> str:
     options = {**changed_options(params, defaults), "seed": params.get("seed")}
-    flags = " ".join(f"{option_name(name)} {shown_value(value)}" for name, value in options.items() if value is not None)
+    flags = " ".join(f"{option_name(name)} {shown_value(value)}" for name, value in options.items() if value not in (None, (), []))
     return f"{prefix}stylize {flags}".strip()
 
 
 def slash_line(params: dict[str, Any], defaults, styles: int = 1) -> str:
     options = {**changed_options(params, defaults), "seed": params.get("seed")}
     images = "content:<image> style:<image>" + "".join(f" style{i}:<image>" for i in range(2, styles + 1))
-    flags = " ".join(f"{name}:{shown_value(value)}" for name, value in options.items() if value is not None)
+    flags = " ".join(f"{name}:{shown_value(value)}" for name, value in options.items() if value not in (None, (), []))
     return f"/stylize {images} {flags}".strip()
 
 
