@@ -216,6 +216,12 @@ def make_bot(*, message_content: bool = False) -> commands.Bot:
     async def profile(interaction: discord.Interaction, member: discord.Member):
         await interaction.response.send_message(f"profile of {member.name}", ephemeral=True)
 
+    async def on_message(message: discord.Message):
+        meta = message.interaction_metadata
+        bot.seen.setdefault("messages", []).append((message.id, message.type, meta and meta.user.id))
+
+    bot.add_listener(on_message)
+
     async def setup_hook():
         bot.add_dynamic_items(Again)
 
@@ -306,6 +312,8 @@ async def test_slash_typed_options_attachment_defer_and_edit_original(fake, worl
     assert msg.attachments[0].data == content and msg.type == 20 and msg.webhook_id == world.bot_user.id
     assert msg.edits[0].content == "" and msg.interaction_metadata["user"]["id"] == str(world.alice.id)
     assert fake.public_messages(world.general) == [msg]
+    # The bot got MESSAGE_CREATE for the (public) thinking message and parsed its interaction metadata.
+    assert bot.seen["messages"] == [(msg.id, discord.MessageType.chat_input_command, world.alice.id)]
 
 
 async def test_client_side_option_checks_and_visibility(fake, world):
@@ -337,6 +345,14 @@ async def test_client_side_option_checks_and_visibility(fake, world):
 
 async def test_subcommand_and_user_menu(fake, world):
     bot = make_bot()
+    admin = app_commands.Group(name="admin", description="Admin commands")
+    limits = app_commands.Group(name="limits", description="Server limits", parent=admin)
+
+    @limits.command(name="set", description="Set a limit")
+    async def limits_set(interaction: discord.Interaction, max_size: app_commands.Range[int, 32, 4096]):
+        await interaction.response.send_message(f"max_size={max_size}")
+
+    bot.tree.add_command(admin)
     async with running(fake, bot):
         fake.register_tree(bot)
         with pytest.raises(ValueError, match="needs a subcommand"):
@@ -346,6 +362,12 @@ async def test_subcommand_and_user_menu(fake, world):
         assert ix.data["options"] == [{"name": "set", "type": 1, "options": [{"name": "epochs", "type": 4,
                                                                              "value": 42}]}]
         assert ix.original.content == "epochs set to 42" and ix.original.ephemeral_to == world.alice.id
+        nested = await fake.slash(world.boss, world.general, "admin limits set", options={"max_size": 512})
+        await nested.wait_acknowledged()
+        assert nested.original.content == "max_size=512" and 0 <= nested.response_delay < 3
+        assert nested.data["options"][0]["options"][0]["options"] == [{"name": "max_size", "type": 4, "value": 512}]
+        with pytest.raises(ValueError, match="no subcommand"):
+            await fake.slash(world.boss, world.general, "admin limits get")
         menu = await fake.user_menu(world.alice, world.bob, world.general, "Profile")
         await menu.wait_acknowledged()
         assert menu.original.content == "profile of bob" and menu.original.type == 23
@@ -635,6 +657,8 @@ async def test_modal_from_slash_command_and_label_modal_from_button(fake, world)
         await sub.wait_acknowledged()
         assert sub.type == 5 and sub.original.content == "epochs=10 seed='7'" and sub.original.ephemeral
         assert sub.data["components"][0]["components"][0]["value"] == "10"
+        meta = sub.original.interaction_metadata
+        assert meta["type"] == 5 and meta["triggering_interaction_metadata"]["id"] == str(ix.id)
 
         cmd = await fake.slash(world.alice, world.general, "vary")
         await cmd.wait_acknowledged()

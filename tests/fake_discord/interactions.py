@@ -107,6 +107,11 @@ class FakeInteraction:
         return self.callbacks[0].type if self.callbacks else None
 
     @property
+    def response_delay(self) -> Optional[float]:
+        """Seconds (on ``fake.clock``) from the event to the first accepted response."""
+        return self.callbacks[0].time - self.created_at if self.callbacks else None
+
+    @property
     def deferred(self) -> bool:
         return self.response_type in (DEFERRED_CHANNEL_MESSAGE, DEFERRED_UPDATE)
 
@@ -742,8 +747,15 @@ class InteractionsMixin:
         if ix.type == APPLICATION_COMMAND:
             meta["name"] = ix.data.get("name")
             meta["command_type"] = ix.data.get("type", 1)
-        if ix.message_id:
+            target = ix.data.get("target_id")
+            if ix.data.get("type") == C.USER_COMMAND and target:
+                meta["target_user"] = self.state.user_payload(self.state.users[int(target)])
+            elif ix.data.get("type") == C.MESSAGE_COMMAND and target:
+                meta["target_message_id"] = target
+        if ix.message_id and ix.type == MESSAGE_COMPONENT:
             meta["interacted_message_id"] = str(ix.message_id)
+        if ix.type == MODAL_SUBMIT and ix.source is not None:
+            meta["triggering_interaction_metadata"] = self._interaction_metadata(ix.source)
         if followup_of:
             meta["original_response_message_id"] = str(followup_of)
         return meta
