@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import io
 import json
 import os
@@ -44,12 +45,44 @@ STYLE_PNG = png(make_style(64))
 IMAGES = [("content.png", CONTENT_PNG, "image/png"), ("style.png", STYLE_PNG, "image/png")]
 
 
+@functools.lru_cache(maxsize=None)
+def step_seconds(weights_file: Path) -> float:
+    """Seconds one optimisation step of a 64 px test job takes on this machine, now (one torch thread,
+    like the tests' workers; NST_TEST_PRECISION): measured once, so that timeouts can be sized from
+    step counts instead of assuming a fast CPU."""
+    import time
+
+    import torch
+
+    from nst.model import load_vgg19
+    from nst.params import StyleParams
+    from nst.transfer import stylize
+
+    model = load_vgg19(weights_file, device="cpu")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        params = StyleParams(epochs=2, size=64, seed=1, precision=PRECISION)
+        stylize(make_content(96, 72), make_style(64), params, model=model)  # warm-up
+        started = time.perf_counter()
+        stylize(make_content(96, 72), make_style(64), params.replace(epochs=6), model=model)
+        return (time.perf_counter() - started) / 6
+    finally:
+        torch.set_num_threads(threads)
+
+
+def time_budget(steps: int, weights_file: Path) -> float:
+    """A generous wall-time bound for ``steps`` steps of a 64 px job here: 4x the measured step time
+    (other processes share the CPU), plus 10 s for start-up and messages."""
+    return round(10.0 + 4.0 * steps * step_seconds(weights_file), 1)
+
+
 def config_values(tmp_path: Path, weights_file: Path, **sections: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The raw config for tests: small jobs, quick status edits, one CPU worker, data under tmp_path,
     attachments from the fake's CDN, precision from NST_TEST_PRECISION; ``sections`` override or add keys."""
     raw: dict[str, dict[str, Any]] = {
         "bot": {"data_dir": str(tmp_path / "data"), "status_interval": 0.2, "shutdown_grace": 5.0, "log_level": "INFO",
-                "attachment_hosts": FAKE_CDN_HOSTS},
+                "attachment_hosts": FAKE_CDN_HOSTS, "preview_interval": 0},  # previews: on in their own tests
         "engine": {"weights": str(weights_file), "devices": ["cpu"], "cpu_threads": 1, "precision": PRECISION},
         "defaults": {"epochs": 8, "size": 48},
         "caps": {"max_epochs": 400, "max_size": 128},

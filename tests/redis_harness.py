@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bot_harness import config_values, write_config
+from bot_harness import config_values, time_budget, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,13 +59,16 @@ def redis_server():
             proc.wait()
 
 
-def celery_config(tmp_path: Path, weights_file: Path, redis_url: str, **caps) -> Path:
-    """A bot config for Celery tests: fast re-delivery (visibility 6 s, sweep every second)."""
+def celery_config(tmp_path: Path, weights_file: Path, redis_url: str, *, steps: int = 200, **caps) -> Path:
+    """A bot config for Celery tests whose jobs run at most ``steps`` steps at 64 px: the job timeout
+    is sized from the measured step time (never this machine's speed), and re-delivery is as fast as
+    that allows (visibility just above the timeout, a sweep every second)."""
+    timeout = time_budget(steps, weights_file)
     values = config_values(
         tmp_path, weights_file,
         bot={"status_interval": 0.3},
-        caps={"job_timeout": 5, "max_jobs_per_user": 3, **caps},
-        executor={"kind": "celery", "redis_url": redis_url, "visibility_timeout": 6, "restore_interval": 1},
+        caps={"job_timeout": timeout, "max_jobs_per_user": 3, **caps},
+        executor={"kind": "celery", "redis_url": redis_url, "visibility_timeout": int(timeout) + 2, "restore_interval": 1},
     )
     return write_config(tmp_path / "celery.toml", values)
 

@@ -95,8 +95,7 @@ def stylize_task(
         r.expire(keys.events, ttl)
 
     def end(event) -> None:
-        emit(event)
-        _forget(r, keys)
+        _finish(r, keys, encode_event(event)[0], ttl)
 
     attempt = r.incr(keys.attempts)
     r.expire(keys.attempts, ttl)
@@ -105,8 +104,7 @@ def stylize_task(
         return
     done = r.get(keys.meta)
     if done is not None:  # an earlier delivery finished but was not acknowledged: say so again
-        r.xadd(keys.events, {"e": done}, maxlen=5000, approximate=True)
-        _forget(r, keys)
+        _finish(r, keys, done, ttl)
         return
     if attempt > max_attempts:
         end(Failed(CRASHED, f"the job stopped its worker {attempt - 1} times and will not be tried again"))
@@ -153,17 +151,20 @@ def on_task_failure(sender=None, task_id=None, exception=None, kwargs=None, **_:
     r = _redis()
     keys = JobKeys(task_id)
     log.warning("job %s hit the hard time limit; its process was killed", task_id)
-    r.xadd(keys.events, {"e": encode_event(Failed(TIMEOUT, timeout_reason(timeout)))[0]}, maxlen=5000, approximate=True)
-    r.expire(keys.events, STATE.settings.key_ttl)
     r.set(keys.cancel, "1", ex=STATE.settings.key_ttl)  # a re-delivery must not run it again
-    _forget(r, keys)
+    _finish(r, keys, encode_event(Failed(TIMEOUT, timeout_reason(timeout)))[0], STATE.settings.key_ttl)
 
 
-def _forget(r, keys: JobKeys) -> None:
-    """The job is over: free its images and its place in the shared bookkeeping."""
-    r.delete(keys.content, keys.styles, keys.preview)
-    r.hdel(ACTIVE, keys.job_id)
-    r.zrem(PENDING, keys.job_id)
+def _finish(r, keys: JobKeys, header, ttl: int) -> None:
+    """The job is over: in one transaction, free its images and its place in the shared bookkeeping
+    and add its terminal event (whoever sees the event sees the slot free)."""
+    with r.pipeline(transaction=True) as pipe:
+        pipe.delete(keys.content, keys.styles, keys.preview)
+        pipe.hdel(ACTIVE, keys.job_id)
+        pipe.zrem(PENDING, keys.job_id)
+        pipe.xadd(keys.events, {"e": header}, maxlen=5000, approximate=True)
+        pipe.expire(keys.events, ttl)
+        pipe.execute()
 
 
 class Heartbeat:

@@ -39,6 +39,7 @@ QUEUE = "nst"
 HEARTBEAT_EVERY = 5.0
 HEARTBEAT_TTL = 15
 EXPIRY_SLACK = 60.0
+POOL_START_TIMEOUT = 300.0  # seconds a pool process may take to load the model
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,9 @@ def make_celery(settings: QueueSettings):
         task_reject_on_worker_lost=True,  # ... and the job goes back to the queue
         task_acks_on_failure_or_timeout=True,
         worker_prefetch_multiplier=1,  # one job at a time per worker; the next waits in Redis
+        # a pool process loads VGG-19 before it reports up: Celery's default 4 s kills it in a loop on a
+        # slow or busy machine
+        worker_proc_alive_timeout=POOL_START_TIMEOUT,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         broker_connection_retry_on_startup=True,
