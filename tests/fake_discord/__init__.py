@@ -101,7 +101,7 @@ Things worth knowing:
 
 from .fake import SITE_DIR, FakeDiscord, RequestRecord
 from .gateway import GatewaySession
-from .interactions import Callback, CommandSync, FakeInteraction
+from .interactions import Callback, CommandSync, FakeInteraction, ManualClock
 from .models import (
     DEFAULT_EVERYONE_PERMISSIONS,
     UPLOAD_LIMIT_BY_TIER,
@@ -127,6 +127,7 @@ __all__ = [
     "Callback",
     "CommandSync",
     "FakeInteraction",
+    "ManualClock",
     "DEFAULT_EVERYONE_PERMISSIONS",
     "UPLOAD_LIMIT_BY_TIER",
     "FakeAttachment",

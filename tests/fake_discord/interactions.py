@@ -48,6 +48,20 @@ DM_APP_EXTRA = P.ATTACH_FILES | P.EMBED_LINKS | P.MENTION_EVERYONE | P.USE_EXTER
 AttachmentLike = Union[FakeAttachment, Tuple[str, bytes], Tuple[str, bytes, Optional[str]]]
 
 
+class ManualClock:
+    """A clock for ``fake.clock`` that moves only when told: with it, the 3 s deadline and the 15 min
+    token lifetime never depend on the machine's speed; ``advance(900)`` ages every token at once."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @dataclass
 class Callback:
     """One accepted ``POST /interactions/{id}/{token}/callback``."""
