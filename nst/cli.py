@@ -1,4 +1,4 @@
-"""Command line: ``python -m nst CONTENT STYLE -o OUT [options]`` and ``python -m nst export-weights OUT``.
+"""Command line: ``python -m nst CONTENT STYLE... -o OUT [options]`` and ``python -m nst export-weights OUT``.
 
 Exit codes: 0 done, 1 the run failed (e.g. out of memory), 2 bad input (named on stderr), 130 interrupted.
 """
@@ -11,8 +11,10 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from . import images
 from .errors import NSTError
 from .params import FIELDS, StyleParams, parse_value
+from .schedule import check_runnable
 
 # A 500-step job at 512 px takes minutes on a CPU; 384 px keeps it reasonable (about 2.5x fewer pixels).
 CPU_DEFAULT_SIZE = 384
@@ -23,6 +25,8 @@ examples:
   python -m nst examples/content.jpg examples/style.jpg -o out.png
   python -m nst photo.jpg painting.jpg -o out.jpg --epochs 300 --style-weight 1e9 --size 512 --seed 7
   python -m nst examples/content.jpg examples/style.jpg -o smoke.png --weights random --epochs 20
+  python -m nst photo.jpg a.jpg b.jpg -o blend.png --style-blend 0.7,0.3 --colors content
+  python -m nst photo.jpg painting.jpg -o seed-loop.png --schedule reference   # the original 500-step loop
   python -m nst export-weights vgg19-features.pth            # compact weights file (~52 MB)
 
 weights: 'torchvision' (default) downloads VGG-19 once into torchvision's cache; a path loads a local
@@ -51,16 +55,20 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("content", help="image whose content (shapes, layout) to keep")
-    parser.add_argument("style", help="image whose style (colours, strokes, texture) to take")
+    parser.add_argument(
+        "style", nargs="+", help="image(s) whose style (colours, strokes, texture) to take; several are blended"
+    )
     parser.add_argument("-o", "--output", required=True, help="where to write the result (.png, .jpg, .webp)")
     for name, spec in FIELDS.items():
         default = getattr(defaults, name)
         if name == "size":
             shown = f"{default} on a GPU, {CPU_DEFAULT_SIZE} on a CPU"
+        elif name == "style_blend":
+            shown = "equal weights"
         elif isinstance(default, tuple):
             shown = ",".join(str(v) for v in default)
         else:
-            shown = "random" if default is None else default
+            shown = spec.none_word if default is None else default
         parser.add_argument(
             _option(name),
             dest=name,
@@ -113,12 +121,14 @@ def _params(args: argparse.Namespace, device_type: str) -> StyleParams:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # torch loads only once a run is really going to happen: --help and usage errors answer at once.
     import torch
     from tqdm import tqdm
 
-    from . import images
     from .model import load_vgg19, resolve_device
     from .transfer import stylize
+
+    out_of_memory = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)  # torch < 2.5 lacks the former
 
     device = resolve_device(args.device)
     params = _params(args, device.type)
@@ -128,29 +138,44 @@ def _run(args: argparse.Namespace) -> int:
     if not output.parent.is_dir():
         raise NSTError(f"output: the folder {output.parent} does not exist")
     content = images.decode_image(args.content, name="content image")
-    style = images.decode_image(args.style, name="style image")
+    names = ["style image"] if len(args.style) == 1 else [f"style image {i + 1}" for i in range(len(args.style))]
+    styles = [images.decode_image(path, name=name) for path, name in zip(args.style, names)]
+    check_runnable(content.size, [s.size for s in styles], params)  # before loading anything heavy
     model = load_vgg19(args.weights, device=device, progress=not args.quiet)
 
-    bar = tqdm(total=params.epochs, unit="step", disable=args.quiet, dynamic_ncols=True, leave=False)
+    bar = tqdm(
+        total=params.epochs, unit="step", disable=args.quiet, dynamic_ncols=True, leave=False,
+        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} steps [{elapsed}{postfix}]",
+    )
 
     def on_progress(progress) -> None:
-        bar.set_postfix_str(f"loss {progress.total_loss:.4g}", refresh=False)
-        bar.update(1)
+        if bar.total != progress.total:
+            bar.total = progress.total  # a level stopped early: fewer steps left
+        level = f"level {progress.level}/{progress.levels} · " if progress.levels > 1 else ""
+        bar.set_postfix_str(f"{level}ETA {_duration(progress.eta)} · loss {progress.total_loss:.4g}", refresh=False)
+        bar.update(progress.step - bar.n)
 
     try:
-        result = stylize(content, style, params, model=model, on_progress=on_progress)
-    except torch.OutOfMemoryError:
+        result = stylize(content, styles, params, model=model, on_progress=on_progress)
+    except out_of_memory:
         print(f"error: out of memory at size {params.size} on {device}; try a smaller --size", file=sys.stderr)
         return 1
     finally:
         bar.close()
     images.write_image(result.image, output, quality=args.quality)  # ImageError (exit 2) if unwritable
     s = result.stats
+    levels = f" ({'+'.join(map(str, s.level_steps))} over {s.levels} levels)" if s.levels > 1 else ""
+    early = ", stopped early" if s.stopped_early else ""
     print(
-        f"done: {s.steps} steps · {s.size[0]}×{s.size[1]} · {s.seconds:.1f} s "
+        f"done: {s.steps} steps{levels}{early} · {s.size[0]}×{s.size[1]} · {s.seconds:.1f} s "
         f"({s.steps_per_second:.2f} steps/s) on {s.device} ({s.dtype}) · seed {s.seed} → {output}"
     )
     return 0
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds < 3600 else f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -3,7 +3,7 @@ import math
 import pytest
 
 from nst.errors import ParamError
-from nst.params import FIELDS, VGG19_LAYERS, StyleParams, parse_value
+from nst.params import FIELDS, VGG19_LAYERS, StyleParams, blend_weights, check_value, parse_value
 
 
 def test_defaults_are_the_reference_numbers():
@@ -11,8 +11,10 @@ def test_defaults_are_the_reference_numbers():
     assert p.style_layers == ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
     assert p.style_layer_weights == (1.0, 0.8, 0.4, 0.2, 0.1)
     assert p.content_layer == "conv4_2"
-    assert (p.content_weight, p.style_weight, p.epochs, p.lr) == (100.0, 1e8, 500, 0.007)
+    assert (p.content_weight, p.style_weight, p.epochs) == (100.0, 1e8, 500)
     assert (p.init, p.pool, p.tv_weight, p.size) == ("content", "max", 0.0, 512)
+    # the schedule picks the learning rate unless one is given; reference = the seed's 0.007
+    assert (p.lr, p.schedule, p.optimizer, p.colors, p.style_blend) == (None, "pyramid", "adam", "style", ())
 
 
 def test_layer_names_are_vgg19s():
@@ -33,7 +35,15 @@ def test_layer_names_are_vgg19s():
         ("content_weight", -1.0, "from 0"),
         ("style_weight", math.nan, "nan"),
         ("tv_weight", -0.5, "from 0"),
-        ("size", 8, "from 16 to 4096"),
+        ("size", 8, "from 32 to 4096"),
+        ("size", 31, "from 32 to 4096"),
+        ("schedule", "fast", "one of pyramid, single, reference"),
+        ("optimizer", "sgd", "one of adam, lbfgs"),
+        ("colors", "sepia", "one of style, content, match"),
+        ("style_blend", (1.0, -0.5), "≥ 0"),
+        ("style_blend", (0.0, 0.0), "at least one weight must be above 0"),
+        ("style_blend", "0.7,0.3", "must be a list"),
+        ("stop_tolerance", 0.9, "from 0 to 0.5"),
         ("style_scale", 0.0, "from 0.1 to 4"),
         ("pool", "min", "one of max, avg"),
         ("init", "zeros", "one of content, style, noise"),
@@ -84,13 +94,22 @@ def test_numbers_are_normalised():
         ("pool", "AVG", "avg"),
         ("style_layers", "conv1_1, conv2_1", ("conv1_1", "conv2_1")),
         ("style_layer_weights", "1,0.5", (1.0, 0.5)),
+        ("lr", "auto", None),
+        ("schedule", "Reference", "reference"),
+        ("colors", "content", "content"),
+        ("style_blend", "0.7, 0.3", (0.7, 0.3)),
+        ("style_blend", "", ()),
     ],
 )
 def test_parse_value_from_text(field, text, expected):
     assert parse_value(field, text) == expected
 
 
-@pytest.mark.parametrize("field, text", [("epochs", "12.5"), ("epochs", "many"), ("style_weight", "lots"), ("nope", "1")])
+@pytest.mark.parametrize(
+    "field, text",
+    [("epochs", "12.5"), ("epochs", "many"), ("style_weight", "lots"), ("nope", "1"), ("style_blend", "0.7,x"),
+     ("lr", "fast")],
+)
 def test_parse_value_refuses_with_the_field_named(field, text):
     with pytest.raises(ParamError) as caught:
         parse_value(field, text)
@@ -106,3 +125,30 @@ def test_from_mapping_and_back():
 def test_every_field_has_help_and_a_describable_range():
     for spec in FIELDS.values():
         assert spec.help and spec.describe_range()
+
+
+def test_every_new_kind_checks_from_text_like_the_bot_does():
+    # the bot's options and !settings go through check_value with the user's text
+    assert check_value("schedule", "reference") == "reference"
+    assert check_value("lr", "auto") is None and check_value("lr", "0.05") == 0.05
+    assert check_value("style_blend", "2,1") == (2.0, 1.0)
+    for field, text in (("schedule", "quick"), ("style_blend", "1,-1"), ("colors", "red"), ("lr", "0")):
+        with pytest.raises(ParamError) as caught:
+            check_value(field, text)
+        assert caught.value.field == field
+
+
+def test_blend_weights_are_normalised_and_must_match_the_styles():
+    assert blend_weights(StyleParams(), 2) == (0.5, 0.5)
+    assert blend_weights(StyleParams(style_blend=(3, 1)), 2) == (0.75, 0.25)
+    assert blend_weights(StyleParams(style_blend=(1, 0)), 2) == (1.0, 0.0)
+    with pytest.raises(ParamError) as caught:
+        blend_weights(StyleParams(style_blend=(0.7, 0.3)), 3)
+    assert caught.value.field == "style_blend" and "2 weights given for 3 style images" in str(caught.value)
+
+
+def test_blend_is_an_option_but_not_a_saved_setting():
+    # its length depends on the attachments of one command, so a saved default makes no sense
+    spec = FIELDS["style_blend"]
+    assert spec.user_option and not spec.user_setting
+    assert all(FIELDS[name].user_setting for name in ("schedule", "colors", "optimizer", "epochs"))
