@@ -53,7 +53,7 @@ update_member/update_role/set_overwrite/open_dm), ``messaging`` (user_sends/
 user_edits/user_deletes/user_reacts + message storage), ``server`` (REST routes),
 ``gateway`` (websocket protocol), ``state`` (payloads, permission maths),
 ``models`` (data classes, permission/intent bits), ``interactions`` (users invoking
-commands/components/modals, command registry, FakeInteraction), ``interaction_routes``
+commands/components/modals, FakeInteraction), ``commands`` (command registry, visibility), ``interaction_routes``
 (callback + interaction webhook routes), ``components`` (Discord's validation of components,
 modals, choices and commands), ``errors`` (error bodies), ``ratelimits``,
 ``site/sitecustomize.py``.
@@ -99,9 +99,10 @@ Things worth knowing:
   ``tests/`` has no ``__init__.py``) or as ``tests.fake_discord``; do not mix.
 """
 
+from .commands import CommandSync
 from .fake import SITE_DIR, FakeDiscord, RequestRecord
 from .gateway import GatewaySession
-from .interactions import Callback, CommandSync, FakeInteraction, ManualClock
+from .interactions import Callback, FakeInteraction, ManualClock
 from .models import (
     DEFAULT_EVERYONE_PERMISSIONS,
     UPLOAD_LIMIT_BY_TIER,
