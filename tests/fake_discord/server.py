@@ -11,6 +11,9 @@ sleeps of 1-9 s; an exception inside a handler becomes a 400 and is recorded
 in ``fake.server_errors``.  Any route not implemented answers 404
 ``{"message": "Unknown route (fake)", "code": 0}`` and is recorded in
 ``fake.unhandled``.
+
+Interaction routes (``/interactions/{id}/{token}/callback`` and ``/webhooks/{app}/{token}...``)
+live in :mod:`.interaction_routes` and authenticate by the token in the path, not a bot token.
 """
 
 from __future__ import annotations
