@@ -713,6 +713,13 @@ async def test_components_on_channel_messages_are_validated(fake, world):
             ([{"type": 1, "components": [{"type": 2, "style": 5, "label": "x", "custom_id": "a"}]}],
              "components.0.components.0.url", "BASE_TYPE_REQUIRED"),
             ([good] * 6, "components", "BASE_TYPE_MAX_LENGTH"),
+            ([{"type": 1, "components": [{"type": 2, "style": 2, "custom_id": "e", "label": "x", "emoji": {}}]}],
+             "components.0.components.0.emoji.name", "BUTTON_COMPONENT_INVALID_EMOJI"),
+            ([{"type": 1, "components": [{"type": 2, "style": 2, "custom_id": "e"}]}],
+             "components.0.components.0", "BUTTON_COMPONENT_LABEL_OR_EMOJI_REQUIRED"),
+            ([{"type": 1, "components": [{"type": 3, "custom_id": "s", "options": [{"label": "a", "value": "a"}]},
+                                         {"type": 2, "style": 1, "label": "x", "custom_id": "b"}]}],
+             "components.0.components", "COMPONENT_LAYOUT_WIDTH_EXCEEDED"),
             ([{"type": 1, "components": [{"type": 2, "style": 1, "label": "l" * 81, "custom_id": "a"}]}],
              "components.0.components.0.label", "BASE_TYPE_BAD_LENGTH"),
         ]

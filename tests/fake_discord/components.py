@@ -159,7 +159,7 @@ def check_button(button: Dict[str, Any], path: str, errors: FormErrors, custom_i
         errors.add(path, "BUTTON_COMPONENT_LABEL_OR_EMOJI_REQUIRED", "A button must have a label or an emoji")
     emoji = button.get("emoji")
     if emoji is not None and (not isinstance(emoji, dict) or not (emoji.get("id") or emoji.get("name"))):
-        errors.add(f"{path}.emoji", "BUTTON_COMPONENT_INVALID_EMOJI", "Invalid emoji")
+        errors.add(f"{path}.emoji.name", "BUTTON_COMPONENT_INVALID_EMOJI", "Invalid emoji")
     if "disabled" in button and not isinstance(button["disabled"], bool):
         errors.add(f"{path}.disabled", "BASE_TYPE_BOOLEAN", "Must be either true or false.")
 
