@@ -1,0 +1,103 @@
+"""The job service's own guarantees, end to end: restart recovery touches only an earlier process's
+jobs (issue 11, defect 2), and the bot's channel permissions are checked before anything is queued
+(defect 6)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from bot.app import StyleBot
+from bot_harness import IMAGES, TOKEN, command, make_config, reply_to, running_bot
+
+try:
+    from fake_discord import P
+except ImportError:  # tests/ as a package
+    from tests.fake_discord import P
+
+
+def is_result(message) -> bool:
+    return bool(message.attachments) and message.attachments[0].filename.startswith("stylized")
+
+
+async def test_a_job_sent_before_on_ready_is_not_reported_lost(fake, world, tmp_path, weights_file):
+    """Commands work as soon as the gateway is READY, seconds before discord.py's on_ready (it waits
+    guild_ready_timeout for more servers). The restart check at on_ready must leave such jobs alone."""
+    config = make_config(tmp_path, weights_file, caps={"max_epochs": 100_000})
+    bot = StyleBot(config, guild_ready_timeout=5.0)
+    with fake.patch_client():
+        task = asyncio.create_task(bot.start(TOKEN))
+        try:
+            await fake.wait_ready(timeout=60)
+            request = await command(fake, world.general, world.alice, "!stylize --epochs 50000 --size 64", IMAGES)
+            await fake.wait_until(lambda: bot.jobs.handles_for_user(world.alice.id), timeout=30, poll=0.05,
+                                  what="the job accepted")
+            assert not bot.is_ready(), "on_ready came first: the case under test did not happen"
+            await asyncio.wait_for(bot.wait_until_ready(), 60)
+            await reply_to(fake, request, lambda m: "%" in m.content, timeout=60)  # still running after on_ready
+            await asyncio.sleep(0.5)  # the restart check runs at on_ready: give a wrong verdict time to show
+            await reply_to(fake, await command(fake, world.general, world.alice, "!cancel"))
+            stopped = await reply_to(fake, request, lambda m: "did not finish" in m.content, timeout=60)
+            assert stopped.content.endswith("did not finish: cancelled")
+            for message in fake.bot_messages(world.general.id):
+                assert all("lost" not in v.content for v in [*message.edits, message]), message.content
+            job_id = bot_job_id(bot, world)
+            while (await bot.store.get_job(job_id)).state == "running":
+                await asyncio.sleep(0.05)
+            assert (await bot.store.get_job(job_id)).state == "cancelled"
+        finally:
+            await bot.close()
+            await asyncio.wait({task}, timeout=30)
+
+
+def bot_job_id(bot, world) -> str:
+    import sqlite3
+
+    with sqlite3.connect(bot.config.database_path) as db:
+        return db.execute("SELECT job_id FROM jobs WHERE user_id = ?", (world.alice.id,)).fetchone()[0]
+
+
+async def test_attach_files_denied_is_said_before_queueing(fake, world, tmp_path, weights_file):
+    fake.set_overwrite(world.art.id, world.bot_user.id, deny=P.ATTACH_FILES)
+    async with running_bot(fake, make_config(tmp_path, weights_file)) as bot:
+        request = await command(fake, world.art, world.alice, "!stylize", IMAGES)
+        reply = await reply_to(fake, request)
+        assert "I need the **Attach Files** permission in this channel" in reply.content
+        assert bot.executor.jobs() == [] and await bot.store.unfinished_jobs() == []
+        assert bot_jobs(bot) == 0
+        fake.register_tree(bot)
+        ix = await fake.slash(world.alice, world.art, "stylize", options={"content": IMAGES[0], "style": IMAGES[1]})
+        await ix.wait_until(lambda i: i.followups or (i.original is not None and i.original.content), timeout=30)
+        answer = ix.followups[0] if ix.followups else ix.original
+        assert "**Attach Files**" in answer.content and answer.ephemeral_to == world.alice.id
+        assert bot_jobs(bot) == 0
+
+
+async def test_read_message_history_denied_is_said_without_a_reply(fake, world, tmp_path, weights_file):
+    fake.set_overwrite(world.art.id, world.bot_user.id, deny=P.READ_MESSAGE_HISTORY)
+    async with running_bot(fake, make_config(tmp_path, weights_file)) as bot:
+        await command(fake, world.art, world.alice, "!stylize", IMAGES)
+        said = await fake.wait_for_message(channel_id=world.art.id, timeout=30)
+        assert said.content.startswith(f"<@{world.alice.id}> ⚠️ I need the **Read Message History** permission")
+        assert bot_jobs(bot) == 0
+
+
+async def test_send_messages_denied_runs_nothing_and_logs_why(fake, world, tmp_path, weights_file, caplog):
+    fake.set_overwrite(world.art.id, world.bot_user.id, deny=P.SEND_MESSAGES)
+    with caplog.at_level(logging.WARNING, logger="bot"):
+        async with running_bot(fake, make_config(tmp_path, weights_file)) as bot:
+            await command(fake, world.art, world.alice, "!stylize", IMAGES)
+            await fake.wait_until(lambda: "missing Send Messages" in caplog.text, timeout=30, poll=0.05,
+                                  what="the refusal logged")
+            # the same bot still works where it may speak
+            result = await reply_to(fake, await command(fake, world.general, world.alice, "!stylize", IMAGES), is_result, timeout=120)
+            assert result.attachments
+            assert bot_jobs(bot) == 1
+    assert fake.bot_messages(world.art.id) == []
+
+
+def bot_jobs(bot) -> int:
+    import sqlite3
+
+    with sqlite3.connect(bot.config.database_path) as db:
+        return db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
