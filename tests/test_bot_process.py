@@ -126,16 +126,13 @@ async def test_after_a_crash_the_restarted_bot_tells_the_user_their_job_was_lost
     await no_unfinished_jobs(tmp_path / "data")  # closed cleanly, intact
 
 
-@pytest.mark.parametrize("case", ["wrong token", "no intent", "no config", "bad config"])
+@pytest.mark.parametrize("case", ["wrong token", "no config", "bad config"])  # a refused intent: test_intents_e2e.py
 async def test_start_up_problems_exit_2_with_one_clear_line(fake, tmp_path, weights_file, case):
     config = write_config(tmp_path, weights_file)
     args = None
     if case == "wrong token":
         fake.add_bot(token=SECRET)
         token, expected = "not-the-token", "Discord rejected the token (401 Unauthorized)"
-    elif case == "no intent":
-        fake.add_bot(token=SECRET, privileged_intents=0)
-        token, expected = SECRET, "enable it for this bot in the Developer Portal"
     elif case == "no config":
         token, expected, args = SECRET, "config file not found", ["--config", str(tmp_path / "missing.toml")]
     else:
