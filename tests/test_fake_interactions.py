@@ -340,6 +340,11 @@ async def test_subcommand_and_user_menu(fake, world):
     async def limits_set(interaction: discord.Interaction, max_size: app_commands.Range[int, 32, 4096]):
         await interaction.response.send_message(f"max_size={max_size}")
 
+    @bot.tree.command(name="where", description="Channel and role options")
+    async def where(interaction: discord.Interaction, channel: discord.TextChannel, role: discord.Role,
+                    who: discord.Member):
+        await interaction.response.send_message(f"{channel.name} {role.name} {who.name}")
+
     bot.tree.add_command(admin)
     async with running(fake, bot):
         fake.register_tree(bot)
@@ -356,6 +361,11 @@ async def test_subcommand_and_user_menu(fake, world):
         assert nested.data["options"][0]["options"][0]["options"] == [{"name": "max_size", "type": 4, "value": 512}]
         with pytest.raises(ValueError, match="no subcommand"):
             await fake.slash(world.boss, world.general, "admin limits get")
+        role = fake.state.guilds[world.guild.id].everyone_role
+        where = await fake.slash(world.alice, world.general, "where",
+                                 options={"channel": world.general, "role": role.id, "who": world.bob})
+        await where.wait_acknowledged()
+        assert where.original.content == "general @everyone bob"
         menu = await fake.user_menu(world.alice, world.bob, world.general, "Profile")
         await menu.wait_acknowledged()
         assert menu.original.content == "profile of bob" and menu.original.type == 23
@@ -430,6 +440,7 @@ async def test_three_second_deadline_and_double_acknowledgement(fake, world):
         bot.release.set()
         await fake.wait_until(lambda: "slow" in bot.seen, timeout=5)
         assert bot.seen["slow"] == (404, 10062) and not ix.acknowledged and ix.expired
+        assert fake.unanswered_interactions == [ix]
         assert ix.errors == [("POST", "/api/v10/interactions/{interaction_id}/{token}/callback", 404, 10062)]
         # A prompt answer, then a second acknowledgement (discord.py itself refuses a second response,
         # so it is sent as a raw HTTP client would).

@@ -224,7 +224,7 @@ class InteractionsMixin(CommandsMixin):
             if target is None or not target.get("autocomplete"):
                 raise ValueError(f"option {focused!r} of /{command} has no autocomplete")
             focused_type = target["type"]
-        nested.extend(self._option_values(defs, options, ch, resolved, focused=focused, command=command))
+        nested.extend(self._option_values(defs, options, ch, uid, resolved, focused=focused, command=command))
         data: Dict[str, Any] = {"id": cmd["id"], "name": cmd["name"], "type": C.CHAT_INPUT}
         if top:
             data["options"] = top
@@ -239,7 +239,7 @@ class InteractionsMixin(CommandsMixin):
         ix.focused_type = focused_type
         return await self._deliver(ix)
 
-    def _option_values(self, defs: List[Dict[str, Any]], given: Dict[str, Any], channel: FakeChannel,
+    def _option_values(self, defs: List[Dict[str, Any]], given: Dict[str, Any], channel: FakeChannel, uid: int,
                        resolved: Dict[str, Dict[str, Any]], *, focused: Optional[str], command: str) -> List[Dict]:
         """Check typed values as the Discord client does before sending, and build the option list."""
         unknown = set(given) - {d["name"] for d in defs}
@@ -256,10 +256,11 @@ class InteractionsMixin(CommandsMixin):
             if name == focused:
                 out.append({"name": name, "type": kind, "value": str(value), "focused": True})
                 continue
-            out.append({"name": name, "type": kind, "value": self._option_value(d, value, channel, resolved, command)})
+            out.append({"name": name, "type": kind, "value": self._option_value(d, value, channel, uid, resolved,
+                                                                                      command)})
         return out
 
-    def _option_value(self, d: Dict[str, Any], value: Any, channel: FakeChannel,
+    def _option_value(self, d: Dict[str, Any], value: Any, channel: FakeChannel, uid: int,
                       resolved: Dict[str, Dict[str, Any]], command: str) -> Any:
         name, kind = d["name"], d["type"]
         where = f"/{command} {name}"
@@ -284,15 +285,15 @@ class InteractionsMixin(CommandsMixin):
                                                                     "ephemeral": True}
             return str(att.id)
         elif kind in (C.USER, C.MENTIONABLE) and _id(value) in self.state.users:
-            uid = _id(value)
-            resolved.setdefault("users", {})[str(uid)] = self.state.user_payload(self.state.users[uid])
+            target_id = _id(value)
+            resolved.setdefault("users", {})[str(target_id)] = self.state.user_payload(self.state.users[target_id])
             guild = self.state.guilds.get(channel.guild_id) if channel.guild_id else None
-            if guild is not None and uid in guild.members:
-                member = self.state.member_payload(guild.members[uid], with_user=False)
+            if guild is not None and target_id in guild.members:
+                member = self.state.member_payload(guild.members[target_id], with_user=False)
                 member.pop("deaf", None), member.pop("mute", None)
-                member["permissions"] = str(self.state.channel_permissions(channel, uid))
-                resolved.setdefault("members", {})[str(uid)] = member
-            return str(uid)
+                member["permissions"] = str(self.state.channel_permissions(channel, target_id))
+                resolved.setdefault("members", {})[str(target_id)] = member
+            return str(target_id)
         elif kind in (C.ROLE, C.MENTIONABLE):
             guild = self.state.guilds.get(channel.guild_id) if channel.guild_id else None
             role = guild.roles.get(_id(value)) if guild else None
@@ -307,7 +308,7 @@ class InteractionsMixin(CommandsMixin):
             if d.get("channel_types") and target.type not in d["channel_types"]:
                 raise ValueError(f"{where}: channel type {target.type} not in {d['channel_types']}")
             payload = self.state.channel_payload(target)
-            payload["permissions"] = str(self.state.channel_permissions(target, self._current_user))
+            payload["permissions"] = str(self.state.channel_permissions(target, uid))
             resolved.setdefault("channels", {})[str(target.id)] = payload
             return str(target.id)
         else:
@@ -363,8 +364,7 @@ class InteractionsMixin(CommandsMixin):
         uid = self._acting_user(user, ch)
         cmd = self._find_command(app, ch, uid, name, C.USER_COMMAND)
         resolved: Dict[str, Dict[str, Any]] = {}
-        self._current_user = uid
-        tid = self._option_value({"name": "target", "type": C.USER}, target, ch, resolved, name)
+        tid = self._option_value({"name": "target", "type": C.USER}, target, ch, uid, resolved, name)
         data: Dict[str, Any] = {"id": cmd["id"], "name": cmd["name"], "type": C.USER_COMMAND,
                                 "target_id": tid, "resolved": resolved}
         if cmd.get("guild_id"):
@@ -489,7 +489,6 @@ class InteractionsMixin(CommandsMixin):
             raise ValueError(f"user {uid} is not a member of guild {channel.guild_id}")
         elif not self.state.channel_permissions(channel, uid) & P.VIEW_CHANNEL:
             raise ValueError(f"user {uid} cannot see channel {channel.id}")
-        self._current_user = uid
         return uid
 
     def _new_interaction(self, app: FakeBot, uid: int, channel: FakeChannel, kind: int, data: Dict[str, Any], *,
@@ -556,6 +555,11 @@ class InteractionsMixin(CommandsMixin):
         follow-ups and @original edits 10015."""
         ix.expired = True
         self._notify()
+
+    @property
+    def unanswered_interactions(self) -> List[FakeInteraction]:
+        """Interactions the bot never acknowledged (the user saw "This interaction failed")."""
+        return [ix for ix in self.interactions if not ix.acknowledged]
 
     def interaction(self, interaction_id: Any) -> FakeInteraction:
         return self._ix_by_id[_id(interaction_id)]
