@@ -772,6 +772,20 @@ async def test_edit_rate_limit_and_edit_log(fake, world):
     assert fake.edit_log[0][:2] == (world.general.id, msg.id)
 
 
+async def test_interaction_webhook_edits_share_the_channel_edit_limit(fake, world):
+    bot = make_bot()
+    async with running(fake, bot):
+        fake.register_tree(bot)
+        ix = await fake.slash(world.alice, world.general, "private")
+        await ix.wait_acknowledged()
+        fake.set_rate_limit("edit", limit=1, per=30)
+        base = f"/webhooks/{world.bot_user.id}/{ix.token}/messages/@original"
+        status, _ = await call_raw(fake, "PATCH", base, json={"content": "one"})
+        assert status == 200
+        status, body = await call_raw(fake, "PATCH", base, json={"content": "two"})
+        assert status == 429 and body["retry_after"] > 0 and ix.original.content == "one"
+
+
 async def test_429_body_and_headers(fake, world):
     fake.set_rate_limit("send", limit=1, per=30)
     headers = {"Authorization": f"Bot {TOKEN}"}
