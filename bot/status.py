@@ -83,7 +83,11 @@ class ChannelPacer:
                 channel.last = time.monotonic()
                 if not pending.done.done():
                     pending.done.set_result(None)
-        self._channels.pop(channel_id, None)
+        # The channel's state (when it was last edited) stays: the next edit must still keep the gap.
+        if len(self._channels) > 1000:  # forget channels idle for longer than the gap
+            now = time.monotonic()
+            for key in [k for k, c in self._channels.items() if not c.pending and now - c.last > self.gap]:
+                del self._channels[key]
 
 
 @dataclass
@@ -136,6 +140,7 @@ class StatusMessage:
         self._preview_at = -1e9
         self._last_edit = -1e9
         self._finished = False
+        self._creating = False
         self._lock = asyncio.Lock()
 
     async def show(self, text: str, *, now: bool = False) -> None:
@@ -144,10 +149,10 @@ class StatusMessage:
             return
         self._text = text
         if self.message is None:
-            await self._flush()
+            if not self._creating:  # while the first post is on its way, the newest text waits for it
+                await self._create()
             return
-        due = time.monotonic() if now else self._last_edit + self._interval
-        self._pacer.request(self._channel.id, self, due, self._flush)
+        self._request(now=now)
 
     def preview(self, image: bytes, filename: str = PREVIEW_NAME) -> None:
         """Offer a new preview; it goes out with the next edit that is due for a preview."""
@@ -155,12 +160,44 @@ class StatusMessage:
             return
         self._preview, self._preview_name = image, filename
         if self.message is not None:
-            due = max(self._last_edit + self._interval, self._preview_at + self._preview_interval)
-            self._pacer.request(self._channel.id, self, due, self._flush)
+            self._request(preview=True)
+
+    def _request(self, *, now: bool = False, preview: bool = False) -> None:
+        due = time.monotonic() if now else self._last_edit + self._interval
+        if preview:
+            due = max(due, self._preview_at + self._preview_interval)
+        self._pacer.request(self._channel.id, self, due, self._flush)
+
+    async def _create(self) -> None:
+        self._creating = True
+        try:
+            async with self._lock:
+                text = self._text
+                try:
+                    self.message = await self._channel.send(
+                        text,
+                        reference=self._reply_to.to_reference(fail_if_not_exists=False) if self._reply_to else None,
+                        mention_author=False,
+                        allowed_mentions=discord.AllowedMentions.none(),
+                        view=None if self._finished else self._view,
+                    )
+                except discord.HTTPException as error:
+                    log.warning("status message post failed: %s", error)
+                    return
+                finally:
+                    self._last_edit = time.monotonic()
+                self._shown = text
+            if self._on_created is not None:
+                await self._on_created(self.message)
+        finally:
+            self._creating = False
+        if not self._finished and (self._text != self._shown or self._preview is not None):
+            self._request(preview=self._preview is not None)
 
     async def _flush(self) -> None:
+        """One edit: the newest text, with the newest preview if one is due. Run by the pacer only."""
         async with self._lock:
-            if self._finished and self.message is not None:
+            if self._finished or self.message is None:
                 return
             preview = self._preview if time.monotonic() - self._preview_at >= self._preview_interval else None
             new_preview = preview is not None and preview is not self._preview_shown
@@ -168,19 +205,9 @@ class StatusMessage:
                 return
             text = self._text
             try:
-                if self.message is None:
-                    self.message = await self._channel.send(
-                        text,
-                        reference=self._reply_to.to_reference(fail_if_not_exists=False) if self._reply_to else None,
-                        mention_author=False,
-                        allowed_mentions=discord.AllowedMentions.none(),
-                        view=self._view,
-                    )
-                    if self._on_created is not None:
-                        await self._on_created(self.message)
-                elif new_preview:
+                if new_preview:
                     file = discord.File(io.BytesIO(preview), filename=self._preview_name)
-                    await self.message.edit(content=text, attachments=[file], view=self._view)
+                    await self.message.edit(content=text, attachments=[file])
                     self._preview_shown, self._preview_at = preview, time.monotonic()
                 else:
                     await self.message.edit(content=text)
@@ -190,23 +217,20 @@ class StatusMessage:
             finally:
                 self._last_edit = time.monotonic()
             self._shown = text
+        if self._preview is not self._preview_shown and not self._finished:
+            self._request(preview=True)  # a preview came while this edit could not carry it yet
 
     async def finish(self, text: str | None = None) -> None:
         """The job ended: show ``text`` without preview or buttons, or delete the message when None.
         The final edit waits for its turn in the channel like any other, ahead of the routine ones."""
         self._finished = True
+        self._pacer.forget(self._channel.id, self)
+        async with self._lock:  # a first post still on its way lands first
+            pass
         if self.message is None:
             if text is not None:
-                async with self._lock:
-                    try:
-                        self.message = await self._channel.send(
-                            text,
-                            reference=self._reply_to.to_reference(fail_if_not_exists=False) if self._reply_to else None,
-                            mention_author=False,
-                            allowed_mentions=discord.AllowedMentions.none(),
-                        )
-                    except discord.HTTPException as error:
-                        log.warning("status message post failed: %s", error)
+                self._text = text
+                await self._create()
             return
 
         async def final() -> None:
@@ -219,5 +243,4 @@ class StatusMessage:
                 except discord.HTTPException as error:
                     log.warning("status message %s failed: %s", "delete" if text is None else "edit", error)
 
-        self._pacer.forget(self._channel.id, self)
         await self._pacer.request(self._channel.id, self, time.monotonic() - 1e6, final)
