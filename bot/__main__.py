@@ -1,7 +1,11 @@
 """python -m bot --config config.toml  (also the ``nst-bot`` console script).
 
-Exit codes: 0 stopped cleanly, 1 lost Discord or crashed, 2 configuration/start-up problem (one line
-on stderr naming it).
+Exit codes: 0 stopped cleanly, 1 lost Discord or crashed (or a second signal had to cut the shutdown
+short), 2 configuration/start-up problem (one line on stderr naming it).
+
+Signals: the first SIGTERM/SIGINT shuts down gracefully (running jobs get bot.shutdown_grace seconds).
+A second one stops the running jobs at once; their users are still told, and the process is gone
+within HURRIED_EXIT seconds whatever is still pending.
 """
 
 from __future__ import annotations
@@ -9,11 +13,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from typing import Sequence
 
 log = logging.getLogger("bot")
+
+HURRIED_EXIT = 3.0  # seconds after a second signal: enough to tell users, never the whole grace period
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,8 +57,10 @@ async def run(config, token: str) -> int:
 
     def on_signal(signum: int) -> None:
         if stop.is_set():
-            log.warning("second %s: exiting without waiting", signal.Signals(signum).name)
-            runner.cancel()
+            log.warning("second %s: stopping running jobs now and exiting within %g s", signal.Signals(signum).name, HURRIED_EXIT)
+            if bot.executor is not None:
+                bot.executor.hurry()
+            loop.call_later(HURRIED_EXIT, _exit_now)
             return
         log.info("%s received: shutting down gracefully", signal.Signals(signum).name)
         stop.set()
@@ -86,6 +95,13 @@ async def run(config, token: str) -> int:
         stopper.cancel()
         if not bot.is_closed():
             await bot.close()
+
+
+def _exit_now() -> None:
+    """The hurried shutdown did not finish in time: go now (the database is crash-safe; workers die with us)."""
+    log.warning("exiting now, before the shutdown finished")
+    logging.shutdown()
+    os._exit(1)
 
 
 def _fail(message: str) -> int:

@@ -14,7 +14,7 @@ import json
 import os
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import discord
 from PIL import Image
@@ -23,10 +23,20 @@ from bot.app import StyleBot
 from bot.config import Config, parse_config
 from conftest import make_content, make_style
 
-try:
+if TYPE_CHECKING:
     from fake_discord import FakeDiscord
-except ImportError:  # tests/ as a package
-    from tests.fake_discord import FakeDiscord
+
+
+def __getattr__(name: str):
+    """``bot_harness.FakeDiscord``, imported on first use: executor and worker tests need only the
+    config builder and the images here, not the fake Discord."""
+    if name != "FakeDiscord":
+        raise AttributeError(name)
+    try:
+        from fake_discord import FakeDiscord
+    except ImportError:  # tests/ as a package
+        from tests.fake_discord import FakeDiscord
+    return FakeDiscord
 
 TOKEN = "test-token"
 # NST_TEST_PRECISION=fp32 runs every job of the tests in fp32, as on a CPU without bf16 (CI does both).

@@ -54,7 +54,7 @@ async def first(handle, kind, timeout: float = 30):
 
 async def test_event_stream_and_queue_positions(weights_file):
     async with executor(weights_file) as ex:
-        assert ex.health() == (True, "all workers ready")
+        assert ex.health()[0] and ex.health()[1].startswith("all workers ready: cpu (")
         handles = [await ex.submit(job(user), **LIMITS) for user in (1, 2, 3)]
         streams = await asyncio.gather(*(events(h) for h in handles))
     first_stream = streams[0]
@@ -148,3 +148,35 @@ async def test_unusable_weights_stop_the_start_with_the_reason(tmp_path):
         await ex.start()
     await asyncio.sleep(0.2)
     assert all(not w.process.is_alive() for w in ex._workers)
+
+
+@pytest.mark.parametrize("precision, dtype", [("fp32", "float32"), ("bf16", "bfloat16")])
+async def test_workers_report_the_dtype_of_the_configured_precision(weights_file, precision, dtype):
+    """Regression (issue 11, defect 14): the worker reported the dtype of precision "auto" whatever
+    engine.precision said (bfloat16 for fp32 on a CPU with AVX512-BF16, float32 for bf16 on one without)."""
+    async with executor(weights_file, precision=precision) as ex:
+        assert ex.describe_workers() == f"cpu ({dtype})"
+        assert ex.health() == (True, f"all workers ready: cpu ({dtype})")
+
+
+def test_out_of_memory_is_caught_on_every_supported_torch(monkeypatch, model):
+    """Regression (issue 11, defect 9): torch.OutOfMemoryError only exists from torch 2.5, and naming it in
+    an except clause raised AttributeError on older torch. Here torch is made to look like 2.1-2.4 (only
+    torch.cuda.OutOfMemoryError), and the engine runs out of memory."""
+    import torch
+
+    import nst.transfer
+    from bot.executor.jobrun import OUT_OF_MEMORY, out_of_memory_errors, run_job
+
+    cuda_oom = type("OutOfMemoryError", (RuntimeError,), {})  # torch.cuda's class before 2.5
+    monkeypatch.delattr(torch, "OutOfMemoryError")
+    monkeypatch.setattr(torch.cuda, "OutOfMemoryError", cuda_oom)
+    assert out_of_memory_errors(torch) == (cuda_oom,)
+
+    def out_of_memory(*args, **kwargs):
+        raise cuda_oom("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(nst.transfer, "stylize", out_of_memory)
+    payload = {"job_id": "j", "content": CONTENT_PNG, "styles": [STYLE_PNG], "params": StyleParams(epochs=2, size=32).as_dict(),
+               "max_result_bytes": 10**6, "max_pixels": 10**7, "timeout": 60.0, "preview_interval": 0.0}
+    assert run_job(model, payload, emit=lambda event: None, should_stop=lambda: False) == Failed(ERROR, OUT_OF_MEMORY)

@@ -83,6 +83,7 @@ class _Worker:
     state: str = "starting"  # starting | idle | busy | failed (cannot load) | dead | stopped (by us)
     entry: _Entry | None = None
     label: str = ""  # the device as the worker resolved it, e.g. "cuda:0"
+    dtype: str = ""  # what it computes in, under engine.precision: "bfloat16" or "float32"
     send_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -139,7 +140,7 @@ class LocalExecutor:
             if isinstance(error, ExecutorError):
                 raise
             raise ExecutorError(f"the workers did not load VGG-19 within {STARTUP_TIMEOUT:.0f} s") from None
-        log.info("workers ready: %s", ", ".join(w.label for w in self._workers))
+        log.info("workers ready: %s", self.describe_workers())
 
     def _spawn(self, index: int, device: str) -> _Worker:
         parent_end, child_end = self._context.Pipe(duplex=True)
@@ -275,12 +276,16 @@ class LocalExecutor:
     async def reattach(self, job: StyleJob) -> JobHandle | None:
         return None  # local workers die with the bot: a job from before a restart is gone
 
+    def describe_workers(self) -> str:
+        """e.g. "cuda:0 (bfloat16), cpu (float32)": each worker's device and the dtype it computes in."""
+        return ", ".join(f"{w.label or w.device} ({w.dtype or '?'})" for w in self._workers)
+
     def health(self) -> tuple[bool, str]:
         problems = []
         for worker in self._workers:
             if worker.state not in ("idle", "busy") or not worker.process.is_alive():
                 problems.append(f"worker {worker.index} ({worker.device}) is {worker.state}")
-        return (not problems, "; ".join(problems) or "all workers ready")
+        return (not problems, "; ".join(problems) or f"all workers ready: {self.describe_workers()}")
 
     def _running(self) -> list[_Entry]:
         return [e for e in self._entries.values() if e.worker is not None]
@@ -361,7 +366,7 @@ class LocalExecutor:
     def _on_message(self, worker: _Worker, message: tuple) -> None:
         kind = message[0]
         if kind == "ready":
-            worker.state, worker.label = "idle", message[1]["device"]
+            worker.state, worker.label, worker.dtype = "idle", message[1]["device"], message[1]["dtype"]
             if not worker.ready.done():
                 worker.ready.set_result(None)
             self._dispatch()
