@@ -113,6 +113,28 @@ async def download(
         return tuple(await asyncio.gather(*(fetch(a, r) for a, r in named)))
 
 
+async def check_runnable(content: bytes, styles: Sequence[bytes], params, *, max_pixels: int) -> None:
+    """Refuse, before queueing, images VGG-19 cannot process at ``params`` (too small, too elongated,
+    a style scaled below the minimum): nst.check_runnable's rule, the same as the CLI's and the
+    library's, with its message naming the image, its size and the minimum."""
+    from nst import check_runnable as engine_check
+    from nst.errors import ParamError
+
+    def sizes() -> list[tuple[int, int]]:
+        names = roles(1 + len(styles))
+        return [images.decode_image(data, max_pixels=max_pixels, name=name).size for data, name in zip([content, *styles], names)]
+
+    try:
+        found = await asyncio.to_thread(sizes)
+        engine_check(found[0], found[1:], params)
+    except ImageError as error:
+        raise UserError(str(error)) from None
+    except ParamError as error:
+        from .options import option_name
+
+        raise UserError(f"`{option_name(error.field)}`: {error.reason}") from None
+
+
 async def fetch_capped(session: aiohttp.ClientSession, url: str, *, max_bytes: int, role: str) -> bytes:
     """GET ``url``, reading at most ``max_bytes`` (+1 to know it was more): a server that declares
     less than it sends, or nothing at all, is cut off at the cap."""

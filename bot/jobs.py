@@ -152,6 +152,7 @@ class JobService:
             )
             styles = tuple(rest)
         params = resolved.params
+        await attachments.check_runnable(content, styles, params, max_pixels=config.caps.max_pixels)
         if params.seed is None:  # pick it here, so the result and Details can say how to get it again
             params = params.replace(seed=self._fresh_seed(None))
         job = StyleJob(
