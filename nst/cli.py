@@ -46,6 +46,17 @@ def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _quality(text: str) -> int:
+    """--quality, checked with the other options: a bad value must not surface after the whole run."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer from 1 to 100, got {text!r}") from None
+    if not 1 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be an integer from 1 to 100, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     defaults = StyleParams()
     parser = _Parser(
@@ -80,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--weights", default="torchvision", help="torchvision (default), a path to a weights file, or random"
     )
-    parser.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality of the output (default: 95)")
+    parser.add_argument("--quality", type=_quality, default=95, help="JPEG/WebP quality of the output, 1 to 100 (default: 95)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
 
