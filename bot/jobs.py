@@ -140,6 +140,11 @@ class JobService:
             resolved = resolve(config.defaults, await store.user_settings(request.user_id), options, guild_limits, config.caps)
         except ParamError as error:
             raise UserError(f"`{option_name(error.field)}`: {error.reason}") from None
+        styles_given = len(cached.styles) if cached is not None else len(request.attachments) - 1
+        blend = tuple(getattr(resolved.params, "style_blend", ()) or ())
+        if blend and len(blend) != styles_given:
+            raise UserError(f"`--style-blend` gives {len(blend)} weights for {styles_given} style image"
+                            f"{'s' if styles_given != 1 else ''}; give one weight per style image")
         await self._check_cooldown(request.user_id, guild_id, limits.cooldown)
         self._precheck_queue(request.user_id, limits.max_jobs_per_user)
 

@@ -13,7 +13,7 @@ import signal
 from PIL import Image
 
 from bot_harness import IMAGES, command, make_config, png, reply_to, running_bot
-from conftest import make_content
+from conftest import make_content, make_style
 
 
 LONG = "--epochs 400 --size 64"  # a job that runs for several seconds on the test worker
@@ -29,7 +29,8 @@ async def status_of(fake, request, words: str, timeout: float = 30):
 
 
 async def result_of(fake, request, timeout: float = 60):
-    return await reply_to(fake, request, lambda m: m.attachments, timeout=timeout)
+    return await reply_to(fake, request, lambda m: m.attachments and m.attachments[0].filename.startswith("stylized"),
+                          timeout=timeout)
 
 
 async def test_stylize_end_to_end(fake, world, tmp_path, weights_file):
@@ -196,3 +197,22 @@ async def test_the_result_is_sized_for_the_servers_upload_limit(fake, world, tmp
             request = await command(fake, where, world.alice, "!stylize", IMAGES)
             await result_of(fake, request)
     assert [job.max_result_bytes for job in submitted] == [10 * 2**20 - 64 * 1024, 50 * 2**20 - 64 * 1024]
+
+
+async def test_three_images_blend_two_styles(fake, world, tmp_path, weights_file):
+    second_style = ("stripes.png", png(make_style(48).rotate(90)), "image/png")
+    async with running_bot(fake, make_config(tmp_path, weights_file)) as bot:
+        submitted = []
+        original = bot.executor.submit
+
+        async def spy(job, **limits):
+            submitted.append(job)
+            return await original(job, **limits)
+
+        bot.executor.submit = spy
+        request = await command(fake, world.general, world.alice, "!stylize --style-blend 0.7,0.3", [*IMAGES, second_style])
+        result = await result_of(fake, request)
+        assert "`--style-blend 0.7,0.3`" in result.content  # an option that differs from the defaults
+        assert len(submitted[0].styles) == 2 and submitted[0].styles[1] == second_style[1]
+        wrong = await command(fake, world.general, world.alice, "!stylize --style-blend 1,2,3", [*IMAGES, second_style])
+        assert "gives 3 weights for 2 style images" in (await reply_to(fake, wrong)).content

@@ -12,7 +12,8 @@ from discord.ext import commands
 from .. import attachments
 from ..errors import UserError
 from ..jobs import Destination, JobRequest, Silent
-from ..options import StyleOptions, options_help
+from ..options import options_help
+from .forms import parse_options
 
 if TYPE_CHECKING:
     from ..app import StyleBot
@@ -26,7 +27,7 @@ class Stylize(commands.Cog, name="Style transfer"):
         self.stylize.help = self.stylize.help.replace("{options}", options_help(bot.config.defaults))
 
     @commands.command(
-        usage="[--epochs N] [--style-weight X] [--content-weight X] [--size N] [--seed N] ...",
+        usage="[--epochs N] [--style-weight X] [--size N] [--seed N] [--style-blend 0.7,0.3] ...",
         help=(
             "Repaint the first attached image (content) in the style of the second (style).\n"
             "Attach two images, or reply to a message that has them. More images after the second are\n"
@@ -36,7 +37,8 @@ class Stylize(commands.Cog, name="Style transfer"):
             "Example: stylize --epochs 300 --style-weight 1e9 --size 384 --seed 7"
         ),
     )
-    async def stylize(self, ctx: commands.Context, *, options: StyleOptions):
+    async def stylize(self, ctx: commands.Context, *, options: str = ""):
+        given = parse_options(options)  # the same parser as the options form: every field of nst.params
         images = await attachments.find_images(ctx.message)
         request = JobRequest(
             user_id=ctx.author.id,
@@ -47,7 +49,7 @@ class Stylize(commands.Cog, name="Style transfer"):
                 upload_limit=ctx.guild.filesize_limit if ctx.guild else discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES,
             ),
             attachments=images,
-            options=options.given(),
+            options=given,
             via="prefix",
         )
         try:
