@@ -14,7 +14,7 @@ from .executor import Executor, make_executor
 from .imagecache import ImageCache
 from .jobs import JobService
 from .status import CHANNEL_EDIT_GAP, ChannelPacer
-from .store import Store, StoreError
+from .store import Store, StoreError, prune_periodically
 from .web import Metrics, WebServer
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ class StyleBot(commands.Bot):
         self.gateway_connected = False
         self.shutting_down = False
         self._lag_sampler: asyncio.Task | None = None
+        self._pruner: asyncio.Task | None = None
         self.message_content = self._intents.message_content
         # Edits in one channel: at most one per CHANNEL_EDIT_GAP (Discord's limit), or per
         # status_interval where the operator asked for fewer edits than that.
@@ -80,6 +81,7 @@ class StyleBot(commands.Bot):
         self.tree.on_error = self.on_app_command_error
         await self.jobs.cache.prune()
         self._lag_sampler = asyncio.create_task(self.metrics.sample_loop_lag())
+        self._pruner = asyncio.create_task(prune_periodically(self.store, self.config.bot.job_history_days * 86400))
         if self.config.web.enabled:
             self.web = WebServer(self, self.config.web.host, self.config.web.port)
             await self.web.start()
@@ -166,6 +168,8 @@ class StyleBot(commands.Bot):
         await super().close()
         if self._lag_sampler is not None:
             self._lag_sampler.cancel()
+        if self._pruner is not None:
+            self._pruner.cancel()
         if self.web is not None:
             await self.web.stop()
         if self.store is not None:

@@ -1,4 +1,5 @@
-"""Persistence for the bot: one SQLite file (normally ``<data_dir>/bot.sqlite3``), used through aiosqlite.
+"""Persistence for the bot: one SQLite file (normally ``<data_dir>/bot.sqlite3``), through the standard
+library's sqlite3 on one dedicated thread (so the event loop never waits on the disk).
 
 This is the only module that touches the database. It stores values, it does not judge them:
 setting names and values are validated elsewhere; here they are kept as JSON text and come back
@@ -46,6 +47,7 @@ import asyncio
 import json
 import logging
 import os
+import queue
 import sqlite3
 import threading
 import time
@@ -53,9 +55,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-import aiosqlite
-
-__all__ = ["JOB_STATES", "MIGRATIONS", "SCHEMA_VERSION", "JobRecord", "Store", "StoreError"]
+__all__ = ["JOB_STATES", "MIGRATIONS", "SCHEMA_VERSION", "JobRecord", "Store", "StoreError", "prune_periodically"]
 
 log = logging.getLogger(__name__)
 
@@ -141,13 +141,13 @@ class JobRecord:
 class Store:
     """The bot's database. Create with ``await Store.open(path)``; close with ``await store.close()``.
 
-    All work goes through one aiosqlite connection, whose single worker thread runs operations
-    in the order they were submitted, so concurrent callers are serialised first-come first-served.
+    All work goes through one sqlite3 connection owned by one thread, which runs operations in the
+    order they were submitted, so concurrent callers are serialised first-come first-served.
     """
 
-    def __init__(self, db: aiosqlite.Connection, path: Path, timeout: float) -> None:
+    def __init__(self, db: "_Connection", path: Path, timeout: float) -> None:
         # Use Store.open(); the constructor only wires up an already prepared connection.
-        self._db: aiosqlite.Connection | None = db  # tests reach in here to set PRAGMAs
+        self._db: _Connection | None = db
         self.path = path
         self._timeout = timeout
 
@@ -168,18 +168,13 @@ class Store:
 
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, the sqlite3 module adds none.
         # timeout= is SQLite's busy timeout: how long to wait for another process's lock.
-        try:
-            # Open once with plain sqlite3 first, so that "cannot open" is reported from here:
-            # when aiosqlite's connect fails, its worker thread still reports back to the event
-            # loop later, which prints "Event loop is closed" noise if the bot then exits.
-            await asyncio.wait_for(asyncio.to_thread(_try_open, path, timeout), _deadline(timeout))
-            db = await asyncio.wait_for(
-                aiosqlite.connect(path, timeout=timeout, isolation_level=None), _deadline(timeout)
-            )
-        except (sqlite3.Error, asyncio.TimeoutError) as exc:
-            raise _store_error(exc, path, "open", timeout) from exc
-
+        db = _Connection(path)
         store = cls(db, path, timeout)
+        try:
+            await store._run("open", lambda _: db.connect(timeout))
+        except StoreError:
+            await store.close()
+            raise
         try:
             found = await store._run("open", _prepare)
         except _MigrationError as exc:
@@ -206,7 +201,7 @@ class Store:
         if db is None:
             return
         try:
-            await asyncio.wait_for(db.close(), _deadline(self._timeout))
+            await asyncio.wait_for(asyncio.shield(db.close()), _deadline(self._timeout))
         except (sqlite3.Error, asyncio.TimeoutError) as exc:
             # Everything acknowledged is already committed (and fsynced); failing to close
             # cleanly only leaves a WAL file that SQLite replays on the next open.
@@ -373,18 +368,16 @@ class Store:
     async def _run(self, action: str, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(connection)`` on the connection's thread, in submission order, with a time bound.
 
-        aiosqlite's public methods run one statement per await, so a transaction spelled as
-        several awaits could interleave with other coroutines or be left open by a cancellation.
-        Instead the whole unit goes to the worker thread as one callable, through ``_execute``:
-        the primitive behind every aiosqlite method, with the same meaning in old (Thread-based)
-        releases and current ones; the tests exercise it against the pinned version.
+        A whole unit of work (a transaction, a query and its fetch) goes to the thread as one
+        callable, so it can neither interleave with other coroutines nor be left half-done by a
+        cancellation; a unit whose caller gave up before it started never runs.
         """
         db = self._db
         if db is None:
             raise RuntimeError(f"the store for {self.path} is closed")
-        call = _Call(fn, db)
+        call = db.submit(fn)
         try:
-            return await asyncio.wait_for(db._execute(call), _deadline(self._timeout))
+            return await asyncio.wait_for(asyncio.shield(call.future), _deadline(self._timeout))
         except asyncio.TimeoutError as exc:
             started = call.abandon()
             detail = (
@@ -403,21 +396,75 @@ class Store:
             raise _store_error(exc, self.path, action, self._timeout) from exc
 
 
+class _Connection:
+    """One sqlite3 connection and the one thread that ever uses it: units of work run there one at a
+    time, in submission order, and their results come back to the submitting event loop."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = None  # only touched on the thread
+        self._work: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="nst-store", daemon=True)
+        self._thread.start()
+
+    def connect(self, timeout: float) -> int:
+        """On the thread: open the file, then pragmas and migrations (returns the version found)."""
+        self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=True)
+        return 0
+
+    def submit(self, fn: Callable[[sqlite3.Connection], Any]) -> "_Call":
+        call = _Call(fn, asyncio.get_running_loop())
+        self._work.put(call)
+        return call
+
+    async def close(self) -> None:
+        """Close the connection after the work already queued, and end the thread."""
+        call = self.submit(lambda conn: conn.close() if conn is not None else None)
+        self._work.put(None)
+        await call.future
+
+    def _serve(self) -> None:
+        while True:
+            call = self._work.get()
+            if call is None:
+                return
+            call.run(self._conn)
+
+
 class _Call:
     """A unit of work for the connection thread that is skipped if its caller has already given up."""
 
-    def __init__(self, fn: Callable[[sqlite3.Connection], Any], db: aiosqlite.Connection) -> None:
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any], loop: asyncio.AbstractEventLoop) -> None:
         self._fn = fn
-        self._db = db
+        self._loop = loop
+        self.future: asyncio.Future = loop.create_future()
+        # a caller that timed out no longer awaits it: its late outcome must not be reported as unretrieved
+        self.future.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._lock = threading.Lock()
         self._state = "pending"  # -> "running" (thread picked it up) or "abandoned" (caller gave up first)
 
-    def __call__(self) -> Any:
+    def run(self, conn: sqlite3.Connection | None) -> None:
+        """On the connection thread."""
         with self._lock:
             if self._state == "abandoned":
-                return None
+                return
             self._state = "running"
-        return self._fn(self._db._conn)  # the raw sqlite3 connection, only ever used on this thread
+        try:
+            outcome, failed = self._fn(conn), False
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, raised there
+            outcome, failed = exc, True
+        try:
+            self._loop.call_soon_threadsafe(self._settle, outcome, failed)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+    def _settle(self, outcome: Any, failed: bool) -> None:
+        if self.future.done():
+            return
+        if failed:
+            self.future.set_exception(outcome)
+        else:
+            self.future.set_result(outcome)
 
     def abandon(self) -> bool:
         """Mark as abandoned; True if it had already started (so it may still take effect)."""
@@ -434,10 +481,6 @@ class _MigrationError(Exception):
         super().__init__(target, error)
         self.target = target
         self.error = error
-
-
-def _try_open(path: Path, timeout: float) -> None:
-    sqlite3.connect(path, timeout=timeout).close()
 
 
 def _prepare(conn: sqlite3.Connection) -> int:
@@ -530,6 +573,24 @@ def _job(row: tuple) -> JobRecord:
         status_message_id=status_message_id, params=json.loads(params), state=state, outcome=outcome,
         attempts=attempts, created_at=created_at, updated_at=updated_at, finished_at=finished_at,
     )  # fmt: skip
+
+
+# ---------------------------------------------------------------------- housekeeping
+
+PRUNE_EVERY = 3600.0  # seconds between prunes of old job records
+
+
+async def prune_periodically(store: Store, keep_seconds: float, every: float = PRUNE_EVERY) -> None:
+    """Delete finished job records older than ``keep_seconds``: at once, then every ``every`` seconds,
+    until cancelled. A failed prune is logged and tried again next time."""
+    while True:
+        try:
+            removed = await store.prune_jobs(time.time() - keep_seconds)
+            if removed:
+                log.info("pruned %d finished job record(s) older than %g days", removed, keep_seconds / 86400)
+        except StoreError as exc:
+            log.warning("could not prune old job records: %s", exc)
+        await asyncio.sleep(every)
 
 
 # ---------------------------------------------------------------------- error messages

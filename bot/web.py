@@ -101,7 +101,7 @@ class WebServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # the real port when 0 was asked for
+        self.port = self._runner.addresses[0][1]  # the real port when 0 was asked for
         log.info("health and metrics on http://%s:%d/healthz and /metrics", self.host, self.port)
 
     async def stop(self) -> None:

@@ -43,8 +43,7 @@ def user_version(path: Path) -> int:
 
 async def pragma(s: Store, name: str):
     # Test-only reach into the store's connection to inspect or set per-connection pragmas.
-    cursor = await s._db.execute(f"PRAGMA {name}")
-    row = await cursor.fetchone()
+    row = await s._run("read", lambda conn: conn.execute(f"PRAGMA {name}").fetchone())
     return None if row is None else row[0]
 
 
@@ -256,14 +255,14 @@ async def test_read_only_database_is_reported(store: Store, db_path: Path):
     # PRAGMA query_only makes SQLite itself refuse writes with the same SQLITE_READONLY error a
     # read-only file or mount gives, which exercises the same error mapping without faking it.
     await store.set_user_setting(1, "steps", 300)
-    await store._db.execute("PRAGMA query_only = ON")
+    await store._run("read", lambda conn: conn.execute("PRAGMA query_only = ON"))
     with pytest.raises(StoreError) as caught:
         await store.set_user_setting(1, "steps", 400)
     assert str(caught.value) == f"cannot write {db_path}: the database is read-only"
     with pytest.raises(StoreError, match="read-only"):
         await store.reset_user_settings(1)
     assert await store.user_settings(1) == {"steps": 300}  # reads still work, nothing half-written
-    await store._db.execute("PRAGMA query_only = OFF")
+    await store._run("read", lambda conn: conn.execute("PRAGMA query_only = OFF"))
     await store.set_user_setting(1, "steps", 500)  # no transaction was left open
     assert await store.user_settings(1) == {"steps": 500}
 
