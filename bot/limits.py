@@ -9,7 +9,7 @@ Also the catalogue of per-server limits (names, types, ranges), so ``!limits`` v
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
 from nst.errors import ParamError
@@ -33,25 +33,38 @@ class LimitError(ValueError):
 
 @dataclass(frozen=True)
 class LimitSpec:
+    """A per-server limit. Its range is not restated here: it comes from the nst parameter it bounds
+    (max_epochs: epochs, max_size: size) or from the config key of the same meaning."""
+
     name: str
     help: str
     kind: type  # int, float, or list (channel ids)
+    minimum: float | None = None
+    maximum: float | None = None
+    cap_key: str | None = None  # the [caps] key that bounds it from above, for every server
 
     def cap(self, caps: CapsSection) -> float | None:
-        return {
-            "max_epochs": caps.max_epochs,
-            "max_size": caps.max_size,
-            "max_jobs_per_user": caps.max_jobs_per_user,
-        }.get(self.name)
+        return getattr(caps, self.cap_key) if self.cap_key else None
+
+
+def _param_range(field: str) -> tuple[float | None, float | None]:
+    spec = FIELDS[field]
+    return spec.minimum, spec.maximum
+
+
+def _config_range(key: str) -> tuple[float | None, float | None]:
+    rule = next(f for f in fields(CapsSection) if f.name == key).metadata
+    return rule["low"], rule["high"]
 
 
 GUILD_LIMITS: dict[str, LimitSpec] = {
     spec.name: spec
     for spec in (
-        LimitSpec("max_epochs", "most optimisation steps a job may run", int),
-        LimitSpec("max_size", "largest output side in pixels", int),
-        LimitSpec("max_jobs_per_user", "jobs a member may have queued or running at once", int),
-        LimitSpec("cooldown", "seconds a member must wait between two jobs", float),
+        LimitSpec("max_epochs", "most optimisation steps a job may run", int, *_param_range("epochs"), cap_key="max_epochs"),
+        LimitSpec("max_size", "largest output side in pixels", int, *_param_range("size"), cap_key="max_size"),
+        LimitSpec("max_jobs_per_user", "jobs a member may have queued or running at once", int,
+                  *_config_range("max_jobs_per_user"), cap_key="max_jobs_per_user"),
+        LimitSpec("cooldown", "seconds a member must wait between two jobs", float, *_config_range("min_cooldown")),
         LimitSpec("channels", "channels where !stylize may be used (none set = everywhere)", list),
     )
 }
@@ -73,10 +86,11 @@ def check_guild_limit(name: str, value: Any, caps: CapsSection) -> Any:
     if not math.isfinite(number) or (spec.kind is int and not number.is_integer()):
         kind = "a whole number" if spec.kind is int else "a number of seconds"
         raise LimitError(f"{name}: must be {kind}, got {value!r}")
-    if number < (0 if name == "cooldown" else 1):
-        raise LimitError(f"{name}: must be at least {0 if name == 'cooldown' else 1}, got {value!r}")
-    if name == "cooldown" and number > 86400:
-        raise LimitError("cooldown: at most 86400 seconds (one day)")
+    if spec.minimum is not None and number < spec.minimum:
+        raise LimitError(f"{name}: must be at least {spec.minimum:g}, got {value!r}")
+    if spec.maximum is not None and number > spec.maximum:
+        unit = " seconds" if spec.kind is float else ""
+        raise LimitError(f"{name}: at most {spec.maximum:g}{unit}, got {value!r}")
     cap = spec.cap(caps)
     if cap is not None and number > cap:
         raise LimitError(f"{name}: {number:g} is above the bot operator's cap of {cap:g}; the most you can set is {cap:g}")

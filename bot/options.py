@@ -9,7 +9,7 @@ refused by name). Values stay text here and are validated by ``nst.params`` like
 from __future__ import annotations
 
 import re
-from typing import Optional
+from typing import Any, Optional
 
 from discord.ext import commands
 
@@ -24,7 +24,13 @@ class OptionError(commands.BadArgument):
     """An option the user typed cannot be understood; str() is the reply."""
 
 
+def normalise_name(text: str) -> str:
+    """The one spelling of an option, setting or limit name: ``--Style-Weight`` -> ``style_weight``."""
+    return text.strip().lstrip("-").replace("-", "_").lower()
+
+
 def option_name(field: str) -> str:
+    """How a field is typed as an option: ``style_weight`` -> ``--style-weight``."""
     return "--" + field.replace("_", "-")
 
 
@@ -37,7 +43,7 @@ def normalise(text: str) -> str:
         raise OptionError(f"unexpected text {leading[:40]!r}; options look like `--epochs 300` (see `help stylize`)")
     out, position = [], 0
     for match in _FLAG.finditer(text):
-        name = match.group(1).replace("-", "_").lower()
+        name = normalise_name(match.group(1))
         if name not in known:
             raise OptionError(f"unknown option `--{match.group(1)}`; options are {', '.join(option_name(f) for f in USER_FIELDS)}")
         out.append(text[position : match.start()])
@@ -60,20 +66,7 @@ def _example(field: str) -> str:
     return f"{option_name(field)} {format_number(value) if isinstance(value, (int, float)) else value}"
 
 
-class StyleOptions(commands.FlagConverter, prefix="--", delimiter=" ", case_insensitive=True):
-    """Every option a user may set; all text, validated by nst.params (the same code as !settings)."""
-
-    epochs: Optional[str] = commands.flag(default=None, description=FIELDS["epochs"].help)
-    lr: Optional[str] = commands.flag(default=None, description=FIELDS["lr"].help)
-    content_weight: Optional[str] = commands.flag(default=None, description=FIELDS["content_weight"].help)
-    style_weight: Optional[str] = commands.flag(default=None, description=FIELDS["style_weight"].help)
-    tv_weight: Optional[str] = commands.flag(default=None, description=FIELDS["tv_weight"].help)
-    size: Optional[str] = commands.flag(default=None, description=FIELDS["size"].help)
-    style_scale: Optional[str] = commands.flag(default=None, description=FIELDS["style_scale"].help)
-    pool: Optional[str] = commands.flag(default=None, description=FIELDS["pool"].help)
-    init: Optional[str] = commands.flag(default=None, description=FIELDS["init"].help)
-    seed: Optional[str] = commands.flag(default=None, description=FIELDS["seed"].help)
-
+class _OptionsBase:
     @classmethod
     async def convert(cls, ctx: commands.Context, argument: str) -> "StyleOptions":
         return await super().convert(ctx, normalise(argument))
@@ -81,6 +74,21 @@ class StyleOptions(commands.FlagConverter, prefix="--", delimiter=" ", case_inse
     def given(self) -> dict[str, str]:
         """Only the options the user typed."""
         return {name: value for name, value in self if value is not None}
+
+
+def _options_class() -> type:
+    """The converter with one text flag per user option of nst.params (declared there, once): values
+    stay text here and are validated by nst.params (the same code as !settings)."""
+    namespace: dict[str, Any] = {"__annotations__": {}, "__module__": __name__, "__doc__": "Every option a user may set."}
+    for name in USER_FIELDS:
+        namespace["__annotations__"][name] = Optional[str]
+        namespace[name] = commands.flag(default=None, description=FIELDS[name].help[:100])
+    return type(commands.FlagConverter)(
+        "StyleOptions", (_OptionsBase, commands.FlagConverter), namespace, prefix="--", delimiter=" ", case_insensitive=True
+    )
+
+
+StyleOptions = _options_class()
 
 
 def options_help(defaults: StyleParams) -> str:

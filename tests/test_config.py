@@ -19,7 +19,7 @@ def test_the_example_parses_and_equals_the_built_in_defaults():
 def test_the_example_documents_every_key():
     raw = tomllib.loads(EXAMPLE.read_text())
     text = EXAMPLE.read_text()
-    for section in ("bot", "engine", "caps", "web", "executor"):
+    for section in ("bot", "engine", "caps", "cache", "web", "executor"):
         for field in dataclasses.fields(getattr(Config(), section)):
             assert field.name in raw[section], f"{section}.{field.name} missing from config.example.toml"
     for name in ("epochs", "lr", "content_weight", "style_weight", "tv_weight", "size", "style_scale", "pool", "init", "seed"):
@@ -45,6 +45,13 @@ def test_the_example_documents_every_key():
         ({"defaults": {"style_wieght": 1}}, "defaults.style_wieght is not a style parameter (did you mean style_weight?)"),
         ({"defaults": {"epochs": 2000}}, "defaults.epochs 2000 is above caps.max_epochs (1000)"),
         ({"web": {"port": 70000}}, "web.port must be from 0 to 65535"),
+        ({"bot": {"preview_interval": 1}}, "bot.preview_interval must be 0 (off) or from 2 to 600, got 1"),
+        ({"bot": {"attachment_hosts": []}}, "bot.attachment_hosts must be a non-empty list of strings"),
+        ({"bot": {"command_prefix": " "}}, "bot.command_prefix must not be empty"),
+        ({"caps": {"max_styles": 0}}, "caps.max_styles must be from 1 to 10, got 0"),
+        ({"caps": {"max_size": 16}}, "caps.max_size must be from 32 to 4096, got 16"),  # nst's own minimum
+        ({"cache": {"ttl": 1}}, "cache.ttl must be from 60 to 2.592e+06, got 1"),
+        ({"executor": {"kind": "k8s"}}, "executor.kind must be one of local, celery, got 'k8s'"),
     ],
 )
 def test_bad_values_name_the_key(raw, words):
@@ -83,3 +90,25 @@ def test_token_from_environment_or_file_never_from_config(tmp_path):
         read_token(parse_config({"bot": {"token_file": str(tmp_path)}}), {})  # a directory
     with pytest.raises(ConfigError, match="set the DISCORD_TOKEN environment variable or bot.token_file"):
         read_token(Config(), {})
+
+
+def test_each_key_is_declared_once_with_its_rule_beside_it():
+    """The ranges live in the field metadata: no separate table to forget a new key in."""
+    import bot.config as module
+
+    assert not hasattr(module, "_RANGES")
+    for section in (module.BotSection, module.EngineSection, module.CapsSection, module.CacheSection,
+                    module.WebSection, module.ExecutorSection):
+        for field in dataclasses.fields(section):
+            assert set(field.metadata) == {"low", "high", "off", "choices", "nonempty"}, f"{section.__name__}.{field.name}"
+
+
+def test_new_keys_and_their_defaults():
+    config = parse_config({"bot": {"log_level": "debug", "preview_interval": 0, "message_content": False,
+                                   "attachment_hosts": ["CDN.example.org "]}, "cache": {"max_bytes": 0}})
+    assert config.bot.log_level == "DEBUG" and config.bot.preview_interval == 0 and not config.bot.message_content
+    assert config.bot.attachment_hosts == ("CDN.example.org",) and config.cache.max_bytes == 0
+    default = Config()
+    assert default.bot.attachment_hosts == ("cdn.discordapp.com", "media.discordapp.net")
+    assert (default.bot.preview_interval, default.caps.max_styles, default.cache.ttl) == (5.0, 3, 86400.0)
+    assert default.cache.max_bytes == 512 * 1024 * 1024 and default.bot.message_content

@@ -90,7 +90,8 @@ def test_server_limits_are_validated_and_never_above_the_cap():
         ("max_size", "12.5", "whole number"),
         ("max_size", "big", "must be a number"),
         ("cooldown", "-1", "at least 0"),
-        ("cooldown", "100000", "one day"),
+        ("cooldown", "100000", "at most 86400 seconds"),
+        ("max_size", "16", "at least 32"),  # below what VGG-19 can run: every job would fail (defect 1)
         ("max_colour", "1", "unknown limit"),
     ]:
         with pytest.raises(LimitError, match=words):

@@ -7,8 +7,9 @@ from nst.params import StyleParams
 
 def test_the_converter_offers_exactly_the_user_fields():
     assert [flag.name for flag in StyleOptions.get_flags().values()] == list(USER_FIELDS)
-    assert set(USER_FIELDS) == {"epochs", "lr", "content_weight", "style_weight", "tv_weight", "size",
-                                "style_scale", "pool", "init", "seed"}
+    assert {"epochs", "lr", "content_weight", "style_weight", "tv_weight", "size", "style_scale", "pool", "init",
+            "seed"} <= set(USER_FIELDS)
+    assert not {"precision", "style_layers", "content_layer"} & set(USER_FIELDS)  # the operator's, not users'
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from discord.ext import commands
 
 from ..errors import UserError
 from ..limits import GUILD_LIMITS, LimitError, check_guild_limit, effective_limits, parse_guild_limit
+from ..options import normalise_name
 
 if TYPE_CHECKING:
     from ..app import StyleBot
@@ -80,7 +81,7 @@ class Limits(commands.Cog, name="Server limits"):
         return "\n".join(lines)
 
     async def set_text(self, guild: discord.Guild, user_id: int, name: str, values: list[str], prefix: str) -> str:
-        name = name.strip().lower().replace("-", "_")
+        name = normalise_name(name)
         if not values:
             raise UserError(f"give a value, e.g. `{prefix}limits set max_epochs 300`")
         try:
@@ -94,7 +95,7 @@ class Limits(commands.Cog, name="Server limits"):
         return f"This server's {name} is now {shown(name, value)}."
 
     async def unset_text(self, guild: discord.Guild, name: str) -> str:
-        name = name.strip().lower().replace("-", "_")
+        name = normalise_name(name)
         if name not in GUILD_LIMITS:
             raise UserError(f"unknown limit `{name}`; limits are: {', '.join(GUILD_LIMITS)}")
         removed = await self.bot.store.unset_guild_limit(guild.id, name)

@@ -15,7 +15,7 @@ from nst.params import FIELDS, check_value, format_number
 
 from ..errors import UserError
 from ..limits import SOURCE_BOT, USER_FIELDS, effective_limits, resolve
-from ..options import option_name
+from ..options import normalise_name, option_name
 
 if TYPE_CHECKING:
     from ..app import StyleBot
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 def field_name(text: str) -> str:
     """Accept style_weight, style-weight and --style-weight."""
-    name = text.strip().lstrip("-").replace("-", "_").lower()
+    name = normalise_name(text)
     if name not in USER_FIELDS:
         raise UserError(f"unknown setting `{text}`; settings are: {', '.join(USER_FIELDS)}")
     return name
@@ -167,6 +167,6 @@ class Settings(commands.Cog, name="Your settings"):
 
 def complete_setting(current: str) -> list[app_commands.Choice[str]]:
     """The setting names that contain what was typed, with their help (the list is long)."""
-    current = current.strip().lstrip("-").replace("-", "_").lower()
+    current = normalise_name(current)
     names = [name for name in USER_FIELDS if current in name]
     return [app_commands.Choice(name=f"{name}: {FIELDS[name].help}"[:100], value=name) for name in names[:25]]
