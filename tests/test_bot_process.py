@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bot.store import Store
-from bot_harness import IMAGES, command, config_values, make_world, reply_to
+from bot_harness import IMAGES, command, config_values, make_world, reply_to, time_budget
 from bot_harness import write_config as write_test_config
 
 
@@ -75,18 +75,19 @@ async def serving(fake, world, proc) -> None:
 
 async def test_sigterm_lets_the_running_job_finish_and_refuses_new_ones(fake, tmp_path, weights_file):
     world = make_world(fake, token=SECRET)
-    config = write_config(tmp_path, weights_file)
+    budget = time_budget(300, weights_file)  # the grace must cover the job on this CPU, however slow
+    config = write_config(tmp_path, weights_file, grace=budget)
     async with launched(fake, config) as proc:
         await serving(fake, world, proc)
         running = await command(fake, world.general, world.alice, f"!stylize {LONG}", IMAGES)
-        await reply_to(fake, running, lambda m: "%" in m.content, timeout=30)
+        await reply_to(fake, running, lambda m: "%" in m.content, timeout=time_budget(1, weights_file) + 30)
         proc.send_signal(signal.SIGTERM)
         await asyncio.sleep(0.5)
         late = await command(fake, world.general, world.bob, "!stylize", IMAGES)
         assert "shutting down" in (await reply_to(fake, late)).content
-        result = await reply_to(fake, running, lambda m: m.attachments, timeout=60)
+        result = await reply_to(fake, running, lambda m: m.attachments, timeout=budget)
         assert "300 epochs" in result.content
-        code, err = await finish(proc)
+        code, err = await finish(proc, timeout=budget)
     assert code == 0, err
     assert SECRET not in err and "SIGTERM received: shutting down gracefully" in err
     assert "job end" in err and "outcome=done" in err

@@ -11,9 +11,9 @@ import signal
 import pytest
 from PIL import Image
 
-from bot.executor.base import CANCELLED, CRASHED, ERROR, SHUTDOWN, TIMEOUT, Done, ExecutorError, Failed, Progress, Queued, Refused, Started, StyleJob
+from bot.executor.base import CANCELLED, CRASHED, ERROR, SHUTDOWN, TIMEOUT, Done, ExecutorError, Failed, Preview, Progress, Queued, Refused, Started, StyleJob
 from bot.executor.local import LocalExecutor
-from bot_harness import CONTENT_PNG, PRECISION, STYLE_PNG
+from bot_harness import CONTENT_PNG, PRECISION, STYLE_PNG, time_budget
 from nst.params import StyleParams
 
 LIMITS = dict(max_per_user=5, max_queue=10)
@@ -35,21 +35,28 @@ async def executor(weights_file, **options):
         await ex.close()
 
 
-async def events(handle, timeout: float = 60) -> list:
+@pytest.fixture(autouse=True)
+def step_budget(weights_file):
+    """Timeouts below are sized from step counts and the measured step time, never a fast CPU's."""
+    global BUDGET
+    BUDGET = lambda steps: time_budget(steps, weights_file)  # noqa: E731
+
+
+async def events(handle, timeout: float | None = None) -> list:
     async def collect():
         return [event async for event in handle]
 
-    return await asyncio.wait_for(collect(), timeout)
+    return await asyncio.wait_for(collect(), timeout or BUDGET(60))
 
 
-async def first(handle, kind, timeout: float = 30):
+async def first(handle, kind, timeout: float | None = None):
     async def wait():
         async for event in handle:
             if isinstance(event, kind):
                 return event
             assert not isinstance(event, (Done, Failed)), event
 
-    return await asyncio.wait_for(wait(), timeout)
+    return await asyncio.wait_for(wait(), timeout or BUDGET(10))
 
 
 async def test_event_stream_and_queue_positions(weights_file):
@@ -93,7 +100,7 @@ async def test_cancel_queued_and_running(weights_file):
         assert await waiting.cancel()
         assert (await events(waiting))[-1] == Failed(CANCELLED, "cancelled before it started")
         assert await running.cancel()
-        stream = await events(running, timeout=10)
+        stream = await events(running, timeout=BUDGET(2))
         assert stream[-1] == Failed(CANCELLED, "cancelled")
         assert not await running.cancel()  # already over
         assert ex.jobs() == []
@@ -104,7 +111,7 @@ async def test_cancel_queued_and_running(weights_file):
 async def test_timeout_and_worker_errors(weights_file):
     async with executor(weights_file, job_timeout=1.5) as ex:
         slow = await ex.submit(job(1, epochs=400, size=64), **LIMITS)
-        assert (await events(slow, timeout=30))[-1] == Failed(TIMEOUT, "stopped: it ran past the time limit of 1.5 s")
+        assert (await events(slow, timeout=BUDGET(5)))[-1] == Failed(TIMEOUT, "stopped: it ran past the time limit of 1.5 s")
         broken = await ex.submit(job(2, content=CONTENT_PNG[:80]), **LIMITS)
         last = (await events(broken))[-1]
         assert last.kind == ERROR and last.reason.startswith("the content image is")
@@ -128,7 +135,7 @@ async def test_close_lets_running_jobs_finish_within_the_grace(weights_file):
         quick = await ex.submit(job(1, epochs=30), **LIMITS)
         queued = await ex.submit(job(2), **LIMITS)
         await first(quick, Started)
-        await ex.close(grace=30)
+        await ex.close(grace=BUDGET(30))
         assert isinstance((await events(quick))[-1], Done)
         assert (await events(queued))[-1].kind == SHUTDOWN
     async with executor(weights_file) as ex:
@@ -180,3 +187,28 @@ def test_out_of_memory_is_caught_on_every_supported_torch(monkeypatch, model):
     payload = {"job_id": "j", "content": CONTENT_PNG, "styles": [STYLE_PNG], "params": StyleParams(epochs=2, size=32).as_dict(),
                "max_result_bytes": 10**6, "max_pixels": 10**7, "timeout": 60.0, "preview_interval": 0.0}
     assert run_job(model, payload, emit=lambda event: None, should_stop=lambda: False) == Failed(ERROR, OUT_OF_MEMORY)
+
+
+async def test_previews_and_every_progress_field_come_through_the_pipe(weights_file):
+    async with executor(weights_file, preview_interval=0.01) as ex:
+        stream = await events(await ex.submit(job(1, epochs=12), **LIMITS))
+    previews = [e for e in stream if isinstance(e, Preview)]
+    assert previews and all(p.image.startswith(b"\xff\xd8") for p in previews)  # JPEG
+    assert Image.open(io.BytesIO(previews[-1].image)).size == (48, 36)
+    assert [p.step for p in previews] == sorted(p.step for p in previews) and previews[-1].step < 12
+    progress = [e for e in stream if isinstance(e, Progress)]
+    assert all(isinstance(e.tv_loss, float) and isinstance(e.eta, float) for e in progress)  # nst.Progress, whole
+    assert isinstance(stream[-1], Done)
+
+
+def test_one_wire_format_for_every_event():
+    from bot.executor.base import Detached, Preview, decode_event, encode_event
+
+    samples = [Queued(2), Started("cuda:0 on w1", 2), Progress(step=3, total=9, eta=1.5, level=1, levels=2),
+               Preview(3, b"\xff\xd8jpeg"), Done(b"png", "stylized.png", "image/png", {"steps": 9}),
+               Failed(TIMEOUT, "stopped"), Detached("later")]
+    for event in samples:
+        header, blob = encode_event(event)
+        assert isinstance(header, str) and (blob is not None) == isinstance(event, (Preview, Done))
+        assert decode_event(header, blob) == event
+    assert decode_event('{"type": "failed", "kind": "novel", "reason": "x"}') == Failed(ERROR, "x")
