@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from bot_harness import IMAGES, command, make_world, reply_to
+from bot_harness import IMAGES, command, make_world, reply_to, time_budget
 from redis_harness import Worker, celery_config, redis_server
 
 try:
@@ -95,7 +95,7 @@ async def test_two_bot_processes_share_two_workers_and_each_job_is_delivered_onc
             for _ in range(3):
                 requests.append(await command(fake, world.general, user, f"{prefix}stylize --epochs 20", IMAGES))
         for request in requests:
-            await reply_to(fake, request, lambda m: m.attachments, timeout=90)
+            await reply_to(fake, request, lambda m: m.attachments, timeout=time_budget(6 * 20, weights_file))
         await asyncio.sleep(3)  # time for any duplicate to show up
     finally:
         for bot in bots:
@@ -122,11 +122,11 @@ async def test_a_restarted_bot_delivers_the_result_to_the_right_message(fake, tm
         await fake.wait_ready(timeout=60)
         await answered(fake, world.general, world.dave)
         request = await command(fake, world.general, world.alice, "!stylize --epochs 60 --size 64", IMAGES)
-        status = await reply_to(fake, request, lambda m: "%" in m.content, timeout=60)
+        status = await reply_to(fake, request, lambda m: "%" in m.content, timeout=time_budget(1, weights_file) + 30)
         await first.stop(signal.SIGKILL)  # the bot dies mid-job; the job goes on in the worker
         await second.start()
         await fake.wait_ready(timeout=60)
-        result = await reply_to(fake, request, lambda m: m.attachments, timeout=90)
+        result = await reply_to(fake, request, lambda m: m.attachments, timeout=time_budget(60, weights_file) + 60)
         assert "60 epochs · 64×48" in result.content and f"<@{world.alice.id}>" in result.content
         await fake.wait_until(lambda: status.deleted, timeout=10, what="the old status message is cleaned up")
     finally:
