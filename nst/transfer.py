@@ -441,8 +441,9 @@ def stylize(
     model = model or default_model(device)
     model.check_layers(params.layers)
     target = model.device
-    memory_format = preferred_memory_format(target)
     lbfgs = params.optimizer == "lbfgs" and params.schedule != "reference"
+    # torch's L-BFGS flattens the gradient with view(): it needs the pixels in plain (NCHW) memory.
+    memory_format = torch.contiguous_format if lbfgs else preferred_memory_format(target)
     dtype = None if lbfgs else compute_dtype(target, params.precision)  # L-BFGS needs fp32 curvature
     seed = params.seed if params.seed is not None else secrets.randbits(32)
     readback = readback or Readback.for_device(target)

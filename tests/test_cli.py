@@ -64,6 +64,12 @@ def _bad(tmp_path, capsys, *args):
         (["--device", "tpu"], "device:"),
         (["--content-layer", "conv9_9"], "not a VGG-19 layer"),
         (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+        (["--schedule", "fast"], "schedule: must be one of pyramid, single, reference"),
+        (["--colors", "red"], "colors: must be one of style, content, match"),
+        (["--style-blend", "0.7,0.3"], "style_blend: 2 weights given for 1 style image"),
+        (["--style-blend", "1,-1"], "style_blend: each weight must be a finite number ≥ 0"),
+        (["--size", "16"], "size: must be an integer from 32 to 4096, got 16"),
+        (["--lr", "quick"], "lr: must be auto or a number"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(weights_file, tmp_path, capsys, extra, words):
@@ -116,3 +122,32 @@ def test_random_weights_warn_on_the_cli(tmp_path, caplog):
                "--epochs", 1, "--size", 32, "-q")
     assert code == 0
     assert "will not look stylized" in caplog.text
+
+
+def test_several_styles_blend_colors_and_the_reference_schedule(weights_file, tmp_path, capsys):
+    out = tmp_path / "blend.png"
+    code = cli(EXAMPLES / "content.jpg", EXAMPLES / "style.jpg", EXAMPLES / "content.jpg", "-o", out,
+               "--weights", weights_file, "--epochs", 3, "--size", 48, "--seed", 1, "--style-blend", "0.7,0.3",
+               "--colors", "content", "--schedule", "reference", "-q")
+    assert code == 0 and Image.open(out).size == (48, 36)
+    assert capsys.readouterr().out.startswith("done: 3 steps · 48×36")
+
+
+def test_the_bar_shows_level_step_and_eta(weights_file, tmp_path, capsys):
+    out = tmp_path / "o.png"
+    # 192×144 has two levels (96×72, then 192×144): 3 + 3 steps of 6
+    code = cli(EXAMPLES / "content.jpg", EXAMPLES / "style.jpg", "-o", out, "--weights", weights_file,
+               "--epochs", 6, "--size", 192, "--seed", 1, "--stop-tolerance", 0)
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "level 1/2" in captured.err and "level 2/2" in captured.err and "ETA " in captured.err
+    assert "/6 steps" in captured.err
+    assert captured.out.startswith("done: 6 steps (3+3 over 2 levels) · 192×144")
+
+
+def test_a_picture_too_elongated_for_the_size_exits_2_naming_it(weights_file, tmp_path, capsys):
+    banner = tmp_path / "banner.png"
+    Image.new("RGB", (1200, 30), (200, 100, 50)).save(banner)
+    err = _bad(tmp_path, capsys, banner, EXAMPLES / "style.jpg", "-o", tmp_path / "o.png", "--weights", weights_file,
+               "--size", 384)
+    assert "content image (1200×30)" in err and "384×10" in err and "size of at least 640" in err

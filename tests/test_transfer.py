@@ -1,12 +1,18 @@
+import importlib.util
+from pathlib import Path
+
 import pytest
 import torch
 
-from nst import images
+from nst import color, images
 from nst.errors import Cancelled, ParamError
 from nst.params import StyleParams
 from nst.transfer import Objective, stylize
+from tests.conftest import make_content, make_style
 
-FAST = dict(size=64, seed=1)
+# The seed's loop, step for step: these tests pin its behaviour (lr 0.007, every step, one scale).
+FAST = dict(size=64, seed=1, schedule="reference")
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(model, content, style, **kwargs):
@@ -138,3 +144,113 @@ def test_custom_layers(model, content_image, style_image):
         style_layers=("relu1_1", "relu2_1"), style_layer_weights=(1.0, 1.0), content_layer="relu3_1",
     )
     assert result.stats.style_loss > 0
+
+
+def _bench_engine():
+    spec = importlib.util.spec_from_file_location("bench_engine", ROOT / "bench" / "engine.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_reference_schedule_reproduces_the_plain_loop(model, weights_file):
+    bench = _bench_engine()
+    params = StyleParams(size=64, seed=0, epochs=12, schedule="reference", precision="fp32")
+    content, style = bench.prepare_images(make_content(96, 72), make_style(64), params)
+    plain = bench.reference_loop(
+        bench.reference_network(str(weights_file)), images.to_tensor(content), images.to_tensor(style),
+        params.replace(lr=0.007), 12,
+    )
+    ours = stylize(content, style, params, model=model)
+    assert ours.stats.steps == 12 and ours.stats.levels == 1 and not ours.stats.stopped_early
+    assert ours.stats.schedule == "reference" and ours.stats.optimizer == "adam"
+    # bench/engine.py's tolerance: the engine's fp32 objective within 2% of the plain loop's
+    objective = Objective(model, images.to_tensor(content), images.to_tensor(style), params, None)
+    with torch.no_grad():
+        plain_total = objective(images.to_tensor(images.to_image(plain))).total.item()
+        ours_total = objective(images.to_tensor(ours.image)).total.item()
+    assert abs(ours_total / plain_total - 1) < 0.02
+    # the same picture: Adam's normalised steps amplify rounding where a gradient is near 0, so a few
+    # pixels differ by several steps' worth, but on average by less than one 8-bit level
+    assert (images.to_tensor(ours.image) - plain).abs().mean().item() < 1 / 255
+
+
+def test_the_pyramid_beats_the_reference_on_the_same_budget_of_full_size_steps(model):
+    # 192×128 has two levels: 96×64 and 192×128
+    content, style = make_content(192, 128), make_style(96)
+    pyramid = stylize(content, style, StyleParams(size=192, seed=4, epochs=30, precision="fp32"), model=model)
+    reference = stylize(content, style, StyleParams(size=192, seed=4, epochs=30, precision="fp32", schedule="reference"), model=model)
+    assert pyramid.stats.levels == 2 and pyramid.stats.schedule == "pyramid"
+    assert sum(pyramid.stats.level_steps) == pyramid.stats.steps <= 30
+    assert pyramid.stats.total_loss < reference.stats.total_loss
+
+
+def test_lbfgs_runs_in_fp32_and_lowers_the_loss(model, content_image, style_image):
+    seen = []
+    result = stylize(content_image, style_image, StyleParams(size=64, seed=1, epochs=8, optimizer="lbfgs", schedule="single"),
+                     model=model, on_progress=seen.append)
+    assert result.stats.optimizer == "lbfgs" and result.stats.dtype == "float32"  # never bf16 curvature
+    assert result.stats.total_loss < 0.5 * seen[0].total_loss
+    assert [p.step for p in seen] == list(range(1, 9))
+
+
+def test_a_blend_of_one_and_zero_equals_the_single_style(model, content_image):
+    first, second = make_style(48), make_style(64).rotate(90)
+    p = StyleParams(size=64, seed=2, epochs=6, precision="fp32")
+    single = stylize(content_image, first, p, model=model)
+    blended = stylize(content_image, [first, second], p.replace(style_blend=(1.0, 0.0)), model=model)
+    assert blended.image.tobytes() == single.image.tobytes()
+    other = stylize(content_image, [first, second], p.replace(style_blend=(0.5, 0.5)), model=model)
+    assert other.image.tobytes() != single.image.tobytes()
+
+
+def test_blend_targets_are_the_weighted_mean_of_the_grams(model):
+    content, a, b = (images.to_tensor(make_content()), images.to_tensor(make_style(48)),
+                     images.to_tensor(make_style(48).rotate(90)))
+    p = StyleParams()
+    mixed = Objective(model, content, [a, b], p, None, weights=(0.7, 0.3))
+    only_a, only_b = Objective(model, content, a, p, None), Objective(model, content, b, p, None)
+    for layer in p.style_layers:
+        expected = 0.7 * only_a.style_grams[layer] + 0.3 * only_b.style_grams[layer]
+        assert torch.allclose(mixed.style_grams[layer], expected, rtol=1e-5, atol=1e-9)
+
+
+def test_bad_blend_weights_are_refused_naming_the_field(model, content_image):
+    styles = [make_style(48), make_style(64)]
+    with pytest.raises(ParamError) as caught:
+        stylize(content_image, styles, StyleParams(size=64, style_blend=(0.2, 0.3, 0.5)), model=model)
+    assert caught.value.field == "style_blend" and "3 weights given for 2 style images" in str(caught.value)
+    with pytest.raises(ParamError) as caught:
+        StyleParams(style_blend=(1.0, -1.0))
+    assert caught.value.field == "style_blend"
+
+
+def test_colors_content_keeps_the_content_chroma(model, content_image):
+    result = stylize(content_image, make_style(64), StyleParams(size=64, seed=1, epochs=8, colors="content"), model=model)
+    content = images.to_tensor(images.fit_within(content_image, 64))
+    out = images.to_tensor(result.image)
+    chroma_out, chroma_in = color.rgb_to_ycbcr(out)[:, 1:], color.rgb_to_ycbcr(content)[:, 1:]
+    assert (chroma_out - chroma_in).abs().mean().item() < 0.01  # 8-bit rounding and gamut clipping
+    # while the default takes the style's colours
+    styled = images.to_tensor(stylize(content_image, make_style(64), StyleParams(size=64, seed=1, epochs=8), model=model).image)
+    assert (color.rgb_to_ycbcr(styled)[:, 1:] - chroma_in).abs().mean().item() > 0.01
+    # and the luma did change: the style was transferred
+    assert (color.rgb_to_ycbcr(out)[:, :1] - color.rgb_to_ycbcr(content)[:, :1]).abs().mean().item() > 0.005
+
+
+def test_colors_match_uses_the_recoloured_style(model, content_image):
+    style = make_style(64)
+    p = StyleParams(size=64, seed=1, epochs=4, precision="fp32")
+    matched = stylize(content_image, style, p.replace(colors="match"), model=model)
+    recoloured = images.to_image(color.match_colors(images.to_tensor(style), images.to_tensor(images.fit_within(content_image, 64))))
+    by_hand = stylize(content_image, recoloured, p, model=model)
+    assert matched.image.tobytes() == by_hand.image.tobytes()
+
+
+def test_previews_and_progress_span_the_levels(model):
+    previews, seen = [], []
+    stylize(make_content(128, 128), make_style(64), StyleParams(size=128, seed=1, epochs=12, stop_tolerance=0), model=model,
+            on_progress=seen.append, on_preview=lambda step, image: previews.append((step, image.size)), preview_every=4)
+    assert [step for step, _ in previews] == [4, 8]
+    assert previews[0][1] == (64, 64) and previews[1][1] == (128, 128)  # level 1 has 7 of 12 steps
+    assert {p.level for p in seen} == {1, 2} and seen[-1].step == seen[-1].total == 12
