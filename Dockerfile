@@ -10,6 +10,14 @@
 # "cu130" (default; CUDA 13.0 needs an NVIDIA driver >= 580 on the host) or "cpu" (any x86-64 host).
 # Another CUDA variant (e.g. "cu126" for older drivers) works if PyTorch publishes torch for it at
 # the version constraints.txt pins. TORCH_INDEX_URL overrides the index (a mirror, say).
+# "pypi" takes PyPI's own build instead (whatever index pip is configured with): on Linux x86-64 that
+# is also a CUDA 13.0 build with NVIDIA's libraries, versioned plain "2.14.1" (CI builds this one).
+#
+# The VGG-19 weights: downloaded through torchvision by default. Without access to PyTorch's download
+# site, give a local file: a folder as the build context "vgg19-weights", the file's name and its
+# SHA-256 (checked before use), e.g. torchvision's own vgg19-dcbb9e9d.pth:
+#   docker build --build-context vgg19-weights=./weights --build-arg VGG19_WEIGHTS_FILE=vgg19-dcbb9e9d.pth \
+#     --build-arg VGG19_WEIGHTS_SHA256="$(sha256sum weights/vgg19-dcbb9e9d.pth | cut -d' ' -f1)" -t nst-bot:cu130 .
 #
 # Where the CUDA libraries come from: PyTorch's CUDA wheels depend on NVIDIA's runtime libraries as
 # pip packages (nvidia-cublas, nvidia-cudnn-cu13, ...: about 3.2 GB) and load those, never a system
@@ -68,19 +76,22 @@ WORKDIR /build
 # cached before it existed.
 RUN python -m venv /opt/venv
 # torch and torchvision: exactly the versions constraints.txt pins, as the wanted build (for example
-# 2.14.1+cu130), from PyTorch's index only; --no-deps, so nothing else comes from that index.
+# 2.14.1+cu130), from PyTorch's index only; --no-deps, so nothing else comes from that index. "pypi":
+# the plain versions from pip's configured index (TORCH_INDEX_URL, when given, replaces it).
 COPY constraints.txt ./
-RUN case "${TORCH_VARIANT}" in cpu|cu[0-9]*) ;; \
-      *) echo "TORCH_VARIANT must be cpu or cuNNN (e.g. cu130), got '${TORCH_VARIANT}'" >&2; exit 1 ;; esac \
+RUN case "${TORCH_VARIANT}" in cpu|cu[0-9]*) label="+${TORCH_VARIANT}" ;; pypi) label="" ;; \
+      *) echo "TORCH_VARIANT must be cpu, cuNNN (e.g. cu130) or pypi, got '${TORCH_VARIANT}'" >&2; exit 1 ;; esac \
+ && if [ -n "${TORCH_INDEX_URL}" ]; then export PIP_INDEX_URL="${TORCH_INDEX_URL}"; \
+    elif [ -n "${label}" ]; then export PIP_INDEX_URL="https://download.pytorch.org/whl/${TORCH_VARIANT}"; fi \
  && torch_version="$(sed -n 's/^torch==//p' constraints.txt)" \
  && torchvision_version="$(sed -n 's/^torchvision==//p' constraints.txt)" \
  && pip install --no-cache-dir --no-compile --no-deps \
-      --index-url "${TORCH_INDEX_URL:-https://download.pytorch.org/whl/${TORCH_VARIANT}}" \
-      "torch==${torch_version}+${TORCH_VARIANT}" "torchvision==${torchvision_version}+${TORCH_VARIANT}"
+      "torch==${torch_version}${label}" "torchvision==${torchvision_version}${label}"
 # Everything else from PyPI under constraints.txt: the project's dependencies and torch's own (for a
 # CUDA build, the nvidia-* runtime libraries). The installed 2.14.1+<variant> satisfies the pin
 # torch==2.14.1 (PEP 440 ignores the local "+<variant>" part when the pin has none), so pip keeps it;
-# the check after the install proves that it was not replaced by PyPI's build.
+# the check after the install proves that it was not replaced by PyPI's build (whose installed version
+# is the plain pin; its torch.__version__ still says "+cu130"), and that only "cpu" lacks CUDA.
 # Bytecode: compiled once, as unchecked-hash .pyc files that stay valid whatever mtimes the files get
 # in the image layers (COPY, reproducible builds with rewritten timestamps). Without them every
 # process, the bot and each of its workers, would compile torch's Python code in memory at import
@@ -89,10 +100,10 @@ RUN case "${TORCH_VARIANT}" in cpu|cu[0-9]*) ;; \
 # The .pth file puts the project, installed under /opt/app by the next stage, on the venv's sys.path.
 COPY --from=requirements /build/requirements.txt ./
 RUN pip install --no-cache-dir --no-compile -c constraints.txt -r requirements.txt \
- && python -c "import sys, torch; \
-want = '$(sed -n 's/^torch==//p' constraints.txt)+${TORCH_VARIANT}'; \
-sys.exit(0 if torch.__version__ == want and (torch.version.cuda is None) == want.endswith('+cpu') \
-else f'torch {torch.__version__} (CUDA {torch.version.cuda}) is installed, {want} was wanted')" \
+ && python -c "import sys, torch; from importlib.metadata import version; \
+want = '$(sed -n 's/^torch==//p' constraints.txt)' + ('' if '${TORCH_VARIANT}' == 'pypi' else '+${TORCH_VARIANT}'); \
+sys.exit(0 if version('torch') == want and (torch.version.cuda is None) == want.endswith('+cpu') \
+else f'torch {version(\"torch\")} (CUDA {torch.version.cuda}) is installed, {want} was wanted')" \
  && python -c "import pathlib, sysconfig; \
 app = sysconfig.get_path('purelib', vars={'base': '/opt/app', 'platbase': '/opt/app'}); \
 pathlib.Path(sysconfig.get_path('purelib'), 'nst_bot_app.pth').write_text(app + '\n')" \
@@ -114,17 +125,31 @@ RUN pip install --no-cache-dir --no-compile --prefix /opt/app -c constraints.txt
 
 
 # ------------------------------------------------------------------------------------------- weights
+# Empty unless `--build-context vgg19-weights=FOLDER` replaces it with a folder holding the local file.
+FROM scratch AS vgg19-weights
+
 # VGG-19 (IMAGENET1K_V1) through torchvision, once, at build time: torch.hub downloads
 # vgg19-dcbb9e9d.pth (548 MB) and checks that its SHA-256 starts with dcbb9e9d. The download lives
 # in a BuildKit cache mount, never in a layer: only the compact features-only file (~52 MB) that
 # export-weights writes goes on, with its SHA-256 recorded next to it (checked again in the runtime
 # stage). The cached download's hash prefix is rechecked here, since torch.hub checks it only when
-# it downloads.
+# it downloads. A local file (VGG19_WEIGHTS_FILE: torchvision's full file or a features-only one)
+# must match VGG19_WEIGHTS_SHA256 in full; export-weights then loads it (keys and shapes checked).
 FROM app AS weights
+ARG VGG19_WEIGHTS_FILE=""
+ARG VGG19_WEIGHTS_SHA256=""
 RUN --mount=type=cache,target=/cache/torch,id=nst-torch-hub,sharing=locked \
-    TORCH_HOME=/cache/torch python -m nst export-weights /opt/nst/vgg19-features.pth --weights torchvision \
- && case "$(sha256sum /cache/torch/hub/checkpoints/vgg19-dcbb9e9d.pth)" in dcbb9e9d*) ;; \
-      *) echo "cached vgg19-dcbb9e9d.pth fails its hash check: clear the nst-torch-hub build cache" >&2; exit 1 ;; esac \
+    --mount=type=bind,from=vgg19-weights,target=/vgg19-weights \
+    if [ -n "${VGG19_WEIGHTS_FILE}" ]; then \
+      printf '%s  %s\n' "${VGG19_WEIGHTS_SHA256:?must be given with VGG19_WEIGHTS_FILE}" \
+        "/vgg19-weights/${VGG19_WEIGHTS_FILE}" > /tmp/vgg19-weights.sha256 \
+      && sha256sum --check --strict /tmp/vgg19-weights.sha256 \
+      && python -m nst export-weights /opt/nst/vgg19-features.pth --weights "/vgg19-weights/${VGG19_WEIGHTS_FILE}"; \
+    else \
+      TORCH_HOME=/cache/torch python -m nst export-weights /opt/nst/vgg19-features.pth --weights torchvision \
+      && case "$(sha256sum /cache/torch/hub/checkpoints/vgg19-dcbb9e9d.pth)" in dcbb9e9d*) ;; \
+           *) echo "cached vgg19-dcbb9e9d.pth fails its hash check: clear the nst-torch-hub build cache" >&2; exit 1 ;; esac; \
+    fi \
  && sha256sum /opt/nst/vgg19-features.pth > /opt/nst/vgg19-features.pth.sha256
 
 

@@ -1,4 +1,4 @@
-#!/usr/local/bin/python3
+#!/usr/bin/env python3
 """The container's health check: GET the bot's /healthz; exit 0 on HTTP 200, else 1.
 
 Standard library only (the slim image has no curl), run by the Dockerfile's HEALTHCHECK as

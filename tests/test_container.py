@@ -93,13 +93,14 @@ def run_commands(stage: str | None = None) -> list[str]:
 
 
 def export_weights_path() -> tuple[str, str]:
-    """(stage, path) of the `python -m nst export-weights PATH` step."""
-    hits = []
+    """(stage, path) of the `python -m nst export-weights PATH` step (one path, in one stage: from
+    torchvision or from a local file)."""
+    hits = set()
     for name, keyword, args in instructions():
         if keyword == "RUN":
-            hits += [(name, m.group(1)) for m in re.finditer(r"python -m nst export-weights (\S+)", args)]
-    assert len(hits) == 1, f"expected one export-weights step, found {hits}"
-    return hits[0]
+            hits |= {(name, m.group(1)) for m in re.finditer(r"python -m nst export-weights (\S+)", args)}
+    assert len(hits) == 1, f"expected one export-weights path in one stage, found {hits}"
+    return hits.pop()
 
 
 def docker_config() -> dict:
@@ -264,3 +265,62 @@ def test_the_healthcheck_script_fails_when_nothing_listens():
         port = sock.getsockname()[1]
     done = _probe(f"http://127.0.0.1:{port}/healthz")
     assert done.returncode == 1 and done.stdout.strip() and not done.stderr
+
+
+# ------------------------------------------------------------------------------------ build arguments
+
+
+def torch_variant_case() -> str:
+    """The deps stage's `case "${TORCH_VARIANT}" ... esac`: which variants it accepts, which label."""
+    [command] = [c for c in run_commands("deps") if 'case "${TORCH_VARIANT}"' in c]
+    return command[command.index("case "):command.index("esac") + len("esac")]
+
+
+@pytest.mark.parametrize("variant, label", [("cu130", "+cu130"), ("cu126", "+cu126"), ("cpu", "+cpu"), ("pypi", "")])
+def test_the_torch_variants_the_build_accepts(variant, label):
+    done = subprocess.run(["bash", "-c", torch_variant_case() + ' && printf %s "$label"'],
+                          env={"TORCH_VARIANT": variant, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout == label, done.stderr
+
+
+@pytest.mark.parametrize("variant", ["cuda", "cu", "PyPI", ""])
+def test_an_unknown_torch_variant_stops_the_build_with_a_message(variant):
+    done = subprocess.run(["bash", "-c", torch_variant_case()], env={"TORCH_VARIANT": variant, "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and f"got '{variant}'" in done.stderr
+
+
+def declared_args() -> set[str]:
+    return {args.split("=", 1)[0] for _, keyword, args in instructions() if keyword == "ARG"}
+
+
+def test_the_ci_build_uses_only_arguments_and_contexts_the_dockerfile_declares():
+    check = (ROOT / ".ci" / "container_check.py").read_text()
+    used = set(re.findall(r'"--build-arg", f"([A-Z0-9_]+)=', check))
+    assert used == {"PYTHON_IMAGE", "TORCH_VARIANT", "VGG19_WEIGHTS_FILE", "VGG19_WEIGHTS_SHA256"}, used
+    assert used <= declared_args(), used - declared_args()
+    contexts = set(re.findall(r'"--build-context", f"([a-z0-9-]+)=', check))
+    stages = {name for name, keyword, _ in instructions() if keyword == "FROM"}
+    assert contexts == {"vgg19-weights"} and contexts <= stages
+    # the stage a build context replaces is empty (no file unless one is given) and mounted, not copied
+    assert ("vgg19-weights", "FROM", "scratch AS vgg19-weights") in instructions()
+    assert any("--mount=type=bind,from=vgg19-weights" in command for command in run_commands("weights"))
+    assert not [c for c in copies([(kw, a) for _, kw, a in instructions()]) if c[0] == "vgg19-weights"]
+
+
+def test_a_local_weights_file_is_checked_against_its_sha256():
+    [command] = [c for c in run_commands("weights") if "VGG19_WEIGHTS_FILE" in c]
+    assert "${VGG19_WEIGHTS_SHA256:?" in command  # no file without its hash
+    assert "sha256sum --check --strict" in command
+    assert 'export-weights /opt/nst/vgg19-features.pth --weights "/vgg19-weights/${VGG19_WEIGHTS_FILE}"' in command
+
+
+def test_the_readme_documents_the_ci_build_and_its_arguments():
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Self-hosting with Docker"):readme.index("### Health, metrics and logs")]
+    assert section.index("docker compose up") < section.index(".ci/container_check.py"), "the user path comes first"
+    for name in ("PYTHON_IMAGE", "TORCH_VARIANT=pypi", "VGG19_WEIGHTS_FILE", "VGG19_WEIGHTS_SHA256",
+                 "--build-context vgg19-weights="):
+        assert name in section, f"README's self-hosting section does not mention {name}"
+    assert "estimated" not in section, "sizes are measured, not estimated"
+    assert "podman image inspect" in section, "the command that measured the sizes"
