@@ -2,6 +2,7 @@
 
     python bench/loop_lag.py                  # 100 steps at 256 px, random weights (about a minute)
     python bench/loop_lag.py --epochs 50 --size 192
+    python bench/loop_lag.py --preview-interval 0   # without live previews (on by default, every 2 s)
 
 The bot runs in-process against the fake Discord from the tests (real discord.py client, real worker
 process); a sampler sleeps 10 ms at a time and records how late it wakes up. Goal: p99 under 50 ms.
@@ -56,12 +57,15 @@ def summary(lags: list[float]) -> tuple[float, float, float, int]:
     return statistics.median(ordered) * 1000, p99 * 1000, ordered[-1] * 1000, len(ordered)
 
 
-async def bot_serving(weights: Path, content: bytes, style: bytes, epochs: int, size: int) -> tuple[list[float], float]:
+async def bot_serving(
+    weights: Path, content: bytes, style: bytes, epochs: int, size: int, preview_interval: float
+) -> tuple[list[float], float, int]:
     with tempfile.TemporaryDirectory() as tmp:
         async with FakeDiscord() as fake:
             world = make_world(fake)
             config = make_config(
-                Path(tmp), weights, caps={"max_epochs": 10_000, "max_size": 4096}, bot={"log_level": "WARNING"},
+                Path(tmp), weights, caps={"max_epochs": 10_000, "max_size": 4096},
+                bot={"log_level": "WARNING", "status_interval": 2.0, "preview_interval": preview_interval},
                 engine={"cpu_threads": 0},  # all cores, as in production
             )
             async with running_bot(fake, config):
@@ -70,10 +74,15 @@ async def bot_serving(weights: Path, content: bytes, style: bytes, epochs: int, 
                 started = time.perf_counter()
                 files = [("content.jpg", content, "image/jpeg"), ("style.jpg", style, "image/jpeg")]
                 request = await command(fake, world.general, world.alice, f"!stylize --epochs {epochs} --size {size}", files)
-                await reply_to(fake, request, lambda m: m.attachments, timeout=3600)
+                await reply_to(fake, request, lambda m: m.attachments and m.attachments[0].filename.startswith("stylized"),
+                               timeout=3600)
                 seconds = time.perf_counter() - started
                 await sampler.stop()
-    return sampler.lags, seconds
+                previews = len({  # distinct preview images shown on the status message
+                    a.id for m in fake.bot_messages() if m.message_reference == request.id
+                    for v in [*m.edits, m] for a in v.attachments if a.filename.startswith("preview")
+                })
+    return sampler.lags, seconds, previews
 
 
 async def on_the_loop(weights: Path, content: bytes, style: bytes, epochs: int, size: int) -> tuple[list[float], float]:
@@ -95,14 +104,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--preview-interval", type=float, default=2.0, help="seconds between live previews (0 = off)")
     args = parser.parse_args()
     content = (ROOT / "examples" / "content.jpg").read_bytes()
     style = (ROOT / "examples" / "style.jpg").read_bytes()
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / "vgg19-features.pth"
         export_features("random", weights, progress=False)
+        lags, seconds, previews = asyncio.run(
+            bot_serving(weights, content, style, args.epochs, args.size, args.preview_interval)
+        )
         rows = [
-            ("bot (worker process)", *asyncio.run(bot_serving(weights, content, style, args.epochs, args.size))),
+            (f"bot (worker process), {previews} previews", lags, seconds),
             ("engine on the event loop", *asyncio.run(on_the_loop(weights, content, style, args.epochs, args.size))),
         ]
     print(f"event-loop lag, sampled every {INTERVAL * 1000:.0f} ms during one {args.epochs}-step job at {args.size} px (CPU)")

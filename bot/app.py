@@ -58,8 +58,8 @@ class StyleBot(commands.Bot):
         self._lag_sampler: asyncio.Task | None = None
         self._pruner: asyncio.Task | None = None
         self.message_content = self._intents.message_content
-        # Edits in one channel: at most one per CHANNEL_EDIT_GAP (Discord's limit), or per
-        # status_interval where the operator asked for fewer edits than that.
+        # Edits in one channel: at most one per CHANNEL_EDIT_GAP (Discord's limit); a status_interval
+        # set below it (a private test server) lowers the gap to match.
         self.pacer = ChannelPacer(min(CHANNEL_EDIT_GAP, config.bot.status_interval))
         self.jobs = JobService(self, ImageCache(config.cache_dir, max_bytes=config.cache.max_bytes, ttl=config.cache.ttl))
 

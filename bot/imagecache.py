@@ -62,6 +62,12 @@ class ImageCache:
             return None
         return await asyncio.to_thread(self._get, job_id)
 
+    async def styles_kept(self, job_id: str) -> int:
+        """How many style images of the job are kept (0: expired, evicted or never cached), without reading them."""
+        if not self.enabled:
+            return 0
+        return await asyncio.to_thread(self._styles_kept, job_id)
+
     async def put_meta(self, job_id: str, meta: dict[str, Any]) -> None:
         if self.enabled:
             await asyncio.to_thread(self._put_meta, job_id, meta)
@@ -116,6 +122,18 @@ class ImageCache:
         except (OSError, ValueError):
             return None
         return CachedInputs(content, tuple(styles), stored) if styles else None
+
+    def _styles_kept(self, job_id: str) -> int:
+        entry = self._entry(job_id)
+        try:
+            if self.clock() - _stored_at(entry) > self.ttl or not (entry / "content").is_file():
+                return 0
+        except (OSError, ValueError):
+            return 0
+        count = 0
+        while (entry / f"style{count}").is_file():
+            count += 1
+        return count
 
     def _put_meta(self, job_id: str, meta: dict[str, Any]) -> None:
         entry = self._entry(job_id)

@@ -141,7 +141,7 @@ class JobService:
         except ParamError as error:
             raise UserError(f"`{option_name(error.field)}`: {error.reason}") from None
         styles_given = len(cached.styles) if cached is not None else len(request.attachments) - 1
-        blend = tuple(getattr(resolved.params, "style_blend", ()) or ())
+        blend = resolved.params.style_blend
         if blend and len(blend) != styles_given:
             raise UserError(f"`--style-blend` gives {len(blend)} weights for {styles_given} style image"
                             f"{'s' if styles_given != 1 else ''}; give one weight per style image")

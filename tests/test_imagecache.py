@@ -29,6 +29,7 @@ async def test_round_trip_with_several_styles(tmp_path):
     await cache.put_meta(job, {"stats": {"seed": 7}})
     got = await cache.get(job)
     assert got.content == b"content" and got.styles == (b"style-a", b"style-b")
+    assert await cache.styles_kept(job) == 2 and await cache.styles_kept(job_id()) == 0
     assert await cache.get_meta(job) == {"stats": {"seed": 7}}
     assert await cache.get(job_id()) is None  # never cached
 
@@ -41,7 +42,7 @@ async def test_entries_expire_after_the_ttl(tmp_path):
     clock.now += 59
     assert await cache.get(job) is not None
     clock.now += 2
-    assert await cache.get(job) is None and await cache.get_meta(job) is None
+    assert await cache.get(job) is None and await cache.get_meta(job) is None and await cache.styles_kept(job) == 0
     assert await cache.prune() == 1
     assert not (tmp_path / "cache" / job).exists()
 

@@ -107,6 +107,19 @@ class _JobButton(discord.ui.DynamicItem[discord.ui.Button], template=r"nst:(?P<a
     async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]):
         return cls(match["job"])
 
+    async def callback(self, interaction: discord.Interaction) -> None:
+        try:
+            await self.act(interaction)
+        except StoreError as error:
+            log.error("store error: %s", error)
+            await say(interaction, "⚠️ the bot's database is unavailable right now; please try again later")
+        except Exception:  # noqa: BLE001 - a bug: logged, and a plain line for the user instead of "interaction failed"
+            log.exception("%s button of job %s failed", self.action, self.job_id)
+            await say(interaction, "⚠️ something went wrong on our side; the bot's operator can find the details in its logs")
+
+    async def act(self, interaction: discord.Interaction) -> None:
+        raise NotImplementedError
+
     async def record(self, interaction: discord.Interaction):
         bot: "StyleBot" = interaction.client  # type: ignore[assignment]
         record = await bot.store.get_job(self.job_id)
@@ -118,7 +131,7 @@ class _JobButton(discord.ui.DynamicItem[discord.ui.Button], template=r"nst:(?P<a
 class CancelButton(_JobButton, template=r"nst:cancel:" + _ID):
     action, label, emoji, style = "cancel", "Cancel", "🛑", discord.ButtonStyle.danger
 
-    async def callback(self, interaction: discord.Interaction) -> None:
+    async def act(self, interaction: discord.Interaction) -> None:
         record = await self.record(interaction)
         if record is None:
             return
@@ -136,7 +149,7 @@ class CancelButton(_JobButton, template=r"nst:cancel:" + _ID):
 class AgainButton(_JobButton, template=r"nst:again:" + _ID):
     action, label, emoji, style = "again", "Again", "🔁", discord.ButtonStyle.primary
 
-    async def callback(self, interaction: discord.Interaction) -> None:
+    async def act(self, interaction: discord.Interaction) -> None:
         request = JobRequest(
             user_id=interaction.user.id,
             destination=destination(interaction, reply_to=interaction.message),
@@ -151,12 +164,12 @@ class AgainButton(_JobButton, template=r"nst:again:" + _ID):
 class VaryButton(_JobButton, template=r"nst:vary:" + _ID):
     action, label, emoji = "vary", "Vary", "🎛️"
 
-    async def callback(self, interaction: discord.Interaction) -> None:
+    async def act(self, interaction: discord.Interaction) -> None:
         bot: "StyleBot" = interaction.client  # type: ignore[assignment]
         record = await self.record(interaction)
         if record is None:
             return
-        if await bot.jobs.cache.get(self.job_id) is None:
+        if not await bot.jobs.cache.styles_kept(self.job_id):
             await say(interaction, f"⚠️ {bot.jobs.expired_message()}")
             return
         options = {name: record.params[name] for name in USER_FIELDS if name in record.params and name != "seed"}
@@ -180,14 +193,13 @@ class VaryButton(_JobButton, template=r"nst:vary:" + _ID):
 class DetailsButton(_JobButton, template=r"nst:details:" + _ID):
     action, label, emoji = "details", "Details", "ℹ️"
 
-    async def callback(self, interaction: discord.Interaction) -> None:
+    async def act(self, interaction: discord.Interaction) -> None:
         bot: "StyleBot" = interaction.client  # type: ignore[assignment]
         record = await self.record(interaction)
         if record is None:
             return
         meta = await bot.jobs.cache.get_meta(self.job_id)
-        cached = await bot.jobs.cache.get(self.job_id)
-        styles = len(cached.styles) if cached else 1
+        styles = await bot.jobs.cache.styles_kept(self.job_id) or 1
         text = details_text(self.job_id, record.params, meta, bot.config.defaults, bot.config.bot.command_prefix, styles)
         await say(interaction, text[:2000])
 
@@ -195,7 +207,7 @@ class DetailsButton(_JobButton, template=r"nst:details:" + _ID):
 class DeleteButton(_JobButton, template=r"nst:delete:" + _ID):
     action, label, emoji = "delete", "Delete", "🗑️"
 
-    async def callback(self, interaction: discord.Interaction) -> None:
+    async def act(self, interaction: discord.Interaction) -> None:
         record = await self.record(interaction)
         if record is None:
             return
