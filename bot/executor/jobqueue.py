@@ -24,11 +24,9 @@ Keys (``nst:`` prefix):
 
 from __future__ import annotations
 
-import json
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 PREFIX = "nst:"
 ACTIVE = PREFIX + "active"
