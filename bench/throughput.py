@@ -36,7 +36,7 @@ async def run_jobs(config: Path, jobs: int, epochs: int, size: int) -> float:
         started = time.perf_counter()
         handles = [
             await executor.submit(
-                StyleJob(user_id=i, guild_id=1, channel_id=1, message_id=i, content=content, style=style,
+                StyleJob(user_id=i, guild_id=1, channel_id=1, message_id=i, content=content, styles=(style,),
                          params=StyleParams(epochs=epochs, size=size, seed=i).as_dict(),
                          max_result_bytes=8_000_000, max_pixels=40_000_000),
                 max_per_user=1, max_queue=jobs,

@@ -62,8 +62,8 @@ def redis_server():
 def celery_config(tmp_path: Path, weights_file: Path, redis_url: str, *, steps: int = 200, **caps) -> Path:
     """A bot config for Celery tests whose jobs run at most ``steps`` steps at 64 px: the job timeout
     is sized from the measured step time (never this machine's speed), and re-delivery is as fast as
-    that allows (visibility just above the timeout, a sweep every second)."""
-    timeout = time_budget(steps, weights_file)
+    that allows (visibility just above the timeout, a sweep every second). An explicit job_timeout wins."""
+    timeout = caps.pop("job_timeout", None) or time_budget(steps, weights_file)
     values = config_values(
         tmp_path, weights_file,
         bot={"status_interval": 0.3},
