@@ -12,7 +12,7 @@ from nst.params import FIELDS
 
 from bot.limits import USER_FIELDS
 from bot_harness import IMAGES, command, make_config, png, reply_to, running_bot
-from conftest import make_content
+from conftest import make_content, make_style
 
 CONTENT, STYLE = IMAGES
 SMALL = ("small.png", png(make_content(48, 36)), "image/png")
@@ -150,3 +150,27 @@ async def test_commands_are_synced_by_the_owner_only_and_never_at_start(fake, wo
         assert "to this server" in await private_answer(ix, timeout=30)
         assert {c["name"] for c in fake.commands(world.guild.id)} >= {"stylize", "settings"}
         assert [s.guild_id for s in fake.command_syncs] == [None, world.guild.id]
+
+
+async def test_blending_in_a_dm_and_autocomplete(fake, world, tmp_path, weights_file):
+    second = ("stripes.png", png(make_style(48).rotate(90)), "image/png")
+    async with running_bot(fake, make_config(tmp_path, weights_file)) as bot:
+        fake.register_tree(bot)
+        dm = fake.open_dm(world.alice.id)
+        submitted = []
+        original = bot.executor.submit
+
+        async def spy(job, **limits):
+            submitted.append(job)
+            return await original(job, **limits)
+
+        bot.executor.submit = spy
+        ix = await fake.slash(world.alice, dm, "stylize",
+                              options={"content": CONTENT, "style": STYLE, "style2": second, "style_blend": "0.7,0.3"})
+        assert "Queued" in await private_answer(ix)
+        result = await fake.wait_for_message(is_result, channel_id=dm.id, timeout=120)
+        assert "`--style-blend 0.7,0.3`" in result.content
+        assert len(submitted[0].styles) == 2 and submitted[0].max_result_bytes == ix.payload["attachment_size_limit"] - 64 * 1024
+        ix = await fake.autocomplete(world.alice, world.general, "settings set", options={"name": "weig"}, focused="name")
+        await ix.wait_acknowledged()
+        assert [c["value"] for c in ix.choices] == ["content_weight", "style_weight", "tv_weight"]
