@@ -38,7 +38,9 @@ async def test_previews_with_three_jobs_in_one_channel_are_throttled(fake, world
         statuses = [await reply_to(fake, request, lambda m: "%" in m.content, timeout=120) for request in requests]
         await fake.wait_until(lambda: all(len(preview_versions(fake.get_message(s.id))) >= 2 for s in statuses),
                               timeout=300, what="two previews on every status message")
-        for user in users:
+        cancel = fake.button(fake.get_message(statuses[0].id), label="Cancel")["custom_id"]
+        await fake.press_button(world.alice, statuses[0], cancel)  # the job's owner, by its button
+        for user in users[1:]:
             await command(fake, world.general, user, "!cancel")
         for request in requests:
             await reply_to(fake, request, lambda m: "did not finish" in m.content, timeout=60)
