@@ -520,13 +520,17 @@ def main(argv: list[str] | None = None) -> int:
         args.work.mkdir(parents=True, exist_ok=True)
     work = args.work or Path(tempfile.mkdtemp(prefix="nst-container-check.", dir="/var/tmp"))
     tools = Tools(work)
+    # buildah's temporary files and its RUN --mount=type=cache folders ($TMPDIR/buildah-cache) go in the
+    # work folder too, so that removing it leaves nothing behind
+    (work / "tmp").mkdir(exist_ok=True)
+    os.environ["TMPDIR"] = str(work / "tmp")
     base, tag = f"localhost/nst-ci-base:{SUITE}", f"localhost/nst-bot:{VARIANT}"
     try:
         free = shutil.disk_usage(work).free
         need = MIN_FREE_GB * (1 if tools.driver == "overlay" else 3)
         if free < need * 1e9 and not args.work:
             raise CheckFailed(f"{gb(free)} free under {work}: the build needs about {need} GB ({tools.driver} storage)")
-        have = run(tools.podman + ["image", "exists", tag], check=False, quiet=True).returncode == 0
+        have = run(tools.podman + ["image", "exists", tag], check=False, capture=True, quiet=True).returncode == 0
         if args.work and have:
             log(f"reusing {tag} from {work}")
             mounts = pip_index_mounts()

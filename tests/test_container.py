@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import re
 import shlex
 import shutil
@@ -324,3 +325,32 @@ def test_the_readme_documents_the_ci_build_and_its_arguments():
         assert name in section, f"README's self-hosting section does not mention {name}"
     assert "estimated" not in section, "sizes are measured, not estimated"
     assert "podman image inspect" in section, "the command that measured the sizes"
+
+
+def test_ci_runs_the_container_check_after_the_test_suite_and_fails_with_it():
+    script = (ROOT / ".ci" / "run").read_text()
+    lines = [line.strip() for line in script.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    assert "set -euo pipefail" in lines  # a failed check fails CI
+    tests = lines.index(".venv/bin/python -m pytest -q")
+    checks = [i for i, line in enumerate(lines) if line.endswith(".ci/container_check.py")]
+    assert checks and min(checks) > tests, "the container check runs after the test suite"
+    assert not any("|| true" in lines[i] for i in checks)
+
+
+@pytest.mark.parametrize("mode, code", [("auto", 0), ("require", 1)])
+def test_the_container_check_skips_loudly_without_root(mode, code):
+    command = [sys.executable, str(ROOT / ".ci" / "container_check.py")]
+    if os.geteuid() == 0:  # as an unprivileged user, as CI machines without root run it
+        if shutil.which("setpriv") is None:
+            pytest.skip("setpriv (util-linux) is needed to drop root for this test")
+        command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "NST_CONTAINER_CHECK": mode},
+                          cwd="/", timeout=60)
+    assert done.returncode == code, done.stdout + done.stderr
+    assert done.stdout.startswith("CONTAINER CHECK SKIPPED: not root") and "NOT built or tested" in done.stdout
+
+
+def test_the_container_check_can_be_skipped_on_purpose():
+    done = subprocess.run([sys.executable, str(ROOT / ".ci" / "container_check.py")], capture_output=True, text=True,
+                          env={**os.environ, "NST_CONTAINER_CHECK": "skip"}, timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith("CONTAINER CHECK SKIPPED: NST_CONTAINER_CHECK=skip")
