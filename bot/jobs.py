@@ -328,7 +328,8 @@ class JobService:
         handle = await self.bot.executor.reattach(job)
         if handle is None:
             await self._update(record.job_id, state="interrupted", outcome=LOST, finished_at=time.time())
-            await messages.failed(Failed(SHUTDOWN, LOST))
+            retry = await self.cache.styles_kept(record.job_id) > 0  # its images are still here: offer Again
+            await messages.failed(Failed(SHUTDOWN, LOST + (" (or press Again)" if retry else "")), retry=retry)
             return
         log.info("re-attached to job %s", record.job_id)
         await self._follow(handle, messages)

@@ -141,6 +141,7 @@ class StatusMessage:
         self._last_edit = -1e9
         self._finished = False
         self._creating = False
+        self._final_view: discord.ui.View | None = None
         self._lock = asyncio.Lock()
 
     async def show(self, text: str, *, now: bool = False) -> None:
@@ -179,7 +180,7 @@ class StatusMessage:
                         reference=self._reply_to.to_reference(fail_if_not_exists=False) if self._reply_to else None,
                         mention_author=False,
                         allowed_mentions=discord.AllowedMentions.none(),
-                        view=None if self._finished else self._view,
+                        view=self._final_view if self._finished else self._view,
                     )
                 except discord.HTTPException as error:
                     log.warning("status message post failed: %s", error)
@@ -220,16 +221,17 @@ class StatusMessage:
         if self._preview is not self._preview_shown and not self._finished:
             self._request(preview=True)  # a preview came while this edit could not carry it yet
 
-    async def finish(self, text: str | None = None) -> None:
-        """The job ended: show ``text`` without preview or buttons, or delete the message when None.
-        The final edit waits for its turn in the channel like any other, ahead of the routine ones."""
+    async def finish(self, text: str | None = None, *, view: discord.ui.View | None = None) -> None:
+        """The job ended: show ``text`` without preview, with ``view``'s buttons only, or delete the
+        message when text is None. The final edit waits for its turn in the channel like any other,
+        ahead of the routine ones."""
         self._finished = True
         self._pacer.forget(self._channel.id, self)
         async with self._lock:  # a first post still on its way lands first
             pass
         if self.message is None:
             if text is not None:
-                self._text = text
+                self._text, self._final_view = text, view
                 await self._create()
             return
 
@@ -239,7 +241,7 @@ class StatusMessage:
                     if text is None:
                         await self.message.delete()
                     else:
-                        await self.message.edit(content=text, attachments=[], view=None)
+                        await self.message.edit(content=text, attachments=[], view=view)
                 except discord.HTTPException as error:
                     log.warning("status message %s failed: %s", "delete" if text is None else "edit", error)
 

@@ -4,9 +4,11 @@ same queue, limits and cooldown, the image cache's lifetime, and a full restart 
 from __future__ import annotations
 
 import re
+import signal
 import time
 
-from bot_harness import IMAGES, command, make_config, reply_to, running_bot
+from bot_harness import IMAGES, command, make_config, make_world, reply_to, running_bot
+from test_bot_process import SECRET, finish, launched, serving, write_config
 
 LONG = "--epochs 400 --size 64"  # runs for seconds: long enough to press buttons while it runs
 
@@ -127,3 +129,26 @@ async def test_an_expired_image_cache_is_said_plainly(fake, world, tmp_path, wei
         details = await private_answer(ix)
         assert "`seed` 9" in details and "statistics are no longer kept" in details
         assert bot.executor.jobs() == []
+
+
+async def test_a_job_lost_in_a_crash_offers_again(fake, tmp_path, weights_file):
+    """`python -m bot` killed mid-job: after the restart the status says the job was lost, with an Again
+    button that re-runs it from the cached images (a button of the earlier process's job id)."""
+    world = make_world(fake, token=SECRET)
+    config = write_config(tmp_path, weights_file, grace=0.5)
+    async with launched(fake, config) as proc:
+        await serving(fake, world, proc)
+        request = await command(fake, world.general, world.alice, "!stylize --epochs 5000 --size 48", IMAGES)
+        await reply_to(fake, request, lambda m: "%" in m.content, timeout=60)
+        proc.kill()
+        await proc.wait()
+    async with launched(fake, config) as again:
+        told = await reply_to(fake, request, lambda m: "lost" in m.content, timeout=90)
+        assert told.content.endswith("please send it again (or press Again)")
+        assert [b["label"] for b in fake.buttons(told)] == ["Again"]
+        ix = await press(fake, world.alice, told, "Again")
+        assert "Queued (seed" in await private_answer(ix)
+        await reply_to(fake, told, lambda m: "%" in m.content, timeout=60)  # the re-run runs, replying to it
+        again.send_signal(signal.SIGTERM)
+        code, err = await finish(again)
+    assert code == 0, err

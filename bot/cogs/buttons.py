@@ -233,6 +233,12 @@ def cancel_view(job_id: str) -> discord.ui.View:
     return view
 
 
+def again_view(job_id: str) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(AgainButton(job_id))
+    return view
+
+
 def result_view(job_id: str) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
     for cls in (AgainButton, VaryButton, DetailsButton, DeleteButton):

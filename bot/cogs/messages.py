@@ -66,9 +66,13 @@ class JobMessages:
     def preview(self, event: Preview) -> None:
         self.status.preview(event.image, event.filename)
 
-    async def failed(self, event: Failed) -> None:
+    async def failed(self, event: Failed, *, retry: bool = False) -> None:
+        """``retry``: offer an Again button (a job lost in a restart whose images are still cached)."""
+        from .buttons import again_view
+
         icon = "🛑" if event.kind == CANCELLED else "❌"
-        await self.status.finish(f"{self.who}{icon} Your job did not finish: {event.reason}")
+        view = again_view(self.job.job_id) if retry else None
+        await self.status.finish(f"{self.who}{icon} Your job did not finish: {event.reason}", view=view)
 
     async def detached(self, reason: str) -> None:
         await self.status.finish(f"{self.who}⏸️ {reason}{self.notes}")
