@@ -3,7 +3,7 @@
 # nst-bot: the style-transfer Discord bot with PyTorch and VGG-19 weights baked in.
 #
 #   docker build -t nst-bot:cu130 .                                 # CUDA (default), needs BuildKit
-#   docker build -t nst-bot:cpu --build-arg TORCH_VARIANT=cpu .     # CPU only, about 1/5 the size
+#   docker build -t nst-bot:cpu --build-arg TORCH_VARIANT=cpu .     # CPU only: without NVIDIA's libraries
 #   docker run -d --init --gpus all -e DISCORD_TOKEN -v nst-bot-data:/data --stop-timeout 90 nst-bot:cu130
 #
 # TORCH_VARIANT names one of PyTorch's wheel indexes, https://download.pytorch.org/whl/<variant>:

@@ -49,7 +49,7 @@ MIRROR = os.environ.get("NST_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 # Debian's python3.11 with venv (ensurepip) and the command "python", as python:3.11-slim has them.
 BASE_PACKAGES = ["python3-venv", "python3-distutils", "python-is-python3", "ca-certificates"]
 VARIANT = "pypi"  # PyPI's torch build: the one this machine's indexes serve (a CUDA 13.0 build)
-MIN_FREE_GB = 25  # overlay storage: the build's layers plus the image, measured ~13 GB; vfs needs more
+MIN_FREE_GB = 40  # overlay storage: 12 GB kept, 21-36 GB free-space drop at the build's peak; vfs: more
 STOP_GRACE_S = 90  # compose.yaml's stop_grace_period and README's --stop-timeout
 TOKEN = "container-check-token"
 FAKE_SITE_IN_CONTAINER = "/opt/fake-discord-site"
@@ -224,7 +224,8 @@ def pip_index_mounts() -> list[str]:
 
 
 class DiskPeak:
-    """The most disk this check's storage took (the file system's free space, sampled)."""
+    """The largest drop of the file system's free space while building (sampled: it includes whatever
+    else writes to that disk meanwhile)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder, self.start = folder, shutil.disk_usage(folder).free
@@ -428,34 +429,43 @@ async def one_job(fake, channel, user, results: dict) -> None:
 
 
 def database_intact(tools: Tools, image: str, volume: str) -> None:
-    """The database after the stop: closed cleanly (no WAL left), passes integrity_check, records the
-    job as done and none as unfinished; read with the image's own code."""
+    """The database after the stop, read with the image's own code: closed cleanly (no WAL left),
+    passes integrity_check, records the delivered job as done and no job as unfinished."""
     script = """
-import asyncio, os, sqlite3, sys
+import asyncio, json, os, sqlite3
 from bot.store import Store
 path = '/data/bot.sqlite3'
 wal = path + '-wal'
-if os.path.exists(wal) and os.path.getsize(wal):
-    sys.exit('bot.sqlite3-wal is not empty: the database was not closed cleanly')
 conn = sqlite3.connect(f'file:{path}?mode=ro', uri=True)
-check = conn.execute('PRAGMA integrity_check').fetchone()[0]
-states = conn.execute('SELECT state FROM jobs').fetchall()
+found = {'wal_bytes': os.path.getsize(wal) if os.path.exists(wal) else 0,
+         'integrity': conn.execute('PRAGMA integrity_check').fetchone()[0],
+         'states': [state for (state,) in conn.execute('SELECT state FROM jobs')]}
 conn.close()
 async def unfinished():
     store = await Store.open(path)
     try:
-        return await store.unfinished_jobs()
+        return len(await store.unfinished_jobs())
     finally:
         await store.close()
-left = asyncio.run(unfinished())
-print(check, [s for (s,) in states], len(left))
-sys.exit(0 if check == 'ok' and [s for (s,) in states] == ['done'] and not left else 1)
+found['unfinished'] = asyncio.run(unfinished())
+print(json.dumps(found))
 """
     done = run(tools.podman + [*tools.helper, "--read-only", "--volume", f"{volume}:/data",
                                "--entrypoint", "python", image, "-c", script], check=False, capture=True, quiet=True)
     if done.returncode != 0:
-        raise CheckFailed(f"the database after SIGTERM: {done.stdout}{done.stderr}")
-    log(f"database intact after the stop (integrity_check, job states, unfinished): {done.stdout.strip()}")
+        raise CheckFailed(f"the database after SIGTERM could not be read: {done.stdout}{done.stderr}")
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    problems = []
+    if found["wal_bytes"]:
+        problems.append(f"a {found['wal_bytes']}-byte WAL file is left: it was not closed cleanly")
+    if found["integrity"] != "ok":
+        problems.append(f"integrity_check says {found['integrity']!r}")
+    if found["states"] != ["done"] or found["unfinished"]:
+        problems.append(f"the delivered job is recorded as {found['states']} ({found['unfinished']} unfinished), "
+                        "not done: the next start would tell its user it was interrupted")
+    if problems:
+        raise CheckFailed("the database after SIGTERM: " + "; ".join(problems))
+    log(f"database intact after the stop: {found}")
 
 
 # ------------------------------------------------------------------------------------ main
@@ -482,6 +492,17 @@ def report_sizes(tools: Tools, base: str, image: str) -> None:
           f"podman history)", rows)
 
 
+def compressed_size(tools: Tools, image: str) -> int:
+    """What a registry would serve: the image's layers gzip-compressed (buildah push to an OCI folder)."""
+    target = tools.work / "oci-export"
+    run(tools.buildah + ["push", "--quiet", "--compression-format", "gzip", image, f"oci:{target}"], capture=True)
+    blobs = target / "blobs" / "sha256"
+    index = json.loads((target / "index.json").read_text())
+    manifest = json.loads((blobs / index["manifests"][0]["digest"].split(":", 1)[1]).read_text())
+    shutil.rmtree(target)
+    return sum(layer["size"] for layer in manifest["layers"])
+
+
 def report_times(results: dict) -> None:
     table(f"Container check: measured times ({tools_note()})",
           [(what, f"{seconds:.1f} s") for what, seconds in results.items()])
@@ -501,6 +522,8 @@ def table(title: str, rows: list[tuple[str, str]]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--compressed", action="store_true", help="also measure the compressed size (gzip, as "
+                        "a registry serves it; minutes of CPU)")
     parser.add_argument("--work", type=Path, help="for developing this check: reuse this folder's storage "
                         "(the base and the image built by an earlier --keep run) and keep it afterwards")
     args = parser.parse_args(argv)
@@ -542,8 +565,13 @@ def main(argv: list[str] | None = None) -> int:
             phase = time.monotonic()
             mounts = build(tools, base, work / "weights", weights_name, weights_sha, tag)
             results["image build"] = time.monotonic() - phase
-            log(f"disk taken at the build's peak: {gb(disk.stop())} (storage driver {tools.driver})")
+            log(f"free disk space dropped by {gb(disk.stop())} at most during the build (storage driver {tools.driver})")
         report_sizes(tools, base, tag)
+        if args.compressed:
+            phase = time.monotonic()
+            size = compressed_size(tools, tag)
+            results["compressing the image (gzip)"] = time.monotonic() - phase
+            log(f"compressed (gzip) layers of {tag}: {gb(size)}")
         residue = check_no_index_config_in_image(tools, base, tag, mounts)
         log("the pip configuration is not in the image; buildah left empty mount points: "
             + (", ".join(residue) or "none"))
