@@ -128,7 +128,7 @@ class Tools:
         common = ["--root", str(work / "storage"), "--runroot", str(work / "run"), "--storage-driver", self.driver]
         self.buildah = ["buildah", *common]
         self.podman = ["podman", *common, "--runtime", "runc", "--cgroup-manager", "cgroupfs",
-                       "--events-backend", "file"]
+                       "--events-backend", "file", "--tmpdir", str(work / "podman-tmp")]
         # Limits within the host's hard ones: without CAP_SYS_RESOURCE (as here) podman's defaults
         # (above them) cannot be set and no container starts.
         nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
