@@ -354,7 +354,8 @@ async def exercise(tools: Tools, image: str, results: dict) -> None:
             await healthy(tools, name, started, results)
             await one_job(fake, channel, alice, results)
             stop_started = time.monotonic()
-            run(tools.podman + ["stop", "--time", str(STOP_GRACE_S), name], capture=True)
+            # In a thread: this loop serves the fake Discord, which the stopping bot still talks to.
+            await asyncio.to_thread(run, tools.podman + ["stop", "--time", str(STOP_GRACE_S), name], capture=True)
             results["SIGTERM to exit"] = time.monotonic() - stop_started
             log(f"storage driver {tools.driver}; {tools_note()}")
             state = json.loads(run(tools.podman + ["inspect", name], capture=True, quiet=True).stdout)[0]["State"]
@@ -401,7 +402,7 @@ async def healthy(tools: Tools, name: str, started: float, results: dict) -> Non
         raise CheckFailed(f"the image has no HEALTHCHECK running nst-healthcheck: {test}")
     deadline = time.monotonic() + 120  # the HEALTHCHECK's start period
     while True:
-        done = run(tools.podman + ["healthcheck", "run", name], check=False, capture=True, quiet=True)
+        done = await asyncio.to_thread(run, tools.podman + ["healthcheck", "run", name], check=False, capture=True, quiet=True)
         if done.returncode == 0:
             results["cold start to healthy"] = time.monotonic() - started
             log(f"HEALTHCHECK {test[1:]} passed ({results['cold start to healthy']:.1f} s after start)")

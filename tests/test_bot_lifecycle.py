@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bot_harness import IMAGES, command, config_values, make_world, reply_to, time_budget
 from bot_harness import write_config as write_test_config
-from test_bot_process import ROOT, SECRET, finish, launched, serving
+from test_bot_process import ROOT, SECRET, finish, launched, no_unfinished_jobs, serving
 
 ENDLESS = "--epochs 100000 --size 64"  # never ends by itself, however fast the CPU
 
@@ -95,3 +95,24 @@ async def test_a_second_sigterm_ends_the_shutdown_promptly_and_users_are_told(fa
     assert "the bot shut down while your job was running; please send it again later" in told.content
     assert took < 10, f"the second SIGTERM took {took:.1f} s to end the process"
     assert "second SIGTERM" in err and code in (0, 1), err
+
+
+async def test_sigterm_right_after_delivery_records_the_job_done_and_exits_at_once(fake, tmp_path, weights_file):
+    """Found by the container check: stopped just after posting a result, the bot waited out its drain
+    timeout and closed the store under the job, which stayed 'running' (reported lost at the next start)."""
+    world = make_world(fake, token=SECRET)
+    values = config_values(tmp_path, weights_file, bot={"status_interval": 2.0, "preview_interval": 2.0},
+                           web={"enabled": True, "port": 0})
+    config = write_test_config(tmp_path / "config.toml", values)
+    async with launched(fake, config) as proc:
+        await serving(fake, world, proc)
+        request = await command(fake, world.general, world.alice, "!stylize --epochs 20 --size 64", IMAGES)
+        await reply_to(fake, request, lambda m: m.attachments and m.attachments[0].filename.startswith("stylized"),
+                       timeout=time_budget(20, weights_file) + 30)
+        stopped = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code, err = await finish(proc, timeout=60)
+        took = time.monotonic() - stopped
+    assert code == 0, err
+    await no_unfinished_jobs(tmp_path / "data")
+    assert took < 10, f"the bot took {took:.1f} s to stop with nothing running\n{err[-2000:]}"
