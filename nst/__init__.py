@@ -9,7 +9,8 @@
 
 Importing the package is cheap: ``nst.params``, ``nst.errors``, ``nst.images`` and ``nst.schedule``
 never import torch, so a process that only validates options and images (the bot's main process)
-does not pay for it (about 1.7 s and 600 MiB). The torch-backed names below load on first access.
+does not pay for it (measured for the bot's imports on a 2-core CPU: 2.5 s of CPU and 767 MiB peak
+RSS with an eager import, 0.6 s and 69 MiB without). The torch-backed names load on first access.
 """
 
 from __future__ import annotations

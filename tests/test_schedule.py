@@ -187,7 +187,8 @@ class TimedModel:
 
 
 def pyramid_run(model, timed, **changes):
-    params = StyleParams(size=128, seed=3, epochs=16, stop_tolerance=0.0, precision="fp32", **changes)
+    # Adam: one forward pass per step, so the fake clock's cost per step is exact (L-BFGS's line search varies)
+    params = StyleParams(size=128, seed=3, epochs=16, stop_tolerance=0.0, precision="fp32", optimizer="adam", **changes)
     seen = []
     result = stylize(make_content(128, 128), make_style(64), params, model=timed, on_progress=seen.append, clock=timed.clock)
     return result, seen
@@ -202,10 +203,12 @@ def test_targets_are_recomputed_at_every_level(model):
     assert timed.step_shapes == [(64, 64)] * 9 + [(128, 128)] * 7
 
 
-def test_eta_is_exact_when_cost_follows_the_pixels(model):
-    timed = TimedModel(model, cost=lambda pixels: pixels * 1e-4)
+def test_eta_is_exact_when_cost_follows_the_cost_model(model):
+    from nst.transfer import ETA_OVERHEAD_PIXELS as extra
+
+    timed = TimedModel(model, cost=lambda pixels: (pixels + extra) * 1e-4)
     _, seen = pyramid_run(model, timed)
-    total_cost = 9 * 64 * 64 * 1e-4 + 7 * 128 * 128 * 1e-4
+    total_cost = 9 * (64 * 64 + extra) * 1e-4 + 7 * (128 * 128 + extra) * 1e-4
     for p in seen:
         assert p.eta == pytest.approx(total_cost - p.elapsed, abs=1e-6)
     assert [p.level for p in seen] == [1] * 9 + [2] * 7 and all(p.levels == 2 for p in seen)
@@ -231,7 +234,7 @@ def test_eta_never_jumps_backwards_at_a_level_change(model, cost, warmup):
 
 def test_losses_are_read_back_only_every_n_steps(model):
     timed = TimedModel(model, cost=lambda pixels: 1.0)
-    params = StyleParams(size=48, seed=2, epochs=10, schedule="single", precision="fp32")
+    params = StyleParams(size=48, seed=2, epochs=10, schedule="single", precision="fp32", optimizer="adam")
     seen = []
     every = stylize(make_content(), make_style(), params, model=model)
     sparse = stylize(make_content(), make_style(), params, model=timed, on_progress=seen.append,
@@ -243,9 +246,18 @@ def test_losses_are_read_back_only_every_n_steps(model):
 def test_losses_are_read_back_at_most_every_n_seconds(model):
     timed = TimedModel(model, cost=lambda pixels: 0.1)  # 0.1 fake seconds a step
     seen = []
-    stylize(make_content(), make_style(), StyleParams(size=48, seed=2, epochs=12, schedule="single"), model=timed,
+    stylize(make_content(), make_style(), StyleParams(size=48, seed=2, epochs=12, schedule="single", optimizer="adam"), model=timed,
             on_progress=seen.append, readback=Readback(every_seconds=0.35), clock=timed.clock)
     assert [p.step for p in seen] == [4, 8, 12]
+
+
+def test_the_optimizer_auto_is_lbfgs_on_a_cpu_and_adam_elsewhere():
+    from nst.transfer import choose_optimizer
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert choose_optimizer(StyleParams(), cpu) == "lbfgs" and choose_optimizer(StyleParams(), gpu) == "adam"
+    assert choose_optimizer(StyleParams(optimizer="lbfgs"), gpu) == "lbfgs"
+    assert choose_optimizer(StyleParams(optimizer="lbfgs", schedule="reference"), cpu) == "adam"
 
 
 def test_accelerators_read_back_a_few_times_a_second():

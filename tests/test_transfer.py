@@ -254,3 +254,14 @@ def test_previews_and_progress_span_the_levels(model):
     assert [step for step, _ in previews] == [4, 8]
     assert previews[0][1] == (64, 64) and previews[1][1] == (128, 128)  # level 1 has 7 of 12 steps
     assert {p.level for p in seen} == {1, 2} and seen[-1].step == seen[-1].total == 12
+
+
+def test_lbfgs_iterates_stay_in_range_so_the_delivered_picture_scores_as_reported(model, content_image, style_image):
+    # Unclamped L-BFGS drifts outside 0..1; the clamped 8-bit picture then scored far worse than its loss.
+    p = StyleParams(size=64, seed=1, epochs=15, optimizer="lbfgs", schedule="single", stop_tolerance=0)
+    result = stylize(content_image, style_image, p, model=model)
+    content = images.to_tensor(images.fit_within(content_image, 64))
+    objective = Objective(model, content, images.to_tensor(images.match_scale(style_image, (64, 48))), p, None)
+    with torch.no_grad():
+        delivered = objective(images.to_tensor(result.image)).total.item()
+    assert delivered < 1.5 * result.stats.total_loss
