@@ -277,7 +277,10 @@ class JobService:
             await self._update(job.job_id, state="failed", outcome=problem, finished_at=time.time())
             return
         self.bot.metrics.job_finished("done", done.stats)
+        # Recorded before the status message is removed: that edit waits its turn in the channel, and a
+        # shutdown must not find a delivered job still 'running'.
         await self._update(job.job_id, state="done", outcome=messages.summary(done.stats), finished_at=time.time())
+        await messages.delivered()
 
     # ------------------------------------------------------------------------------ cancel
 

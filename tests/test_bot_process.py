@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -86,7 +87,9 @@ async def test_sigterm_lets_the_running_job_finish_and_refuses_new_ones(fake, tm
         late = await command(fake, world.general, world.bob, "!stylize", IMAGES)
         assert "shutting down" in (await reply_to(fake, late)).content
         result = await reply_to(fake, running, lambda m: m.attachments, timeout=budget)
-        assert "300 epochs" in result.content
+        # the default schedule may stop early once the loss stops improving: at most the 300 steps asked for
+        steps = int(re.search(r"> (\d+) epochs", result.content).group(1))
+        assert 0 < steps <= 300 and ("of 300" in result.content) == (steps < 300), result.content
         code, err = await finish(proc, timeout=budget)
     assert code == 0, err
     assert SECRET not in err and "SIGTERM received: shutting down gracefully" in err

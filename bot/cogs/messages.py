@@ -81,7 +81,8 @@ class JobMessages:
         return result_line(stats, self.job.params, self.bot.config.defaults)
 
     async def deliver(self, done: Done) -> str | None:
-        """Post the result with its buttons; the reason for the user when Discord refused it."""
+        """Post the result with its buttons; the reason for the user when Discord refused it. On success
+        the status message stays until ``delivered()``, so the outcome is recorded first."""
         from .buttons import result_view
 
         file = discord.File(io.BytesIO(done.image), filename=done.filename)
@@ -101,8 +102,11 @@ class JobMessages:
                 reason = "the result was made, but I am no longer allowed to post it in this channel"
             await self.status.finish(f"{self.who}❌ {reason}")
             return reason
-        await self.status.finish()
         return None
+
+    async def delivered(self) -> None:
+        """The result is posted (and recorded): the status message goes."""
+        await self.status.finish()
 
 
 def progress_line(event: Progress) -> str:
@@ -159,6 +163,9 @@ def result_line(stats: dict[str, Any], params: dict[str, Any], defaults) -> str:
     sent = stats.get("encoded_size")
     if sent and tuple(sent) != (width, height):
         line += f" (sent at {sent[0]}×{sent[1]} to fit the upload limit)"
+    asked = params.get("epochs")
+    if asked and stats["steps"] < asked:  # early stop is the only way a delivered job takes fewer steps
+        line += f" (of {asked}: the loss had stopped improving)"
     seed = stats.get("seed", params.get("seed"))
     if seed is not None:
         line += f" · seed {seed}"
