@@ -40,7 +40,7 @@ POOLING = ("max", "avg")
 INITS = ("content", "style", "noise")
 PRECISIONS = ("auto", "fp32", "bf16")
 SCHEDULES = ("pyramid", "single", "reference")
-OPTIMIZERS = ("auto", "adam", "lbfgs")
+OPTIMIZERS = ("adam", "lbfgs")
 COLORS = ("style", "content", "match")
 
 # Tuple fields holding numbers rather than layer names.
@@ -115,8 +115,8 @@ FIELDS: dict[str, FieldSpec] = {
             "reference = the original loop (one scale, Adam, every step, no early stop)", choices=SCHEDULES,
         ),
         FieldSpec(
-            "optimizer", str, "auto = lbfgs on a CPU, adam on a GPU; lbfgs runs in fp32 with a strong-Wolfe line "
-            "search; reference always uses adam", choices=OPTIMIZERS,
+            "optimizer", str, "adam (measured faster to the objective), or lbfgs (fp32, strong-Wolfe line "
+            "search); reference always uses adam", choices=OPTIMIZERS,
         ),
         FieldSpec(
             "colors", str, "style = take the style's colours; content = keep the content's colours (luminance "
@@ -155,7 +155,7 @@ class StyleParams:
     init: str = "content"
     seed: int | None = None
     schedule: str = "pyramid"
-    optimizer: str = "auto"
+    optimizer: str = "adam"
     colors: str = "style"
     style_blend: tuple[float, ...] = ()
     stop_tolerance: float = 0.01
