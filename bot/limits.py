@@ -19,6 +19,8 @@ from .config import CapsSection
 
 # Style parameters users may set per command or as their defaults.
 USER_FIELDS: tuple[str, ...] = tuple(name for name, spec in FIELDS.items() if spec.user_option)
+# The options a user may keep as defaults (!settings): not those that only make sense per job (style_blend).
+SETTING_FIELDS: tuple[str, ...] = tuple(name for name in USER_FIELDS if FIELDS[name].user_setting)
 
 SOURCE_OPTION = "this command"
 SOURCE_USER = "your default"

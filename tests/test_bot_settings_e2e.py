@@ -25,6 +25,9 @@ async def test_settings_survive_a_restart_and_apply_to_stylize(fake, world, tmp_
         refused = await say(fake, g, alice, "!settings set lr -1")
         assert "`--lr`: must be" in refused and "greater than 0" in refused
         assert "unknown setting `colour`" in await say(fake, g, alice, "!settings set colour blue")
+        assert "chosen per job" in await say(fake, g, alice, "!settings set style_blend 0.7,0.3")
+        assert "Saved: schedule = reference" in await say(fake, g, alice, "!settings set schedule reference")
+        await say(fake, g, alice, "!settings unset schedule")
         both_zero = await say(fake, g, alice, "!settings set content_weight 0")
         assert "Saved" in both_zero
         assert "cannot both be 0" in await say(fake, g, alice, "!settings set style_weight 0")
@@ -34,6 +37,8 @@ async def test_settings_survive_a_restart_and_apply_to_stylize(fake, world, tmp_
         assert "epochs" in shown and "12  (your default)" in shown
         assert "1e9  (your default)" in shown and "avg  (your default)" in shown
         assert "100  (bot default)" in shown  # content_weight was unset
+        assert "style_blend" not in shown  # per job only
+        assert "auto  (bot default)" in shown  # lr: the schedule's own rate, shown as typed
         result = await say(fake, g, alice, "!stylize", IMAGES, predicate=lambda m: m.attachments, timeout=60)
         assert "12 epochs" in result
         result = await say(fake, g, alice, "!stylize --epochs 3", IMAGES, predicate=lambda m: m.attachments, timeout=60)

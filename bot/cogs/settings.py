@@ -14,7 +14,7 @@ from nst.errors import ParamError
 from nst.params import FIELDS, check_value, format_number
 
 from ..errors import UserError
-from ..limits import SOURCE_BOT, USER_FIELDS, effective_limits, resolve
+from ..limits import SETTING_FIELDS, SOURCE_BOT, effective_limits, resolve
 from ..options import normalise_name, option_name
 
 if TYPE_CHECKING:
@@ -24,14 +24,16 @@ if TYPE_CHECKING:
 def field_name(text: str) -> str:
     """Accept style_weight, style-weight and --style-weight."""
     name = normalise_name(text)
-    if name not in USER_FIELDS:
-        raise UserError(f"unknown setting `{text}`; settings are: {', '.join(USER_FIELDS)}")
+    if name not in SETTING_FIELDS:
+        if name in FIELDS and FIELDS[name].user_option:
+            raise UserError(f"`{name}` is chosen per job (give it as an option to stylize), not kept as a setting")
+        raise UserError(f"unknown setting `{text}`; settings are: {', '.join(SETTING_FIELDS)}")
     return name
 
 
-def shown(value) -> str:
+def shown(value, name: str | None = None) -> str:
     if value is None:
-        return "random"
+        return FIELDS[name].none_word if name in FIELDS else "random"
     return format_number(value) if isinstance(value, (int, float)) else str(value)
 
 
@@ -65,10 +67,10 @@ class Settings(commands.Cog, name="Your settings"):
         limits = effective_limits(guild_limits, config.caps)
         ceilings = {"epochs": limits.max_epochs, "size": limits.max_size}
         rows = []
-        for name in USER_FIELDS:
+        for name in SETTING_FIELDS:
             value = getattr(resolved.params, name)
             source = resolved.sources[name]
-            line = f"{name:15} {shown(value):>10}  ({source})"
+            line = f"{name:15} {shown(value, name):>10}  ({source})"
             if name in ceilings and name in saved and saved[name] is not None and saved[name] > ceilings[name][0]:
                 line = f"{name:15} {shown(value):>10}  (your default {shown(saved[name])}, lowered by {ceilings[name][1]})"
             rows.append(line)
@@ -96,12 +98,12 @@ class Settings(commands.Cog, name="Your settings"):
             ceiling, reason = limits.max_epochs if field == "epochs" else limits.max_size
             if typed > ceiling:
                 note = f" Here it is lowered to {ceiling} by {reason}."
-        return f"Saved: {field} = {shown(typed)} ({FIELDS[field].help}). It applies in every server, within each server's limits.{note}"
+        return f"Saved: {field} = {shown(typed, field)} ({FIELDS[field].help}). It applies in every server, within each server's limits.{note}"
 
     async def unset_text(self, user_id: int, name: str) -> str:
         field = field_name(name)
         removed = await self.bot.store.unset_user_setting(user_id, field)
-        default = shown(getattr(self.bot.config.defaults, field))
+        default = shown(getattr(self.bot.config.defaults, field), field)
         if removed:
             return f"Removed your {field}; the {SOURCE_BOT} ({default}) applies again."
         return f"You had no {field} saved; the {SOURCE_BOT} is {default}."
@@ -168,5 +170,5 @@ class Settings(commands.Cog, name="Your settings"):
 def complete_setting(current: str) -> list[app_commands.Choice[str]]:
     """The setting names that contain what was typed, with their help (the list is long)."""
     current = normalise_name(current)
-    names = [name for name in USER_FIELDS if current in name]
+    names = [name for name in SETTING_FIELDS if current in name]
     return [app_commands.Choice(name=f"{name}: {FIELDS[name].help}"[:100], value=name) for name in names[:25]]
