@@ -82,6 +82,7 @@ class CapsSection:
     max_queue: int = setting(20, low=1, high=100_000)
     job_timeout: float = setting(900.0, low=1.0, high=7 * 24 * 3600.0)
     min_cooldown: float = setting(0.0, low=0.0, high=86400.0)  # seconds between a user's jobs, for every server
+    max_presets: int = setting(25, low=1, high=1000)  # saved presets per user, and per server
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,16 @@ class CacheSection:
 
     max_bytes: int = setting(512 * MIB, low=0, high=1024 * 1024 * MIB)  # 0 = no cache
     ttl: float = setting(86400.0, low=60.0, high=30 * 86400.0)  # seconds an image stays re-runnable
+
+
+@dataclass(frozen=True)
+class StylesSection:
+    """Each server's library of named styles (files under data_dir/styles), and the operator's built-ins."""
+
+    builtin_dir: str = setting("")  # a folder of images every server sees as built-in styles (name = file name); "" = none
+    max_per_server: int = setting(50, low=1, high=10_000)  # named styles one server may keep
+    max_bytes_per_server: int = setting(50 * MIB, low=1024, high=100 * 1024 * MIB)  # their stored files, together
+    max_side: int = setting(2048, low=64, high=8192)  # a style is stored at most this many pixels on its longer side
 
 
 @dataclass(frozen=True)
@@ -119,6 +130,7 @@ class Config:
     defaults: StyleParams = field(default_factory=StyleParams)  # job defaults for users who set nothing
     caps: CapsSection = field(default_factory=CapsSection)
     cache: CacheSection = field(default_factory=CacheSection)
+    styles: StylesSection = field(default_factory=StylesSection)
     web: WebSection = field(default_factory=WebSection)
     executor: ExecutorSection = field(default_factory=ExecutorSection)
     source: str = "<defaults>"
@@ -131,12 +143,17 @@ class Config:
     def cache_dir(self) -> Path:
         return Path(self.bot.data_dir) / "cache"
 
+    @property
+    def styles_dir(self) -> Path:
+        return Path(self.bot.data_dir) / "styles"
+
 
 _SECTIONS = {
     "bot": BotSection,
     "engine": EngineSection,
     "caps": CapsSection,
     "cache": CacheSection,
+    "styles": StylesSection,
     "web": WebSection,
     "executor": ExecutorSection,
 }

@@ -5,7 +5,7 @@ This is the only module that touches the database. It stores values, it does not
 setting names and values are validated elsewhere; here they are kept as JSON text and come back
 with their JSON types (int, float, str, list, dict, bool, None; tuples come back as lists).
 
-Tables (schema version 1)
+Tables (schema version 2)
 -------------------------
 ``user_settings(user_id, name, value, updated_at)``
     A user's defaults, applied in every server. Primary key ``(user_id, name)``.
@@ -14,7 +14,13 @@ Tables (schema version 1)
     Primary key ``(guild_id, name)``.
 ``jobs(job_id, user_id, guild_id, channel_id, message_id, status_message_id, params, state,
 outcome, attempts, created_at, updated_at, finished_at)``
-    One row per style-transfer request. ``guild_id`` is NULL for DMs. ``params`` is JSON.
+    One row per style-transfer request. ``guild_id`` is NULL for DMs. ``params`` is JSON; ``info``
+    (version 2, NULL in older rows) is JSON: the named styles and preset used, each value's source.
+``styles(guild_id, name, sha256, ext, bytes, width, height, added_by, added_at)``
+    A server's named styles (version 2). The image is the file ``<sha256>.<ext>`` under
+    ``<data_dir>/styles`` (content addressed, shared by every name that uses it; see bot/styles.py).
+``presets(scope, owner_id, name, options, updated_at, changed_by)``
+    Saved option sets (version 2): ``scope`` "user" (owner = user id) or "guild" (owner = server id).
 
 Discord ids (snowflakes) are 64-bit and stored as INTEGER (SQLite's signed 64-bit fits them);
 times are unix seconds (REAL); ``value``/``params`` are JSON text.
@@ -51,11 +57,13 @@ import queue
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-__all__ = ["JOB_STATES", "MIGRATIONS", "SCHEMA_VERSION", "JobRecord", "Store", "StoreError", "prune_periodically"]
+__all__ = [
+    "JOB_STATES", "MIGRATIONS", "SCHEMA_VERSION", "JobRecord", "Store", "StoreError", "StyleRecord", "prune_periodically",
+]
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +110,39 @@ MIGRATIONS: list[str] = [
     CREATE INDEX jobs_by_user ON jobs (user_id, guild_id, created_at);
     CREATE INDEX jobs_unfinished ON jobs (created_at) WHERE state IN ('queued', 'running');
     """,
+    # 1 -> 2: named styles, presets, and what a job was made from.
+    """
+    -- One row per name in a server's style library. The image itself is a file named by its SHA-256
+    -- (content addressed: two names for the same picture share one file), under data_dir/styles.
+    CREATE TABLE styles (
+        guild_id   INTEGER NOT NULL,
+        name       TEXT    NOT NULL,          -- lower case, validated by the bot
+        sha256     TEXT    NOT NULL,          -- hex digest of the stored (re-encoded) file
+        ext        TEXT    NOT NULL,          -- the file's format: png, webp or jpg
+        bytes      INTEGER NOT NULL,
+        width      INTEGER NOT NULL,
+        height     INTEGER NOT NULL,
+        added_by   INTEGER NOT NULL,
+        added_at   REAL    NOT NULL,
+        PRIMARY KEY (guild_id, name)
+    ) WITHOUT ROWID;
+    CREATE INDEX styles_by_file ON styles (sha256);
+
+    -- Saved option sets: a member's own (scope 'user', owner_id = user id) or a server's (scope
+    -- 'guild', owner_id = guild id, set by its admins).
+    CREATE TABLE presets (
+        scope      TEXT    NOT NULL,
+        owner_id   INTEGER NOT NULL,
+        name       TEXT    NOT NULL,
+        options    TEXT    NOT NULL,          -- JSON object
+        updated_at REAL    NOT NULL,
+        changed_by INTEGER,
+        PRIMARY KEY (scope, owner_id, name)
+    ) WITHOUT ROWID;
+
+    -- JSON: the named styles and the preset a job used, and where each of its values came from.
+    ALTER TABLE jobs ADD COLUMN info TEXT;
+    """,
 ]
 
 SCHEMA_VERSION: int = len(MIGRATIONS)
@@ -110,9 +151,11 @@ JOB_STATES = frozenset({"queued", "running", "done", "failed", "cancelled", "int
 _UPDATABLE_JOB_FIELDS = frozenset({"status_message_id", "state", "outcome", "attempts", "finished_at"})
 _JOB_COLUMNS = (
     "job_id, user_id, guild_id, channel_id, message_id, status_message_id, params, state, "
-    "outcome, attempts, created_at, updated_at, finished_at"
+    "outcome, attempts, created_at, updated_at, finished_at, info"
 )
-_INSERT_JOB = f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 13)})"
+_INSERT_JOB = f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 14)})"
+_STYLE_COLUMNS = "guild_id, name, sha256, ext, bytes, width, height, added_by, added_at"
+PRESET_SCOPES = frozenset({"user", "guild"})
 
 
 class StoreError(Exception):
@@ -136,6 +179,26 @@ class JobRecord:
     created_at: float  # unix time (time.time())
     updated_at: float
     finished_at: float | None
+    info: dict = field(default_factory=dict)  # named styles, preset, sources of each value (schema 2)
+
+
+@dataclass(frozen=True)
+class StyleRecord:
+    """One named style of a server's library."""
+
+    guild_id: int
+    name: str
+    sha256: str
+    ext: str
+    bytes: int
+    width: int
+    height: int
+    added_by: int
+    added_at: float
+
+    @property
+    def filename(self) -> str:
+        return f"{self.sha256}.{self.ext}"
 
 
 class Store:
@@ -284,7 +347,7 @@ class Store:
         row = (
             record.job_id, record.user_id, record.guild_id, record.channel_id, record.message_id,
             record.status_message_id, _encode(record.params), record.state, record.outcome,
-            record.attempts, record.created_at, record.updated_at, record.finished_at,
+            record.attempts, record.created_at, record.updated_at, record.finished_at, _encode(record.info),
         )  # fmt: skip
         try:
             await self._write(lambda conn: conn.execute(_INSERT_JOB, row))
@@ -345,6 +408,117 @@ class Store:
                 "DELETE FROM jobs WHERE state NOT IN ('queued', 'running') AND finished_at < ?", (older_than,)
             ).rowcount
         )
+
+    # ------------------------------------------------------------------ named styles
+
+    async def guild_styles(self, guild_id: int) -> list[StyleRecord]:
+        """A server's styles, by name."""
+        rows = await self._run(
+            "read",
+            lambda conn: conn.execute(
+                f"SELECT {_STYLE_COLUMNS} FROM styles WHERE guild_id = ? ORDER BY name", (guild_id,)
+            ).fetchall(),
+        )
+        return [StyleRecord(*row) for row in rows]
+
+    async def get_style(self, guild_id: int, name: str) -> StyleRecord | None:
+        row = await self._run(
+            "read",
+            lambda conn: conn.execute(
+                f"SELECT {_STYLE_COLUMNS} FROM styles WHERE guild_id = ? AND name = ?", (guild_id, name)
+            ).fetchone(),
+        )
+        return None if row is None else StyleRecord(*row)
+
+    async def style_usage(self, guild_id: int) -> tuple[int, int]:
+        """(names, bytes of the distinct files they use) of a server's library."""
+        return await self._run(
+            "read",
+            lambda conn: conn.execute(
+                "SELECT (SELECT COUNT(*) FROM styles WHERE guild_id = ?), "
+                "(SELECT COALESCE(SUM(bytes), 0) FROM (SELECT DISTINCT sha256, bytes FROM styles WHERE guild_id = ?))",
+                (guild_id, guild_id),
+            ).fetchone(),
+        )
+
+    async def add_style(self, record: StyleRecord) -> None:
+        """Insert a named style; a name the server already has raises ValueError."""
+        row = tuple(getattr(record, name.strip()) for name in _STYLE_COLUMNS.split(","))
+        try:
+            await self._write(
+                lambda conn: conn.execute(f"INSERT INTO styles ({_STYLE_COLUMNS}) VALUES ({', '.join('?' * 9)})", row)
+            )
+        except sqlite3.IntegrityError as exc:
+            raise ValueError(f"style {record.name!r} already exists in server {record.guild_id}") from exc
+
+    async def rename_style(self, guild_id: int, old: str, new: str) -> bool:
+        """True if renamed; False if there is no ``old``; ValueError if ``new`` is taken."""
+        try:
+            changed = await self._write(
+                lambda conn: conn.execute(
+                    "UPDATE styles SET name = ? WHERE guild_id = ? AND name = ?", (new, guild_id, old)
+                ).rowcount
+            )
+        except sqlite3.IntegrityError as exc:
+            raise ValueError(f"style {new!r} already exists in server {guild_id}") from exc
+        return changed > 0
+
+    async def remove_style(self, guild_id: int, name: str) -> tuple[StyleRecord | None, bool]:
+        """Delete a named style, in one transaction with the question whether any name (of any server)
+        still uses its file: (the removed record or None, file still used)."""
+
+        def remove(conn: sqlite3.Connection) -> tuple[StyleRecord | None, bool]:
+            row = conn.execute(
+                f"SELECT {_STYLE_COLUMNS} FROM styles WHERE guild_id = ? AND name = ?", (guild_id, name)
+            ).fetchone()
+            if row is None:
+                return None, False
+            record = StyleRecord(*row)
+            conn.execute("DELETE FROM styles WHERE guild_id = ? AND name = ?", (guild_id, name))
+            used = conn.execute("SELECT 1 FROM styles WHERE sha256 = ? LIMIT 1", (record.sha256,)).fetchone()
+            return record, used is not None
+
+        return await self._write(remove)
+
+    async def style_files(self) -> set[str]:
+        """The file names (sha256.ext) that some named style uses."""
+        rows = await self._run("read", lambda conn: conn.execute("SELECT DISTINCT sha256, ext FROM styles").fetchall())
+        return {f"{sha}.{ext}" for sha, ext in rows}
+
+    # ------------------------------------------------------------------ presets
+
+    async def presets(self, scope: str, owner_id: int) -> dict[str, dict[str, Any]]:
+        """A member's (scope "user") or a server's (scope "guild") presets, ``{name: options}``."""
+        _check_scope(scope)
+        rows = await self._run(
+            "read",
+            lambda conn: conn.execute(
+                "SELECT name, options FROM presets WHERE scope = ? AND owner_id = ? ORDER BY name", (scope, owner_id)
+            ).fetchall(),
+        )
+        return {name: json.loads(options) for name, options in rows}
+
+    async def save_preset(self, scope: str, owner_id: int, name: str, options: dict[str, Any], *,
+                          changed_by: int | None = None) -> None:
+        _check_scope(scope)
+        encoded = _encode(options)
+        await self._write(
+            lambda conn: conn.execute(
+                "INSERT INTO presets (scope, owner_id, name, options, updated_at, changed_by) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (scope, owner_id, name) DO UPDATE SET options = excluded.options, "
+                "updated_at = excluded.updated_at, changed_by = excluded.changed_by",
+                (scope, owner_id, name, encoded, time.time(), changed_by),
+            )
+        )
+
+    async def remove_preset(self, scope: str, owner_id: int, name: str) -> bool:
+        _check_scope(scope)
+        removed = await self._write(
+            lambda conn: conn.execute(
+                "DELETE FROM presets WHERE scope = ? AND owner_id = ? AND name = ?", (scope, owner_id, name)
+            ).rowcount
+        )
+        return removed > 0
 
     # ------------------------------------------------------------------ plumbing
 
@@ -565,13 +739,19 @@ def _check_state(state: str) -> None:
         raise ValueError(f"unknown job state {state!r} (expected one of {', '.join(sorted(JOB_STATES))})")
 
 
+def _check_scope(scope: str) -> None:
+    if scope not in PRESET_SCOPES:
+        raise ValueError(f"unknown preset scope {scope!r} (expected user or guild)")
+
+
 def _job(row: tuple) -> JobRecord:
     (job_id, user_id, guild_id, channel_id, message_id, status_message_id, params, state,
-     outcome, attempts, created_at, updated_at, finished_at) = row  # fmt: skip
+     outcome, attempts, created_at, updated_at, finished_at, info) = row  # fmt: skip
     return JobRecord(
         job_id=job_id, user_id=user_id, guild_id=guild_id, channel_id=channel_id, message_id=message_id,
         status_message_id=status_message_id, params=json.loads(params), state=state, outcome=outcome,
         attempts=attempts, created_at=created_at, updated_at=updated_at, finished_at=finished_at,
+        info=json.loads(info) if info else {},
     )  # fmt: skip
 
 

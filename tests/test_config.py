@@ -19,7 +19,7 @@ def test_the_example_parses_and_equals_the_built_in_defaults():
 def test_the_example_documents_every_key():
     raw = tomllib.loads(EXAMPLE.read_text())
     text = EXAMPLE.read_text()
-    for section in ("bot", "engine", "caps", "cache", "web", "executor"):
+    for section in ("bot", "engine", "caps", "cache", "styles", "web", "executor"):
         for field in dataclasses.fields(getattr(Config(), section)):
             assert field.name in raw[section], f"{section}.{field.name} missing from config.example.toml"
     for name in ("epochs", "lr", "content_weight", "style_weight", "tv_weight", "size", "style_scale", "pool", "init", "seed"):
