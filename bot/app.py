@@ -15,6 +15,7 @@ from .imagecache import ImageCache
 from .jobs import JobService
 from .status import CHANNEL_EDIT_GAP, ChannelPacer
 from .store import Store, StoreError, prune_periodically
+from .styles import StyleLibrary
 from .web import Metrics, WebServer
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class StyleBot(commands.Bot):
         self.config = config
         self.executor: Executor | None = executor
         self.store: Store | None = None
+        self.styles: StyleLibrary | None = None
         self.metrics = Metrics(self)
         self.web: WebServer | None = None
         self.gateway_connected = False
@@ -67,14 +69,18 @@ class StyleBot(commands.Bot):
         from .cogs import slash
         from .cogs.admin import Limits
         from .cogs.buttons import DYNAMIC_ITEMS
+        from .cogs.presets import Presets
         from .cogs.settings import Settings
+        from .cogs.styles import Styles
         from .cogs.stylize import Stylize
 
         self.store = await Store.open(self.config.database_path)
+        self.styles = StyleLibrary(self.config, self.store)
+        await self.styles.sweep()
         if self.executor is None:
             self.executor = make_executor(self.config)
         await self.executor.start()
-        for cog in (Stylize(self), Settings(self), Limits(self)):
+        for cog in (Stylize(self), Styles(self), Presets(self), Settings(self), Limits(self)):
             await self.add_cog(cog)
         slash.register(self)  # published by the owner's `sync`, never at start (Discord limits creates)
         self.add_dynamic_items(*DYNAMIC_ITEMS)  # buttons of earlier processes' messages work too

@@ -53,29 +53,39 @@ async def find_images(message: discord.Message) -> list[discord.Attachment]:
 
 
 def check_attachments(
-    attachments: Sequence[discord.Attachment], *, max_bytes: int, max_pixels: int, max_styles: int = 1
+    attachments: Sequence[discord.Attachment], *, max_bytes: int, max_pixels: int, max_styles: int = 1, named_styles: int = 0,
 ) -> None:
-    """Refuse from the metadata alone: count (a content image and 1..max_styles styles), type, byte
-    size, declared pixel size."""
-    if not 2 <= len(attachments) <= 1 + max_styles:
+    """Refuse from the metadata alone: count (a content image and 1..max_styles styles, attached or
+    ``named_styles`` named), type, byte size, declared pixel size."""
+    styles = len(attachments) - 1 + named_styles
+    if not attachments or not 1 <= styles <= max_styles:
+        if named_styles and attachments:
+            raise UserError(f"a job takes at most {max_styles} style{'s' if max_styles != 1 else ''}, attached or named "
+                            f"(I found {styles})")
         if max_styles == 1:
             wanted = "exactly two images, the content first and the style second"
         else:
             wanted = f"two to {1 + max_styles} images: the content first, then one to {max_styles} styles to blend"
-        raise UserError(f"attach {wanted} (I found {len(attachments)}); or reply to a message that has them")
-    for attachment, role in zip(attachments, roles(len(attachments))):
-        kind = (attachment.content_type or "").split(";")[0].strip().lower()
-        extension = os.path.splitext(attachment.filename)[1].lower()
-        if not (kind.startswith("image/") or (not kind and extension in IMAGE_EXTENSIONS)):
-            raise UserError(f"the {role} ({attachment.filename}) is not an image ({kind or 'unknown type'})")
-        if attachment.size > max_bytes:
-            raise UserError(f"the {role} ({attachment.filename}) is {_mb(attachment.size)}; the limit is {_mb(max_bytes)}")
-        if attachment.width and attachment.height and attachment.width * attachment.height > max_pixels:
-            raise UserError(
-                f"the {role} is {attachment.width}×{attachment.height} = "
-                f"{images.describe_pixels(attachment.width * attachment.height)}; "
-                f"the limit is {images.describe_pixels(max_pixels)}"
-            )
+        hint = "; or attach only the content and name a style with `--style NAME` (see `style list`)" if styles < 1 else ""
+        raise UserError(f"attach {wanted} (I found {len(attachments)}); or reply to a message that has them{hint}")
+    for attachment, role in zip(attachments, roles(len(attachments) + named_styles)):
+        check_attachment(attachment, role, max_bytes=max_bytes, max_pixels=max_pixels)
+
+
+def check_attachment(attachment: discord.Attachment, role: str, *, max_bytes: int, max_pixels: int) -> None:
+    """Refuse one image from its metadata: type, byte size, declared pixel size."""
+    kind = (attachment.content_type or "").split(";")[0].strip().lower()
+    extension = os.path.splitext(attachment.filename)[1].lower()
+    if not (kind.startswith("image/") or (not kind and extension in IMAGE_EXTENSIONS)):
+        raise UserError(f"the {role} ({attachment.filename}) is not an image ({kind or 'unknown type'})")
+    if attachment.size > max_bytes:
+        raise UserError(f"the {role} ({attachment.filename}) is {_mb(attachment.size)}; the limit is {_mb(max_bytes)}")
+    if attachment.width and attachment.height and attachment.width * attachment.height > max_pixels:
+        raise UserError(
+            f"the {role} is {attachment.width}×{attachment.height} = "
+            f"{images.describe_pixels(attachment.width * attachment.height)}; "
+            f"the limit is {images.describe_pixels(max_pixels)}"
+        )
 
 
 def check_host(url: str, allowed_hosts: Sequence[str], role: str) -> None:
@@ -93,10 +103,11 @@ async def download(
     max_bytes: int,
     max_pixels: int,
     allowed_hosts: Sequence[str] = DISCORD_CDN_HOSTS,
+    names: Sequence[str] | None = None,
 ) -> tuple[bytes, ...]:
     """Every file's bytes, in order (content first, then the styles), each checked to decode (in a
-    thread) before anything is queued."""
-    named = list(zip(attachments, roles(len(attachments))))
+    thread) before anything is queued. ``names``: how each is called in messages (default: roles())."""
+    named = list(zip(attachments, names or roles(len(attachments))))
     for attachment, role in named:
         check_host(attachment.url, allowed_hosts, role)
     timeout = aiohttp.ClientTimeout(total=DOWNLOAD_TIMEOUT)

@@ -4,10 +4,15 @@ The prefix command, the slash command, the message menu and the buttons each tur
 into a :class:`JobRequest` and call :meth:`JobService.submit`. The service decides, in this order
 (cheapest first, so a refusal never costs a download):
 
-    accepting?  ▸  channel allowed  ▸  the bot's own permissions in the channel  ▸  the inputs'
-    metadata (or the cached inputs of a re-run)  ▸  options resolved with limits  ▸  cooldown  ▸
-    a pre-check of the queue and per-user caps  ▸  download and decode  ▸  executor.submit
-    (the authoritative admission check)  ▸  image cache, store record  ▸  follow the events
+    accepting?  ▸  channel allowed  ▸  the bot's own permissions in the channel  ▸  options resolved
+    (command > preset > the user's defaults > the bot's, then limits)  ▸  the inputs' metadata (or
+    the cached inputs of a re-run), named styles looked up  ▸  cooldown  ▸  a pre-check of the queue
+    and per-user caps  ▸  named styles read, download and decode  ▸  executor.submit (the
+    authoritative admission check)  ▸  image cache, store record  ▸  follow the events
+
+Named styles (``--style NAME``, or a preset's or the user's default style when no style image is
+attached) are read from the server's library at admission: the job carries those bytes from then on,
+so removing the style later cannot break it, and Again/Vary re-run from the image cache's copy.
 
 Every refusal is a :class:`~bot.errors.UserError` (the front-end replies with it, ephemerally where
 it can) or :class:`Silent` (the bot cannot speak in that channel at all: logged, nothing runs).
@@ -49,8 +54,9 @@ from .executor.base import (
     check_admission,
 )
 from .imagecache import ImageCache
-from .limits import USER_FIELDS, Resolved, effective_limits, resolve
+from .limits import SOURCE_OPTION, USER_FIELDS, Resolved, effective_limits, resolve
 from .options import option_name
+from .presets import find_preset
 from .store import JobRecord, StoreError
 
 if TYPE_CHECKING:
@@ -62,6 +68,7 @@ log = logging.getLogger(__name__)
 UPLOAD_MARGIN = 64 * 1024  # room for the multipart envelope and the message text next to the file
 SEED_RANGE = 2**32
 LOST = "the bot restarted and your job was lost; please send it again"
+SOURCE_EARLIER = "the earlier job"  # a re-run's values that the button or form did not change
 
 
 class Silent(Exception):
@@ -126,21 +133,38 @@ class JobService:
 
         cached = None
         base: dict[str, Any] = {}
+        earlier: dict[str, Any] = {}
         if request.rerun_of is not None:
-            cached, base = await self._rerun_inputs(request.rerun_of)
-        else:
-            attachments.check_attachments(
-                list(request.attachments), max_bytes=config.caps.max_attachment_bytes, max_pixels=config.caps.max_pixels,
-                max_styles=config.caps.max_styles,
-            )
+            cached, base, earlier = await self._rerun_inputs(request.rerun_of)
         options = {**base, **request.options}
         if request.new_seed and "seed" not in request.options:
             options["seed"] = self._fresh_seed(base.get("seed"))
+        preset = await find_preset(store, request.user_id, guild_id, options["preset"]) if "preset" in options else None
         try:
-            resolved = resolve(config.defaults, await store.user_settings(request.user_id), options, guild_limits, config.caps)
+            resolved = resolve(config.defaults, await store.user_settings(request.user_id), options, guild_limits, config.caps,
+                               preset=preset.options if preset else None, preset_source=preset.source if preset else "preset")
         except ParamError as error:
             raise UserError(f"`{option_name(error.field)}`: {error.reason}") from None
-        styles_given = len(cached.styles) if cached is not None else len(request.attachments) - 1
+        for name, value in base.items():
+            if name not in request.options and options[name] == value and resolved.sources.get(name) == SOURCE_OPTION:
+                resolved.sources[name] = SOURCE_EARLIER
+        attached = list(request.attachments)
+        if cached is not None:  # a re-run keeps its styles unless the form names others
+            names = resolved.styles if "style" in request.options else ()
+        else:  # named styles: those the command gives, else the preset's or default one when no style is attached
+            names = resolved.styles if resolved.sources["style"] == SOURCE_OPTION or len(attached) == 1 else ()
+            attachments.check_attachments(
+                attached, max_bytes=config.caps.max_attachment_bytes, max_pixels=config.caps.max_pixels,
+                max_styles=config.caps.max_styles, named_styles=len(names),
+            )
+        if len(names) > config.caps.max_styles:
+            raise UserError(f"a job takes at most {config.caps.max_styles} styles (I found {len(names)})")
+        for name in names:
+            await self.bot.styles.get(guild_id, name)  # unknown: refused now, with the close names
+        if cached is not None:
+            styles_given = len(names) or len(cached.styles)
+        else:
+            styles_given = len(attached) - 1 + len(names)
         blend = resolved.params.style_blend
         if blend and len(blend) != styles_given:
             raise UserError(f"`--style-blend` gives {len(blend)} weights for {styles_given} style image"
@@ -148,14 +172,17 @@ class JobService:
         await self._check_cooldown(request.user_id, guild_id, limits.cooldown)
         self._precheck_queue(request.user_id, limits.max_jobs_per_user)
 
+        named = tuple(await self.bot.styles.load(guild_id, names))
         if cached is not None:
-            content, styles = cached.content, cached.styles
+            content, styles = cached.content, named or cached.styles
+            labels = list(names) if names else earlier.get("styles", [None] * len(cached.styles))
         else:
             content, *rest = await attachments.download(
-                list(request.attachments), max_bytes=config.caps.max_attachment_bytes, max_pixels=config.caps.max_pixels,
+                attached, max_bytes=config.caps.max_attachment_bytes, max_pixels=config.caps.max_pixels,
                 allowed_hosts=config.bot.attachment_hosts,
             )
-            styles = tuple(rest)
+            styles = (*rest, *named)
+            labels = [None] * len(rest) + list(names)  # None: an attached image
         params = resolved.params
         await attachments.check_runnable(content, styles, params, max_pixels=config.caps.max_pixels)
         if params.seed is None:  # pick it here, so the result and Details can say how to get it again
@@ -177,7 +204,12 @@ class JobService:
             raise UserError(str(refusal)) from None
         self._mine.add(job.job_id)  # before the record exists: resume() must never see it as an orphan
         log.info("job %s accepted via %s", job.job_id, request.via, extra={"job": job.job_id})
-        await self._record(job)
+        info = {
+            "styles": labels,
+            "preset": preset.source if preset else None,
+            "sources": {name: resolved.explain(name) for name in (*USER_FIELDS, *(("style",) if names else ()))},
+        }
+        await self._record(job, info)
         await self.cache.put(job.job_id, content, styles)
         notes = resolved.notes
         self._spawn(self._follow(handle, self._messages(job, where, notes)))
@@ -196,12 +228,13 @@ class JobService:
                         "ask a server admin to grant it")
 
     async def _rerun_inputs(self, job_id: str):
+        """(cached images, the earlier job's options, its info) of a re-run."""
         record = await self.bot.store.get_job(job_id)
         cached = await self.cache.get(job_id) if record is not None else None
         if record is None or cached is None:
             raise UserError(self.expired_message())
         base = {name: record.params[name] for name in USER_FIELDS if name in record.params}
-        return cached, base
+        return cached, base, record.info
 
     def expired_message(self) -> str:
         if not self.cache.enabled:
@@ -356,11 +389,11 @@ class JobService:
         task.add_done_callback(_log_crash)
         return task
 
-    async def _record(self, job: StyleJob) -> None:
+    async def _record(self, job: StyleJob, info: dict[str, Any]) -> None:
         record = JobRecord(
             job_id=job.job_id, user_id=job.user_id, guild_id=job.guild_id, channel_id=job.channel_id,
             message_id=job.message_id, status_message_id=None, params=job.params, state="queued", outcome=None,
-            attempts=0, created_at=job.submitted_at, updated_at=job.submitted_at, finished_at=None,
+            attempts=0, created_at=job.submitted_at, updated_at=job.submitted_at, finished_at=None, info=info,
         )
         try:
             await self.bot.store.add_job(record)

@@ -1,15 +1,17 @@
 """The one place where a job's parameters are decided, in this order:
 
-command options  >  the user's saved defaults  >  the bot's defaults,
+command options  >  the preset (``--preset NAME``)  >  the user's saved defaults  >  the bot's defaults,
 then lowered to the server's limits, then to the operator's caps.
 
-Also the catalogue of per-server limits (names, types, ranges), so ``!limits`` validates the same way.
+Also the bot's own options beside the engine's (``--style NAME``, ``--preset NAME``: see BOT_OPTIONS),
+and the catalogue of per-server limits (names, types, ranges), so ``!limits`` validates the same way.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+import re
+from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 from nst.errors import ParamError
@@ -28,6 +30,72 @@ SOURCE_BOT = "bot default"
 REASON_SERVER = "this server's limit"
 REASON_BOT = "the bot's limit"
 
+# Names of styles and presets: short, lower case (typed in any case), safe in a command line.
+NAME_RULE = "1 to 32 letters, digits, - or _, starting with a letter or digit"
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
+def check_name(text: str, what: str = "name") -> str:
+    """The canonical (lower-case) form of a style or preset name; ParamError(what) when it is not one."""
+    name = str(text).strip().lower()
+    if not _NAME.match(name):
+        raise ParamError(what, f"{name[:40]!r} is not a valid name ({NAME_RULE})")
+    return name
+
+
+def check_style_names(value: Any) -> tuple[str, ...]:
+    """``starry`` or ``starry,waves`` (blended) -> ("starry", "waves")."""
+    parts = value if isinstance(value, (list, tuple)) else str(value).replace(" ", ",").split(",")
+    names = tuple(check_name(part, "style") for part in parts if str(part).strip())
+    if not names:
+        raise ParamError("style", "give a style name, e.g. starry")
+    if len(set(names)) != len(names):
+        raise ParamError("style", "a style is named twice")
+    return names
+
+
+@dataclass(frozen=True)
+class BotOption:
+    """An option of the bot's own, beside the engine's parameters (nst.params.FIELDS)."""
+
+    name: str
+    help: str
+    check: Any  # text or typed value -> typed value, raising ParamError(name)
+    setting: bool  # may be kept as a user's default (!settings)
+    in_preset: bool  # may be part of a preset
+
+
+BOT_OPTIONS: dict[str, BotOption] = {
+    spec.name: spec
+    for spec in (
+        BotOption("style", "a named style of this server (see `style list`) instead of a style image; "
+                  "several, comma-separated, are blended", check_style_names, setting=True, in_preset=True),
+        BotOption("preset", "a saved preset (see `preset list`): its values apply where this command sets none",
+                  lambda value: check_name(value, "preset"), setting=False, in_preset=False),
+    )
+}
+# Every option a command may carry, in the order help lists them; those a user may keep as defaults;
+# those a preset may hold (everything one may keep as a default: never per-job values like style_blend).
+OPTION_NAMES: tuple[str, ...] = (*BOT_OPTIONS, *USER_FIELDS)
+SETTING_NAMES: tuple[str, ...] = (*(n for n, o in BOT_OPTIONS.items() if o.setting), *SETTING_FIELDS)
+PRESET_NAMES: tuple[str, ...] = (*(n for n, o in BOT_OPTIONS.items() if o.in_preset), *SETTING_FIELDS)
+
+
+def check_option(name: str, value: Any) -> Any:
+    """Validate one option (the engine's or the bot's) on its own; the typed value or ParamError."""
+    if name in BOT_OPTIONS:
+        return BOT_OPTIONS[name].check(value)
+    return check_value(name, value)
+
+
+def option_help(name: str) -> str:
+    return BOT_OPTIONS[name].help if name in BOT_OPTIONS else FIELDS[name].help
+
+
+def source_of_preset(name: str, scope: str = "user") -> str:
+    """How a preset is named as the source of a value: ``preset fast`` (yours) or ``server preset fast``."""
+    return f"{'server ' if scope == 'guild' else ''}preset {name}"
+
 
 class LimitError(ValueError):
     """A server limit value was refused; str() is the message for the admin."""
@@ -40,10 +108,11 @@ class LimitSpec:
 
     name: str
     help: str
-    kind: type  # int, float, or list (channel ids)
+    kind: type  # int, float, str (one of choices), or list (channel ids)
     minimum: float | None = None
     maximum: float | None = None
     cap_key: str | None = None  # the [caps] key that bounds it from above, for every server
+    choices: tuple[str, ...] = ()  # for kind str: the values, the first being what applies when unset
 
     def cap(self, caps: CapsSection) -> float | None:
         return getattr(caps, self.cap_key) if self.cap_key else None
@@ -68,6 +137,8 @@ GUILD_LIMITS: dict[str, LimitSpec] = {
                   *_config_range("max_jobs_per_user"), cap_key="max_jobs_per_user"),
         LimitSpec("cooldown", "seconds a member must wait between two jobs", float, *_config_range("min_cooldown")),
         LimitSpec("channels", "channels where !stylize may be used (none set = everywhere)", list),
+        LimitSpec("style_editors", "who may add, rename and remove this server's named styles", str,
+                  choices=("admins", "everyone")),
     )
 }
 
@@ -81,6 +152,11 @@ def check_guild_limit(name: str, value: Any, caps: CapsSection) -> Any:
         if not isinstance(value, list) or not value or not all(isinstance(v, int) for v in value):
             raise LimitError("channels: name one or more channels, e.g. #art #bots")
         return sorted(set(value))
+    if spec.kind is str:
+        text = str(value).strip().lower()
+        if text not in spec.choices:
+            raise LimitError(f"{name}: must be {' or '.join(spec.choices)}, got {value!r}")
+        return text
     try:
         number = float(value) if not isinstance(value, bool) else math.nan
     except (TypeError, ValueError):
@@ -102,7 +178,7 @@ def check_guild_limit(name: str, value: Any, caps: CapsSection) -> Any:
 def parse_guild_limit(name: str, text: str, caps: CapsSection) -> Any:
     """Parse a number typed by an admin (channel lists are handled by the command, which resolves mentions)."""
     spec = GUILD_LIMITS.get(name)
-    if spec is None or spec.kind is list:
+    if spec is None or spec.kind in (list, str):
         return check_guild_limit(name, text, caps)
     try:
         value: Any = float(text)
@@ -120,6 +196,7 @@ class Effective:
     max_jobs_per_user: int
     cooldown: float
     channels: tuple[int, ...]  # empty = everywhere
+    style_editors: str = "admins"  # "admins" (Manage Server) or "everyone"
 
 
 def effective_limits(guild: Mapping[str, Any] | None, caps: CapsSection) -> Effective:
@@ -137,14 +214,26 @@ def effective_limits(guild: Mapping[str, Any] | None, caps: CapsSection) -> Effe
         max_jobs_per_user=min(int(guild.get("max_jobs_per_user") or caps.max_jobs_per_user), caps.max_jobs_per_user),
         cooldown=max(float(guild.get("cooldown") or 0.0), caps.min_cooldown),
         channels=tuple(guild.get("channels") or ()),
+        style_editors=guild.get("style_editors") or GUILD_LIMITS["style_editors"].choices[0],
     )
 
 
 @dataclass(frozen=True)
 class Resolved:
     params: StyleParams
-    sources: dict[str, str]  # field -> SOURCE_OPTION / SOURCE_USER / SOURCE_BOT
+    sources: dict[str, str]  # option -> SOURCE_OPTION / "preset NAME" / SOURCE_USER / SOURCE_BOT (style too)
     notes: tuple[str, ...]  # human lines: values lowered by a limit, saved defaults ignored
+    styles: tuple[str, ...] = ()  # named styles (the style option), from wherever it came
+    lowered: dict[str, tuple[Any, str]] = field(default_factory=dict)  # option -> (value wanted, the limit's reason)
+
+    def explain(self, name: str) -> str:
+        """Where the value of ``name`` came from, e.g. ``preset fast`` or ``this command: 30, lowered by
+        this server's limit``."""
+        source = self.sources.get(name, SOURCE_BOT)
+        if name in self.lowered:
+            wanted, reason = self.lowered[name]
+            return f"{source} {wanted}, lowered by {reason}"
+        return source
 
 
 def resolve(
@@ -153,33 +242,52 @@ def resolve(
     options: Mapping[str, Any],
     guild: Mapping[str, Any] | None,
     caps: CapsSection,
+    preset: Mapping[str, Any] | None = None,
+    preset_source: str = "preset",
 ) -> Resolved:
-    """Merge options over the user's defaults over the bot's, then apply the server's limits and the caps.
+    """Merge options over the preset over the user's defaults over the bot's, then apply the server's
+    limits and the caps.
 
-    ``options`` and ``user`` hold typed or text values for USER_FIELDS; raises ParamError for an
+    ``options``, ``preset`` and ``user`` hold typed or text values (of USER_FIELDS and the bot's
+    ``style``; ``preset`` names in options are looked up by the caller); raises ParamError for an
     invalid option (naming it) or an invalid combination.
     """
     values: dict[str, Any] = {}
-    sources = {name: SOURCE_BOT for name in USER_FIELDS}
+    names: tuple[str, ...] = ()
+    sources = {name: SOURCE_BOT for name in (*USER_FIELDS, "style")}
     notes: list[str] = []
-    for name, value in user.items():
-        if name not in USER_FIELDS:
-            continue
-        try:
+
+    def take(name: str, value: Any, source: str) -> None:
+        nonlocal names
+        if name == "style":
+            names = check_style_names(value)
+        else:
             values[name] = check_value(name, value)
-            sources[name] = SOURCE_USER
-        except ParamError as error:
-            notes.append(f"your saved {name} is no longer valid ({error.reason}); ignored")
+        sources[name] = source
+
+    # saved values that no longer validate (a range narrowed since) are ignored with a note, never fatal
+    for saved, allowed, source, whose in ((user, SETTING_NAMES, SOURCE_USER, "your saved"),
+                                          (preset or {}, PRESET_NAMES, preset_source, "the preset's")):
+        for name, value in saved.items():
+            if name not in allowed:
+                continue
+            try:
+                take(name, value, source)
+            except ParamError as error:
+                notes.append(f"{whose} {name} is no longer valid ({error.reason}); ignored")
     for name, value in options.items():
-        if name not in USER_FIELDS:
+        if name == "preset":
+            continue  # looked up by the caller and given as ``preset``
+        if name not in USER_FIELDS and name != "style":
             raise ParamError(name, "cannot be set from Discord")
-        values[name] = check_value(name, value)
-        sources[name] = SOURCE_OPTION
+        take(name, value, SOURCE_OPTION)
 
     limits = effective_limits(guild, caps)
+    lowered: dict[str, tuple[Any, str]] = {}
     for name, (ceiling, reason) in (("epochs", limits.max_epochs), ("size", limits.max_size)):
         wanted = values.get(name, getattr(defaults, name))
         if wanted > ceiling:
             values[name] = ceiling
+            lowered[name] = (wanted, reason)
             notes.append(f"{name} {wanted} → {ceiling}: {reason}")
-    return Resolved(defaults.replace(**values), sources, tuple(notes))
+    return Resolved(defaults.replace(**values), sources, tuple(notes), names, lowered)

@@ -1,4 +1,5 @@
-"""Parsing ``!stylize`` options: ``--epochs 300 --style-weight 1e9 --size 384 --seed 7``.
+"""Parsing ``!stylize`` options: ``--epochs 300 --style-weight 1e9 --size 384 --seed 7``, and the bot's
+own ``--style NAME`` and ``--preset NAME`` (bot.limits.BOT_OPTIONS).
 
 discord.py's FlagConverter does the parsing; it cannot have hyphens in flag names when the prefix
 is ``--``, and it silently folds unknown flags into the previous value, so the raw text is checked
@@ -15,7 +16,7 @@ from discord.ext import commands
 
 from nst.params import FIELDS, StyleParams, format_number
 
-from .limits import USER_FIELDS
+from .limits import BOT_OPTIONS, OPTION_NAMES, USER_FIELDS, option_help
 
 _FLAG = re.compile(r"(?<!\S)--([A-Za-z][\w-]*)(=(\S*))?")
 
@@ -36,7 +37,7 @@ def option_name(field: str) -> str:
 
 def normalise(text: str) -> str:
     """Check every ``--flag`` is known and has a value; rewrite them to the converter's spelling."""
-    known = {name.lower() for name in USER_FIELDS}
+    known = set(OPTION_NAMES)
     first = _FLAG.search(text)
     leading = text[: first.start()].strip() if first else text.strip()
     if leading:
@@ -45,7 +46,7 @@ def normalise(text: str) -> str:
     for match in _FLAG.finditer(text):
         name = normalise_name(match.group(1))
         if name not in known:
-            raise OptionError(f"unknown option `--{match.group(1)}`; options are {', '.join(option_name(f) for f in USER_FIELDS)}")
+            raise OptionError(f"unknown option `--{match.group(1)}`; options are {', '.join(option_name(f) for f in OPTION_NAMES)}")
         out.append(text[position : match.start()])
         out.append(f"--{name}" + (f" {match.group(3)}" if match.group(2) else ""))
         position = match.end()
@@ -59,10 +60,11 @@ def normalise(text: str) -> str:
     return normalised
 
 
+_EXAMPLES = {"style": "starry", "preset": "fast", "seed": 7}
+
+
 def _example(field: str) -> str:
-    value = getattr(StyleParams(), field)
-    if field == "seed":
-        value = 7
+    value = _EXAMPLES.get(field) or getattr(StyleParams(), field)
     return f"{option_name(field)} {format_number(value) if isinstance(value, (int, float)) else value}"
 
 
@@ -80,9 +82,9 @@ def _options_class() -> type:
     """The converter with one text flag per user option of nst.params (declared there, once): values
     stay text here and are validated by nst.params (the same code as !settings)."""
     namespace: dict[str, Any] = {"__annotations__": {}, "__module__": __name__, "__doc__": "Every option a user may set."}
-    for name in USER_FIELDS:
+    for name in OPTION_NAMES:
         namespace["__annotations__"][name] = Optional[str]
-        namespace[name] = commands.flag(default=None, description=FIELDS[name].help[:100])
+        namespace[name] = commands.flag(default=None, description=option_help(name)[:100])
     return type(commands.FlagConverter)(
         "StyleOptions", (_OptionsBase, commands.FlagConverter), namespace, prefix="--", delimiter=" ", case_insensitive=True
     )
@@ -93,7 +95,7 @@ StyleOptions = _options_class()
 
 def options_help(defaults: StyleParams) -> str:
     """The option table shown by ``help stylize``, with the operator's defaults."""
-    lines = []
+    lines = [f"{option_name(name):17} {spec.help}" for name, spec in BOT_OPTIONS.items()]
     for field in USER_FIELDS:
         spec = FIELDS[field]
         default = getattr(defaults, field)

@@ -72,7 +72,7 @@ async def test_buttons_work_after_a_full_restart(fake, world, tmp_path, weights_
         ix = await press(fake, world.bob, result, "Details")
         details = await private_answer(ix)
         for words in ("`seed` 5", "`epochs` 6", "`style_weight` 1e9", "**Final losses** content loss", "on cpu (",
-                      "!stylize --epochs 6 --style-weight 1e9 --seed 5", "/stylize content:<image> style:<image> epochs:6"):
+                      "!stylize --epochs 6 --style-weight 1e9 --seed 5", "/stylize content:<image> style_image:<image> epochs:6"):
             assert words in details, (words, details)
         ix = await press(fake, world.alice, result, "Again")
         assert "Queued (seed" in await private_answer(ix)

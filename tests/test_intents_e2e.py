@@ -33,7 +33,7 @@ async def test_a_refused_intent_falls_back_and_the_bot_still_serves(fake, world,
             assert not fake.sessions[-1].intents & Intent.MESSAGE_CONTENT
             fake.register_tree(bot)
             # slash command
-            ix = await fake.slash(world.alice, world.general, "stylize", options={"content": IMAGES[0], "style": IMAGES[1]})
+            ix = await fake.slash(world.alice, world.general, "stylize", options={"content": IMAGES[0], "style_image": IMAGES[1]})
             await fake.wait_for_message(lambda m: is_result(m) and f"<@{world.alice.id}>" in m.content,
                                         channel_id=world.general.id, timeout=120)
             # the message menu reads the target message's images, which Discord sends with the interaction

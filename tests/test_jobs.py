@@ -66,7 +66,7 @@ async def test_attach_files_denied_is_said_before_queueing(fake, world, tmp_path
         assert bot.executor.jobs() == [] and await bot.store.unfinished_jobs() == []
         assert bot_jobs(bot) == 0
         fake.register_tree(bot)
-        ix = await fake.slash(world.alice, world.art, "stylize", options={"content": IMAGES[0], "style": IMAGES[1]})
+        ix = await fake.slash(world.alice, world.art, "stylize", options={"content": IMAGES[0], "style_image": IMAGES[1]})
         await ix.wait_until(lambda i: i.followups or (i.original is not None and i.original.content), timeout=30)
         answer = ix.followups[0] if ix.followups else ix.original
         assert "**Attach Files**" in answer.content and answer.ephemeral_to == world.alice.id

@@ -1,12 +1,13 @@
 import pytest
 
-from bot.limits import USER_FIELDS
+from bot.limits import OPTION_NAMES, USER_FIELDS
 from bot.options import OptionError, StyleOptions, normalise, options_help
 from nst.params import StyleParams
 
 
-def test_the_converter_offers_exactly_the_user_fields():
-    assert [flag.name for flag in StyleOptions.get_flags().values()] == list(USER_FIELDS)
+def test_the_converter_offers_exactly_the_user_fields_and_the_bots_options():
+    assert [flag.name for flag in StyleOptions.get_flags().values()] == list(OPTION_NAMES)
+    assert OPTION_NAMES == ("style", "preset", *USER_FIELDS)
     assert {"epochs", "lr", "content_weight", "style_weight", "tv_weight", "size", "style_scale", "pool", "init",
             "seed"} <= set(USER_FIELDS)
     assert not {"precision", "style_layers", "content_layer"} & set(USER_FIELDS)  # the operator's, not users'
@@ -19,6 +20,7 @@ def test_the_converter_offers_exactly_the_user_fields():
         ("--Style-Weight=1e9 --seed 3", "--style_weight 1e9 --seed 3"),
         ("--content_weight 50", "--content_weight 50"),
         ("--lr 1e-3 --size 384", "--lr 1e-3 --size 384"),
+        ("--Style starry,waves --PRESET=fast", "--style starry,waves --preset fast"),
         ("", ""),
     ],
 )
@@ -34,6 +36,7 @@ def test_normalise_accepts_hyphens_underscores_and_equals(text, expected):
         ("hello", "unexpected text 'hello'"),
         ("--epochs", "`--epochs` needs a value, e.g. `--epochs 500`"),
         ("--epochs 3 --seed", "`--seed` needs a value"),
+        ("--style", "`--style` needs a value, e.g. `--style starry`"),
         ("--style-weight= --epochs 3", "`--style-weight` needs a value"),
     ],
 )

@@ -39,8 +39,11 @@ async def test_stylize_options_come_from_the_parameter_table(fake, world, tmp_pa
         fake.register_tree(bot)
         options = {o["name"]: o for o in stylize_command(fake)["options"]}
         assert options["content"]["type"] == 11 and options["content"]["required"]  # ATTACHMENT
-        assert options["style"]["type"] == 11 and options["style"]["required"]
-        assert options["style2"]["type"] == 11 and not options["style2"].get("required")  # blending
+        # the style: an image, or a named style of the server (then only the content is attached)
+        assert options["style_image"]["type"] == 11 and not options["style_image"].get("required")
+        assert options["style_image2"]["type"] == 11 and not options["style_image2"].get("required")  # blending
+        assert options["style"]["type"] == 3 and options["style"]["autocomplete"]
+        assert options["preset"]["type"] == 3 and options["preset"]["autocomplete"]
         for name in USER_FIELDS:
             spec, option = FIELDS[name], options[name]
             assert option["description"].startswith(spec.help[:60])
@@ -51,7 +54,7 @@ async def test_stylize_options_come_from_the_parameter_table(fake, world, tmp_pa
                 assert option["type"] == (4 if spec.kind is int else 10)
         # the Discord client itself refuses a value outside the range: the bot never sees it
         try:
-            await fake.slash(world.alice, world.general, "stylize", options={"content": CONTENT, "style": STYLE, "epochs": 0})
+            await fake.slash(world.alice, world.general, "stylize", options={"content": CONTENT, "style_image": STYLE, "epochs": 0})
         except ValueError:
             pass
         else:
@@ -62,7 +65,7 @@ async def test_a_deferred_stylize_delivers_after_the_token_expired(fake, world, 
     async with running_bot(fake, make_config(tmp_path, weights_file)) as bot:
         fake.register_tree(bot)
         ix = await fake.slash(world.alice, world.general, "stylize",
-                              options={"content": CONTENT, "style": STYLE, "epochs": 300, "size": 48, "seed": 11})
+                              options={"content": CONTENT, "style_image": STYLE, "epochs": 300, "size": 48, "seed": 11})
         await ix.wait_acknowledged()
         assert ix.deferred and ix.ephemeral
         assert "Queued (seed 11)" in await private_answer(ix)
@@ -81,11 +84,11 @@ async def test_a_deferred_stylize_delivers_after_the_token_expired(fake, world, 
 async def test_refusals_are_private_and_nothing_is_queued(fake, world, tmp_path, weights_file):
     async with running_bot(fake, make_config(tmp_path, weights_file, caps={"max_pixels": 5000})) as bot:
         fake.register_tree(bot)
-        ix = await fake.slash(world.alice, world.general, "stylize", options={"content": CONTENT, "style": STYLE})
+        ix = await fake.slash(world.alice, world.general, "stylize", options={"content": CONTENT, "style_image": STYLE})
         answer = await private_answer(ix)
         assert answer.startswith("⚠️ the content image is 96×72") and "the limit is 5000 pixels" in answer
         ix = await fake.slash(world.alice, world.general, "stylize",
-                              options={"content": SMALL, "style": ("notes.txt", b"words", "text/plain")})
+                              options={"content": SMALL, "style_image": ("notes.txt", b"words", "text/plain")})
         assert "is not an image (text/plain)" in await private_answer(ix)
         assert bot.executor.jobs() == []
     assert not fake.public_messages(world.general)
@@ -166,7 +169,7 @@ async def test_blending_in_a_dm_and_autocomplete(fake, world, tmp_path, weights_
 
         bot.executor.submit = spy
         ix = await fake.slash(world.alice, dm, "stylize",
-                              options={"content": CONTENT, "style": STYLE, "style2": second, "style_blend": "0.7,0.3"})
+                              options={"content": CONTENT, "style_image": STYLE, "style_image2": second, "style_blend": "0.7,0.3"})
         assert "Queued" in await private_answer(ix)
         result = await fake.wait_for_message(is_result, channel_id=dm.id, timeout=120)
         assert "`--style-blend 0.7,0.3`" in result.content

@@ -35,15 +35,19 @@ def shown(name: str, value) -> str:
     return str(value)
 
 
+async def is_server_admin(bot: "StyleBot", user: discord.abc.User) -> bool:
+    """A member with Manage Server (in the server of the command), or the bot's owner."""
+    if await bot.is_owner(user):
+        return True
+    return isinstance(user, discord.Member) and user.guild_permissions.manage_guild
+
+
 async def may_change_limits(bot: "StyleBot", user: discord.abc.User, guild: discord.Guild | None) -> None:
     """Members with Manage Server, or the bot's owner; anyone else is refused before anything changes."""
     if guild is None:
         raise UserError("limits are per server: use this command in the server you want to change")
-    if await bot.is_owner(user):
-        return
-    if isinstance(user, discord.Member) and user.guild_permissions.manage_guild:
-        return
-    raise UserError("only members with the Manage Server permission can change this server's limits")
+    if not await is_server_admin(bot, user):
+        raise UserError("only members with the Manage Server permission can change this server's limits")
 
 
 _CHANNEL = re.compile(r"^<#(\d+)>$")
@@ -69,13 +73,14 @@ class Limits(commands.Cog, name="Server limits"):
         lines = []
         for name, spec in GUILD_LIMITS.items():
             value = values.get(name)
-            current = shown(name, value) if value is not None else "not set"
+            current = shown(name, value) if value is not None else "not set" + (f" ({spec.choices[0]})" if spec.choices else "")
             cap = spec.cap(caps)
             cap_text = f", bot cap {cap:g}" if cap is not None else ""
             lines.append(f"**{name}**: {current} — {spec.help}{cap_text}")
         lines.append(
             f"In effect here: {effective.max_epochs[0]} epochs, {effective.max_size[0]} px, "
-            f"{effective.max_jobs_per_user} job(s) per member, cooldown {effective.cooldown:g} s."
+            f"{effective.max_jobs_per_user} job(s) per member, cooldown {effective.cooldown:g} s, "
+            f"named styles edited by {effective.style_editors}."
         )
         lines.append(f"Admins: `{prefix}limits set max_epochs 300`, `{prefix}limits unset max_epochs`.")
         return "\n".join(lines)
@@ -118,7 +123,8 @@ class Limits(commands.Cog, name="Server limits"):
         await ctx.reply(await self.show_text(ctx.guild, ctx.clean_prefix), mention_author=False,
                         allowed_mentions=discord.AllowedMentions.none())
 
-    @limits.command(name="set", help="Set a limit: max_epochs, max_size, max_jobs_per_user, cooldown (seconds), channels (#a #b).")
+    @limits.command(name="set", help="Set a limit: max_epochs, max_size, max_jobs_per_user, cooldown (seconds), "
+                                      "channels (#a #b), style_editors (admins or everyone).")
     @manage_server_or_owner()
     async def set_(self, ctx: commands.Context, name: str, *values: str):
         await ctx.reply(await self.set_text(ctx.guild, ctx.author.id, name, list(values), ctx.clean_prefix), mention_author=False)
@@ -150,7 +156,8 @@ class Limits(commands.Cog, name="Server limits"):
         await self._answer(interaction, lambda: self.show_text(interaction.guild, "/"), check=False)
 
     @slash.command(name="set", description="Set a limit")
-    @app_commands.describe(name="which limit", value="a number (seconds for cooldown), or channels: #art #bots")
+    @app_commands.describe(name="which limit", value="a number (seconds for cooldown), channels: #art #bots, "
+                                                        "or admins/everyone for style_editors")
     async def slash_set(
         self,
         interaction: discord.Interaction,

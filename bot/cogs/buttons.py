@@ -200,7 +200,8 @@ class DetailsButton(_JobButton, template=r"nst:details:" + _ID):
             return
         meta = await bot.jobs.cache.get_meta(self.job_id)
         styles = await bot.jobs.cache.styles_kept(self.job_id) or 1
-        text = details_text(self.job_id, record.params, meta, bot.config.defaults, bot.config.bot.command_prefix, styles)
+        text = details_text(self.job_id, record.params, meta, bot.config.defaults, bot.config.bot.command_prefix, styles,
+                            record.info)
         await say(interaction, text[:2000])
 
 

@@ -143,17 +143,26 @@ def shown_value(value: Any) -> str:
     return format_number(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
 
-def prefix_line(params: dict[str, Any], defaults, prefix: str) -> str:
+def prefix_line(params: dict[str, Any], defaults, prefix: str, named: Sequence[str] = ()) -> str:
     options = {**changed_options(params, defaults), "seed": params.get("seed")}
     flags = " ".join(f"{option_name(name)} {shown_value(value)}" for name, value in options.items() if value not in (None, (), []))
-    return f"{prefix}stylize {flags}".strip()
+    style = f" --style {','.join(named)}" if named else ""
+    return f"{prefix}stylize{style} {flags}".strip()
 
 
-def slash_line(params: dict[str, Any], defaults, styles: int = 1) -> str:
+def slash_line(params: dict[str, Any], defaults, styles: int = 1, named: Sequence[str] = ()) -> str:
     options = {**changed_options(params, defaults), "seed": params.get("seed")}
-    images = "content:<image> style:<image>" + "".join(f" style{i}:<image>" for i in range(2, styles + 1))
+    attached = styles - len(named)
+    images = "content:<image>" + "".join(f" {slot}:<image>" for slot in style_image_slots(attached))
+    if named:
+        images += f" style:{','.join(named)}"
     flags = " ".join(f"{name}:{shown_value(value)}" for name, value in options.items() if value not in (None, (), []))
     return f"/stylize {images} {flags}".strip()
+
+
+def style_image_slots(count: int) -> list[str]:
+    """The /stylize attachment options for ``count`` style images: style_image, style_image2, ..."""
+    return ["style_image"] + [f"style_image{i}" for i in range(2, count + 1)] if count > 0 else []
 
 
 def result_line(stats: dict[str, Any], params: dict[str, Any], defaults) -> str:
@@ -175,12 +184,24 @@ def result_line(stats: dict[str, Any], params: dict[str, Any], defaults) -> str:
     return line
 
 
-def details_text(job_id: str, params: dict[str, Any], meta: dict[str, Any] | None, defaults, prefix: str, styles: int) -> str:
-    """Everything about a job, for the Details button (ephemeral)."""
+def details_text(job_id: str, params: dict[str, Any], meta: dict[str, Any] | None, defaults, prefix: str, styles: int,
+                 info: dict[str, Any] | None = None) -> str:
+    """Everything about a job, for the Details button (ephemeral): each value with where it came from."""
+    info = info or {}
+    sources = info.get("sources") or {}
     lines = [f"**Job** `{job_id}`"]
+    labels = info.get("styles") or []
+    named = [label for label in labels if label]
+    if labels:
+        shown_styles = ", ".join(f"`{label}`" if label else "an attached image" for label in labels)
+        lines.append(f"**Style{'s' if len(labels) > 1 else ''}** {shown_styles}"
+                     + (f" ({sources['style']})" if named and "style" in sources else ""))
+    if info.get("preset"):
+        lines.append(f"**Preset** {info['preset']}")
     for name in FIELDS:
         if name in params:
-            lines.append(f"`{name}` {shown_value(params[name])}")
+            source = f" ({sources[name]})" if name in sources else ""
+            lines.append(f"`{name}` {shown_value(params[name])}{source}")
     stats = (meta or {}).get("stats")
     if stats:
         width, height = stats["size"]
@@ -194,8 +215,8 @@ def details_text(job_id: str, params: dict[str, Any], meta: dict[str, Any] | Non
     else:
         lines.append("_The run's statistics are no longer kept._")
     lines.append("**Again, exactly:**")
-    lines.append(f"```\n{prefix_line(params, defaults, prefix)}\n```")
-    lines.append(f"```\n{slash_line(params, defaults, styles)}\n```")
+    lines.append(f"```\n{prefix_line(params, defaults, prefix, named)}\n```")
+    lines.append(f"```\n{slash_line(params, defaults, max(styles, len(labels)), named)}\n```")
     return "\n".join(lines)
 
 

@@ -14,7 +14,7 @@ from nst.errors import ParamError
 from nst.params import FIELDS, check_value, format_number
 
 from ..errors import UserError
-from ..limits import SETTING_FIELDS, SOURCE_BOT, effective_limits, resolve
+from ..limits import BOT_OPTIONS, SETTING_NAMES, SOURCE_BOT, check_option, effective_limits, option_help, resolve
 from ..options import normalise_name, option_name
 
 if TYPE_CHECKING:
@@ -24,16 +24,18 @@ if TYPE_CHECKING:
 def field_name(text: str) -> str:
     """Accept style_weight, style-weight and --style-weight."""
     name = normalise_name(text)
-    if name not in SETTING_FIELDS:
-        if name in FIELDS and FIELDS[name].user_option:
+    if name not in SETTING_NAMES:
+        if (name in FIELDS and FIELDS[name].user_option) or name in BOT_OPTIONS:
             raise UserError(f"`{name}` is chosen per job (give it as an option to stylize), not kept as a setting")
-        raise UserError(f"unknown setting `{text}`; settings are: {', '.join(SETTING_FIELDS)}")
+        raise UserError(f"unknown setting `{text}`; settings are: {', '.join(SETTING_NAMES)}")
     return name
 
 
 def shown(value, name: str | None = None) -> str:
     if value is None:
         return FIELDS[name].none_word if name in FIELDS else "random"
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
     return format_number(value) if isinstance(value, (int, float)) else str(value)
 
 
@@ -64,46 +66,49 @@ class Settings(commands.Cog, name="Your settings"):
         saved = await self.bot.store.user_settings(user_id)
         guild_limits = await self.bot.store.guild_limits(guild.id) if guild else None
         resolved = resolve(config.defaults, saved, {}, guild_limits, config.caps)
-        limits = effective_limits(guild_limits, config.caps)
-        ceilings = {"epochs": limits.max_epochs, "size": limits.max_size}
         rows = []
-        for name in SETTING_FIELDS:
-            value = getattr(resolved.params, name)
-            source = resolved.sources[name]
-            line = f"{name:15} {shown(value, name):>10}  ({source})"
-            if name in ceilings and name in saved and saved[name] is not None and saved[name] > ceilings[name][0]:
-                line = f"{name:15} {shown(value):>10}  (your default {shown(saved[name])}, lowered by {ceilings[name][1]})"
-            rows.append(line)
+        for name in SETTING_NAMES:
+            if name == "style":
+                value = ",".join(resolved.styles) or "none"
+            else:
+                value = shown(getattr(resolved.params, name), name)
+            rows.append(f"{name:15} {value:>10}  ({resolved.explain(name)})")
         where = "this server" if guild else "direct messages"
         return (
             f"Your stylize defaults in {where}:\n```\n" + "\n".join(rows) + "\n```"
-            f"Change one with `{prefix}settings set style_weight 1e9`; "
-            f"`{prefix}settings unset NAME` or `{prefix}settings reset` go back to the bot's defaults."
+            f"Change one with `{prefix}settings set style_weight 1e9` (or `{prefix}settings set style NAME` for a "
+            f"favourite named style); `{prefix}settings unset NAME` or `{prefix}settings reset` go back to the bot's "
+            f"defaults. A command's options, then a `--preset`, come before these."
         )
 
     async def set_text(self, user_id: int, guild: discord.Guild | None, name: str, value: str) -> str:
         field = field_name(name)
         try:
-            typed = check_value(field, value)
+            typed = check_option(field, value)
             saved = {**await self.bot.store.user_settings(user_id), field: typed}
             # the combination must still make a valid job (e.g. not both weights 0)
             resolve(self.bot.config.defaults, saved, {}, None, self.bot.config.caps)
         except ParamError as error:
             raise UserError(f"`{option_name(error.field)}`: {error.reason}") from None
-        await self.bot.store.set_user_setting(user_id, field, typed)
         note = ""
+        if field == "style":
+            for style in typed:  # a typo would only show at the next job: refuse it now
+                await self.bot.styles.get(guild.id if guild else None, style)
+            typed = list(typed)
+            note = " It is used when you attach only a content image, in every server that has a style of that name."
+        await self.bot.store.set_user_setting(user_id, field, typed)
         if guild and field in ("epochs", "size"):
             guild_limits = await self.bot.store.guild_limits(guild.id)
             limits = effective_limits(guild_limits, self.bot.config.caps)
             ceiling, reason = limits.max_epochs if field == "epochs" else limits.max_size
             if typed > ceiling:
                 note = f" Here it is lowered to {ceiling} by {reason}."
-        return f"Saved: {field} = {shown(typed, field)} ({FIELDS[field].help}). It applies in every server, within each server's limits.{note}"
+        return f"Saved: {field} = {shown(typed, field)} ({option_help(field)}). It applies in every server, within each server's limits.{note}"
 
     async def unset_text(self, user_id: int, name: str) -> str:
         field = field_name(name)
         removed = await self.bot.store.unset_user_setting(user_id, field)
-        default = shown(getattr(self.bot.config.defaults, field), field)
+        default = "none" if field in BOT_OPTIONS else shown(getattr(self.bot.config.defaults, field), field)
         if removed:
             return f"Removed your {field}; the {SOURCE_BOT} ({default}) applies again."
         return f"You had no {field} saved; the {SOURCE_BOT} is {default}."
@@ -170,5 +175,5 @@ class Settings(commands.Cog, name="Your settings"):
 def complete_setting(current: str) -> list[app_commands.Choice[str]]:
     """The setting names that contain what was typed, with their help (the list is long)."""
     current = normalise_name(current)
-    names = [name for name in SETTING_FIELDS if current in name]
-    return [app_commands.Choice(name=f"{name}: {FIELDS[name].help}"[:100], value=name) for name in names[:25]]
+    names = [name for name in SETTING_NAMES if current in name]
+    return [app_commands.Choice(name=f"{name}: {option_help(name)}"[:100], value=name) for name in names[:25]]

@@ -1,4 +1,4 @@
-"""Application commands: ``/stylize``, the message menus "Stylize" and "Stylize with options",
+"""Application commands: ``/stylize`` (a content image, and a style image or a named style), the message menus "Stylize" and "Stylize with options",
 ``/cancel``, ``/queue`` and the owner's ``/sync``.
 
 ``/stylize``'s options are built from ``nst.params.FIELDS`` (type, range, choices, description), so
@@ -19,10 +19,11 @@ from discord import app_commands
 
 from nst.params import FIELDS, FieldSpec, format_number
 
-from ..limits import USER_FIELDS
+from ..limits import BOT_OPTIONS, OPTION_NAMES, USER_FIELDS
 from ..store import StoreError
 from .buttons import destination, say, submit_from_interaction
 from .forms import OptionsForm, describe_options
+from .messages import style_image_slots
 from ..jobs import JobRequest
 
 if TYPE_CHECKING:
@@ -53,16 +54,16 @@ def _description(spec: FieldSpec, default: Any) -> str:
 
 
 def style_slots(max_styles: int) -> list[str]:
-    """``style``, then ``style2``… for blending, as many as fit next to the options."""
-    room = MAX_OPTIONS - 1 - len(USER_FIELDS)
-    return ["style"] + [f"style{i}" for i in range(2, min(max_styles, room) + 1)]
+    """``style_image``, then ``style_image2``… for blending, as many as fit next to the options."""
+    room = MAX_OPTIONS - 1 - len(BOT_OPTIONS) - len(USER_FIELDS)
+    return style_image_slots(min(max_styles, room))
 
 
 async def _stylize(interaction: discord.Interaction, **given: Any) -> None:
     bot: "StyleBot" = interaction.client  # type: ignore[assignment]
     await interaction.response.defer(ephemeral=True, thinking=True)  # first: downloads may take a while
     images = [given.pop("content")] + [given.pop(name) for name in style_slots(bot.config.caps.max_styles) if given.get(name)]
-    options = {name: value for name, value in given.items() if name in USER_FIELDS and value is not None}
+    options = {name: value for name, value in given.items() if name in OPTION_NAMES and value is not None}
     request = JobRequest(
         user_id=interaction.user.id,
         destination=destination(interaction),
@@ -76,16 +77,20 @@ async def _stylize(interaction: discord.Interaction, **given: Any) -> None:
 
 def build_stylize(bot: "StyleBot") -> app_commands.Command:
     parameters = [inspect.Parameter("interaction", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=discord.Interaction)]
-    descriptions = {"content": "the picture to repaint", "style": "the picture whose style to take"}
+    descriptions = {
+        "content": "the picture to repaint",
+        "style": "a named style of this server (or a built-in); or attach style_image",
+        "preset": "a saved preset (preset list): its values apply where you set none",
+        "style_image": "the picture whose style to take (or name a style)",
+    }
+    parameters.append(inspect.Parameter("content", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=discord.Attachment))
+    for name in BOT_OPTIONS:
+        parameters.append(inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Optional[str], default=None))
     for slot in style_slots(bot.config.caps.max_styles):
-        required = slot == "style"
         parameters.append(inspect.Parameter(
-            slot, inspect.Parameter.POSITIONAL_OR_KEYWORD,
-            annotation=discord.Attachment if required else Optional[discord.Attachment],
-            default=inspect.Parameter.empty if required else None,
+            slot, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Optional[discord.Attachment], default=None,
         ))
         descriptions.setdefault(slot, "another style to blend in (weights: style_blend)")
-    parameters.insert(1, inspect.Parameter("content", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=discord.Attachment))
     long_lists = []
     for name in USER_FIELDS:
         spec = FIELDS[name]
@@ -109,7 +114,28 @@ def build_stylize(bot: "StyleBot") -> app_commands.Command:
     )
     for name in long_lists:
         command.autocomplete(name)(_choices_for(name))
+    command.autocomplete("style")(_complete_styles)
+    command.autocomplete("preset")(_complete_presets)
     return command
+
+
+async def _complete_styles(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    """Style names here; after a comma (blending), the next name."""
+    from .styles import complete_style
+
+    done, _, typed = current.rpartition(",")
+    lead = f"{done}," if done else ""
+    choices = await complete_style(interaction.client, interaction, typed)  # type: ignore[arg-type]
+    return [app_commands.Choice(name=lead + c.name, value=lead + c.value) for c in choices if len(lead + c.value) <= 100]
+
+
+async def _complete_presets(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    bot: "StyleBot" = interaction.client  # type: ignore[assignment]
+    typed = current.strip().lower()
+    mine = await bot.store.presets("user", interaction.user.id)
+    server = await bot.store.presets("guild", interaction.guild.id) if interaction.guild else {}
+    names = [name for name in dict.fromkeys([*mine, *server]) if typed in name]
+    return [app_commands.Choice(name=name, value=name) for name in names[:MAX_CHOICES]]
 
 
 def _choices_for(name: str):

@@ -27,14 +27,17 @@ class Stylize(commands.Cog, name="Style transfer"):
         self.stylize.help = self.stylize.help.replace("{options}", options_help(bot.config.defaults))
 
     @commands.command(
-        usage="[--epochs N] [--style-weight X] [--size N] [--seed N] [--style-blend 0.7,0.3] ...",
+        usage="[--style NAME] [--preset NAME] [--epochs N] [--style-weight X] [--size N] [--seed N] ...",
         help=(
             "Repaint the first attached image (content) in the style of the second (style).\n"
             "Attach two images, or reply to a message that has them. More images after the second are\n"
-            "blended as styles (their weights: --style-blend).\n\n"
-            "Options (your saved defaults from `settings` apply to what you leave out):\n"
+            "blended as styles (their weights: --style-blend). Or attach only the content and name one of\n"
+            "this server's styles: --style starry (see `style list`; --style a,b blends them, after any\n"
+            "attached style images).\n\n"
+            "Options (a --preset's values, then your saved defaults from `settings`, apply to what you leave out):\n"
             "```\n{options}\n```\n"
-            "Example: stylize --epochs 300 --style-weight 1e9 --size 384 --seed 7"
+            "Example: stylize --epochs 300 --style-weight 1e9 --size 384 --seed 7\n"
+            "Example: stylize --style starry --preset fast   (with only the content image attached)"
         ),
     )
     async def stylize(self, ctx: commands.Context, *, options: str = ""):
