@@ -28,8 +28,9 @@
 #
 # Stages: requirements -> deps (venv: torch + dependencies) -> app (the project) -> weights (the
 # compact VGG-19 file) -> runtime. The runtime stage gets the dependency venv, the project, the
-# weights file and the config: no compiler (none is needed: every dependency ships a wheel), no pip
-# cache, no sources, tests, bench or examples. Dependencies and the project are separate layers: a
+# weights file, the config and one built-in style (examples/style.jpg, as /opt/nst/styles/swirls.jpg):
+# no compiler (none is needed: every dependency ships a wheel), no pip cache, no sources, tests, bench
+# or other examples. Dependencies and the project are separate layers: a
 # change to the bot's code alone rebuilds (and, with the build cache kept, pushes) under 1 MB.
 #
 # Stopping: SIGTERM makes the bot refuse new jobs and give running ones bot.shutdown_grace seconds
@@ -184,6 +185,9 @@ COPY --from=weights /opt/nst /opt/nst
 COPY --from=app /opt/app /opt/app
 COPY --chmod=0755 docker/healthcheck.py /usr/local/bin/nst-healthcheck
 COPY docker/config.toml /etc/nst-bot/config.toml
+# The built-in named styles (styles.builtin_dir in the config): the project's example style. Mount a
+# folder of images over /opt/nst/styles (read-only) to offer your own instead.
+COPY examples/style.jpg /opt/nst/styles/swirls.jpg
 
 # The weights arrived intact and load with the installed code (keys and shapes are checked); torch
 # leaves an empty torchinductor_<user> folder in /tmp, removed so that the image's /tmp is empty.
