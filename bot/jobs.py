@@ -54,7 +54,7 @@ from .executor.base import (
     check_admission,
 )
 from .imagecache import ImageCache
-from .limits import SOURCE_OPTION, USER_FIELDS, Resolved, effective_limits, resolve
+from .limits import SOURCE_OPTION, SOURCE_USER, USER_FIELDS, Resolved, effective_limits, resolve
 from .options import option_name
 from .presets import find_preset
 from .store import JobRecord, StoreError
@@ -159,8 +159,14 @@ class JobService:
             )
         if len(names) > config.caps.max_styles:
             raise UserError(f"a job takes at most {config.caps.max_styles} styles (I found {len(names)})")
-        for name in names:
-            await self.bot.styles.get(guild_id, name)  # unknown: refused now, with the close names
+        for name in names:  # unknown: refused now, with the close names
+            if await self.bot.styles.find(guild_id, name) is None:
+                text = await self.bot.styles.unknown(guild_id, name)
+                if resolved.sources["style"] == SOURCE_USER:
+                    text += " (it is your default style: `settings unset style`, or attach a style image)"
+                elif resolved.sources["style"] != SOURCE_OPTION:
+                    text += f" (it comes from the {resolved.sources['style']})"
+                raise UserError(text)
         if cached is not None:
             styles_given = len(names) or len(cached.styles)
         else:
@@ -206,7 +212,7 @@ class JobService:
         log.info("job %s accepted via %s", job.job_id, request.via, extra={"job": job.job_id})
         info = {
             "styles": labels,
-            "preset": preset.source if preset else None,
+            "preset": {"name": preset.name, "scope": preset.scope} if preset else None,
             "sources": {name: resolved.explain(name) for name in (*USER_FIELDS, *(("style",) if names else ()))},
         }
         await self._record(job, info)

@@ -100,6 +100,7 @@ async def test_a_servers_style_library(fake, world, tmp_path, weights_file):
         assert Image.open(io.BytesIO(listed.attachments[0].data)).size == (2 * CELL[0], CELL[1])  # third, waves
         assert "`third`" in listed.content
         assert "did you mean" in (await ask(fake, g, bob, "!style show thrid")).content
+        assert "is not a style command" in (await ask(fake, g, bob, "!style lsit")).content
 
 
 async def test_presets_apply_between_the_command_and_the_defaults(fake, world, tmp_path, weights_file):
@@ -125,15 +126,25 @@ async def test_presets_apply_between_the_command_and_the_defaults(fake, world, t
         result = await ask(fake, g, alice, "!stylize --preset fast --size 32 --seed 5", [CONTENT], is_result, budget)
         assert result.content.startswith(f"<@{alice.id}> 3 epochs · 32×24") and "seed 5" in result.content
         details = (await answer(await fake.press_button(alice, result, fake.button(result, label="Details")["custom_id"]))).content
-        for words in ("**Style** `starry` (your default)", "**Preset** preset fast",
+        for words in ("**Style** `starry` (your default)", "**Preset** `fast` (yours)",
                       "`epochs` 3 (preset fast 5, lowered by this server's limit)", "`size` 32 (this command)",
                       "`tv_weight` 0.001 (preset fast)", "`style_weight` 1e9 (your default)",
                       "`content_weight` 100 (bot default)", "!stylize --style starry"):
             assert words in details, (words, details)
         assert "no preset named `fsat`" in (await ask(fake, g, alice, "!stylize --preset fsat", [CONTENT])).content
+        await command(fake, g, alice, "!help preset")
+        await fake.wait_for_message(lambda m: "Named sets of stylize options" in m.content, channel_id=g.id, timeout=30)
+        await command(fake, g, alice, "!help style")
+        await fake.wait_for_message(lambda m: "style add NAME" in m.content and "style_editors" in m.content,
+                                    channel_id=g.id, timeout=30)
         ix = await fake.slash(alice, g, "stylize", options={"content": CONTENT, "preset": "house", "epochs": 2, "size": 32})
         assert "Queued" in (await answer(ix)).content
         await fake.wait_for_message(lambda m: is_result(m) and m.id != result.id, channel_id=g.id, timeout=budget)
+        # the message menu on a message with one picture: her default style does the rest
+        photo = await command(fake, g, world.bob, "my cat", [CONTENT])
+        assert "Queued" in (await answer(await fake.context_menu(alice, photo, "Stylize"))).content
+        menu = await reply_to(fake, photo, is_result, timeout=budget)
+        assert menu.content.startswith(f"<@{alice.id}> 2 epochs")  # her default epochs, under the limit
     async with running_bot(fake, config):  # presets survive a restart
         listed = (await ask(fake, g, alice, "!preset list")).content
         assert "`fast`: --epochs 5 --size 40 --tv-weight 0.001" in listed and "`house`: --pool avg" in listed

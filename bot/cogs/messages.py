@@ -196,8 +196,9 @@ def details_text(job_id: str, params: dict[str, Any], meta: dict[str, Any] | Non
         shown_styles = ", ".join(f"`{label}`" if label else "an attached image" for label in labels)
         lines.append(f"**Style{'s' if len(labels) > 1 else ''}** {shown_styles}"
                      + (f" ({sources['style']})" if named and "style" in sources else ""))
-    if info.get("preset"):
-        lines.append(f"**Preset** {info['preset']}")
+    preset = info.get("preset")
+    if preset:
+        lines.append(f"**Preset** `{preset['name']}` ({'this server' if preset['scope'] == 'guild' else 'yours'})")
     for name in FIELDS:
         if name in params:
             source = f" ({sources[name]})" if name in sources else ""

@@ -128,8 +128,10 @@ class Styles(commands.Cog, name="Named styles"):
     # ------------------------------------------------------------------ prefix commands
 
     @commands.group(name="style", invoke_without_command=True, help=HELP)
-    async def style(self, ctx: commands.Context, page: int = 1):
-        text, file = await self.listing(ctx.guild, page, ctx.clean_prefix)
+    async def style(self, ctx: commands.Context, page: str = "1"):
+        if not page.isdigit():
+            raise UserError(f"`{page[:40]}` is not a style command; see `{ctx.clean_prefix}help style`")
+        text, file = await self.listing(ctx.guild, int(page), ctx.clean_prefix)
         await _reply(ctx, text, file)
 
     @style.command(name="add", help="Add a style: style add NAME, with one image attached (or replying to one).")
@@ -139,8 +141,10 @@ class Styles(commands.Cog, name="Named styles"):
         await _reply(ctx, text)
 
     @style.command(name="list", help="The styles as a contact sheet: style list [PAGE].")
-    async def list_(self, ctx: commands.Context, page: int = 1):
-        text, file = await self.listing(ctx.guild, page, ctx.clean_prefix)
+    async def list_(self, ctx: commands.Context, page: str = "1"):
+        if not page.isdigit():
+            raise UserError(f"give a sheet number, e.g. `{ctx.clean_prefix}style list 2`")
+        text, file = await self.listing(ctx.guild, int(page), ctx.clean_prefix)
         await _reply(ctx, text, file)
 
     @style.command(name="show", help="One style's image and details: style show NAME.")
@@ -173,7 +177,6 @@ class Styles(commands.Cog, name="Named styles"):
 
     @slash.command(name="add", description="Add a style to this server's library")
     @app_commands.describe(name=f"its name: {NAME_RULE}", image="the style image")
-    @app_commands.guild_only()
     async def slash_add(self, interaction: discord.Interaction, name: str, image: discord.Attachment):
         await self._answer(interaction, lambda: self.add(interaction.user, interaction.guild, name, [image], "/"))
 
@@ -187,12 +190,10 @@ class Styles(commands.Cog, name="Named styles"):
         await self._answer(interaction, lambda: self.show(interaction.guild, name))
 
     @slash.command(name="rename", description="Rename a style of this server")
-    @app_commands.guild_only()
     async def slash_rename(self, interaction: discord.Interaction, old: str, new: str):
         await self._answer(interaction, lambda: self.rename(interaction.user, interaction.guild, old, new))
 
     @slash.command(name="remove", description="Remove a style from this server's library")
-    @app_commands.guild_only()
     async def slash_remove(self, interaction: discord.Interaction, name: str):
         await self._answer(interaction, lambda: self.remove(interaction.user, interaction.guild, name))
 
