@@ -354,3 +354,13 @@ def test_the_container_check_can_be_skipped_on_purpose():
     done = subprocess.run([sys.executable, str(ROOT / ".ci" / "container_check.py")], capture_output=True, text=True,
                           env={**os.environ, "NST_CONTAINER_CHECK": "skip"}, timeout=60)
     assert done.returncode == 0 and done.stdout.startswith("CONTAINER CHECK SKIPPED: NST_CONTAINER_CHECK=skip")
+
+
+def test_the_image_ships_the_example_style_as_a_built_in():
+    builtin_dir = docker_config()["styles"]["builtin_dir"]
+    shipped = [(sources, dest) for stage, sources, dest in copies(final_stage()) if stage is None]
+    assert (["examples/style.jpg"], f"{builtin_dir}/swirls.jpg") in shipped, shipped
+    allowed = (ROOT / ".dockerignore").read_text().split()
+    assert "!examples/style.jpg" in allowed  # in the build context
+    compose = COMPOSE.read_text()
+    assert f"#   target: {builtin_dir}" in compose  # how to mount a folder of one's own
