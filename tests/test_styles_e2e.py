@@ -94,6 +94,11 @@ async def test_a_servers_style_library(fake, world, tmp_path, weights_file):
         await ask(fake, g, bob, "!cancel")
         done = await reply_to(fake, waiting, is_result, timeout=budget)
         assert done.content.startswith(f"<@{alice.id}> 2 epochs")
+        # and its Again still works: the job's own copy of the picture is in the image cache
+        assert "Queued" in (await answer(await fake.press_button(alice, done, fake.button(done, label="Again")["custom_id"]))).content
+        again = await reply_to(fake, done, is_result, timeout=budget)
+        details = (await answer(await fake.press_button(alice, again, fake.button(again, label="Details")["custom_id"]))).content
+        assert "**Style** `starry`" in details and "`epochs` 2 (the earlier job)" in details
         assert bot.executor.jobs() == []
     async with running_bot(fake, config):  # a full restart: the library is the database and the files
         listed = await ask(fake, g, bob, "!style list", predicate=lambda m: m.attachments)
