@@ -127,12 +127,15 @@ class Styles(commands.Cog, name="Named styles"):
 
     # ------------------------------------------------------------------ prefix commands
 
-    @commands.group(name="style", invoke_without_command=True, help=HELP)
-    async def style(self, ctx: commands.Context, page: str = "1"):
+    async def _list_page(self, ctx: commands.Context, page: str, refusal: str) -> None:
         if not page.isdigit():
-            raise UserError(f"`{page[:40]}` is not a style command; see `{ctx.clean_prefix}help style`")
+            raise UserError(refusal)
         text, file = await self.listing(ctx.guild, int(page), ctx.clean_prefix)
         await _reply(ctx, text, file)
+
+    @commands.group(name="style", invoke_without_command=True, help=HELP)
+    async def style(self, ctx: commands.Context, page: str = "1"):
+        await self._list_page(ctx, page, f"`{page[:40]}` is not a style command; see `{ctx.clean_prefix}help style`")
 
     @style.command(name="add", help="Add a style: style add NAME, with one image attached (or replying to one).")
     async def add_(self, ctx: commands.Context, name: str):
@@ -142,10 +145,7 @@ class Styles(commands.Cog, name="Named styles"):
 
     @style.command(name="list", help="The styles as a contact sheet: style list [PAGE].")
     async def list_(self, ctx: commands.Context, page: str = "1"):
-        if not page.isdigit():
-            raise UserError(f"give a sheet number, e.g. `{ctx.clean_prefix}style list 2`")
-        text, file = await self.listing(ctx.guild, int(page), ctx.clean_prefix)
-        await _reply(ctx, text, file)
+        await self._list_page(ctx, page, f"give a sheet number, e.g. `{ctx.clean_prefix}style list 2`")
 
     @style.command(name="show", help="One style's image and details: style show NAME.")
     async def show_(self, ctx: commands.Context, name: str):
