@@ -11,7 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from nst.errors import ParamError
-from nst.params import FIELDS, check_value, format_number
+from nst.params import FIELDS, format_number
 
 from ..errors import UserError
 from ..limits import BOT_OPTIONS, SETTING_NAMES, SOURCE_BOT, check_option, effective_limits, option_help, resolve
