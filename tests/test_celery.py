@@ -27,24 +27,66 @@ from redis_harness import Worker, celery_config, redis_server
 LIMITS = dict(max_per_user=5, max_queue=20)
 
 
+# One Redis, one database per kind of test, so that the shared worker (database 0) never sees the jobs
+# of the tests without a worker (1) or of the test with its own two workers (2).
+SHARED_DB, IDLE_DB, PAIR_DB = 0, 1, 2
+
+
 @pytest.fixture(scope="module")
-def redis_url():
+def redis_server_url():
     with redis_server() as url:
-        yield url
+        yield url.rsplit("/", 1)[0]
+
+
+@pytest.fixture(scope="module")
+def shared_worker(redis_server_url, tmp_path_factory, weights_file):
+    """One worker for the module's tests that need a single worker: started once (a worker start is
+    two model loads, ~10 s), as in production where a worker outlives its jobs and its pool processes.
+    Jobs of up to 200 steps; the timeout is sized from the measured step time."""
+    url = f"{redis_server_url}/{SHARED_DB}"
+    redis.Redis.from_url(url).flushdb()
+    folder = tmp_path_factory.mktemp("shared-worker")
+    config = celery_config(folder, weights_file, url, steps=200)
+    with workers(config, folder) as (worker,):
+        yield config, worker
+
+
+@pytest.fixture
+def one_worker(shared_worker, tmp_path):
+    """The shared worker, alive and idle: nothing of an earlier test is still queued or running."""
+    config, worker = shared_worker
+    assert worker.proc.poll() is None, "the shared worker died in an earlier test:\n" + worker_log(worker)[-3000:]
+    r = redis.Redis.from_url(queue_settings(load_config(config)).redis_url)
+    assert r.hlen(ACTIVE) == 0 and r.zcard(PENDING) == 0, "an earlier test left a job behind"
+    return config, worker
 
 
 @pytest.fixture
 def config_path(tmp_path, weights_file, redis_url):
-    """Jobs of up to 200 steps; the timeout is sized from the measured step time."""
-    redis.Redis.from_url(redis_url).flushall()
+    """For tests without a worker: jobs of up to 200 steps; the timeout is sized from the measured step time."""
     return celery_config(tmp_path, weights_file, redis_url, steps=200)
 
 
 @pytest.fixture
-def quick_config(tmp_path, weights_file, redis_url):
-    """Jobs of up to 40 steps: a short job timeout, so a short visibility timeout (fast re-delivery)."""
-    redis.Redis.from_url(redis_url).flushall()
-    return celery_config(tmp_path, weights_file, redis_url, steps=40)
+def redis_url(redis_server_url):
+    """The database of the tests without a worker (or with their own), emptied for each test."""
+    url = f"{redis_server_url}/{IDLE_DB}"
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
+@pytest.fixture
+def shared_url(redis_server_url):
+    return f"{redis_server_url}/{SHARED_DB}"
+
+
+@pytest.fixture
+def quick_config(tmp_path, weights_file, redis_server_url):
+    """Jobs of up to 20 steps: a short job timeout, so a short visibility timeout (fast re-delivery);
+    its own database, for its own two workers."""
+    url = f"{redis_server_url}/{PAIR_DB}"
+    redis.Redis.from_url(url).flushdb()
+    return url, celery_config(tmp_path, weights_file, url, steps=20)
 
 
 @contextlib.contextmanager
@@ -101,12 +143,13 @@ def stream(redis_url, job_id) -> list[dict]:
     return [json.loads(fields[b"e"]) for _, fields in entries]
 
 
-async def test_a_job_end_to_end_with_rising_progress_and_previews(config_path, tmp_path, redis_url, weights_file):
-    with workers(config_path, tmp_path):
-        async with executor(config_path, preview_interval=0.01) as ex:
-            assert ex.health()[0] and "w0@test" in ex.health()[1]
-            handle = await ex.submit(job(epochs=30), **LIMITS)
-            seen = await events(handle, timeout=time_budget(30, weights_file))
+async def test_a_job_end_to_end_with_rising_progress_and_previews(one_worker, shared_url, weights_file):
+    config_path, _ = one_worker
+    redis_url = shared_url
+    async with executor(config_path, preview_interval=0.01) as ex:
+        assert ex.health()[0] and "w0@test" in ex.health()[1]
+        handle = await ex.submit(job(epochs=30), **LIMITS)
+        seen = await events(handle, timeout=time_budget(30, weights_file))
     assert isinstance(seen[0], Queued) and seen[0].position == 1
     started = [e for e in seen if isinstance(e, Started)]
     assert len(started) == 1 and started[0].device == "cpu on w0@test" and started[0].attempt == 1
@@ -128,29 +171,30 @@ async def test_a_job_end_to_end_with_rising_progress_and_previews(config_path, t
     assert all(set(fields) == {b"e"} for _, fields in r.xrange(keys.events))
 
 
-async def test_two_style_images_reach_the_worker(config_path, tmp_path, redis_url, weights_file):
+async def test_two_style_images_reach_the_worker(one_worker, weights_file):
+    config_path, _ = one_worker
     second = png(make_style(40).rotate(90))
-    with workers(config_path, tmp_path):
-        async with executor(config_path) as ex:
-            blended = dataclasses.replace(job(epochs=4), styles=(STYLE_PNG, second))
-            handle = await ex.submit(blended, **LIMITS)
-            seen = await events(handle, timeout=time_budget(4, weights_file))
+    async with executor(config_path) as ex:
+        blended = dataclasses.replace(job(epochs=4), styles=(STYLE_PNG, second))
+        handle = await ex.submit(blended, **LIMITS)
+        seen = await events(handle, timeout=time_budget(4, weights_file))
     assert isinstance(seen[-1], Done), seen[-1]
 
 
-async def test_cancel_running_at_40_percent_and_queued_never_runs(config_path, tmp_path, redis_url, weights_file):
-    with workers(config_path, tmp_path) as (worker,):
-        async with executor(config_path) as ex:
-            running = await ex.submit(job(1, epochs=150, size=64), **LIMITS)
-            queued = await ex.submit(job(2), **LIMITS)
-            await until_event(running, lambda e: isinstance(e, Progress) and e.fraction >= 0.4, timeout=time_budget(60, weights_file))
-            assert await queued.cancel()
-            assert (await events(queued, timeout=5))[-1] == Failed(CANCELLED, "cancelled before it started")
-            assert await running.cancel()
-            last = (await events(running, timeout=time_budget(3, weights_file)))[-1]
-            assert last == Failed(CANCELLED, "cancelled")
-            # acknowledged, so never re-delivered (the worker logs each task it finished)
-            await wait_for(lambda: f"[{running.job.job_id}] succeeded" in worker_log(worker), "the cancelled task is acknowledged")
+async def test_cancel_running_at_40_percent_and_queued_never_runs(one_worker, shared_url, weights_file):
+    config_path, worker = one_worker
+    redis_url = shared_url
+    async with executor(config_path) as ex:
+        running = await ex.submit(job(1, epochs=150, size=64), **LIMITS)
+        queued = await ex.submit(job(2), **LIMITS)
+        await until_event(running, lambda e: isinstance(e, Progress) and e.fraction >= 0.4, timeout=time_budget(60, weights_file))
+        assert await queued.cancel()
+        assert (await events(queued, timeout=5))[-1] == Failed(CANCELLED, "cancelled before it started")
+        assert await running.cancel()
+        last = (await events(running, timeout=time_budget(3, weights_file)))[-1]
+        assert last == Failed(CANCELLED, "cancelled")
+        # acknowledged, so never re-delivered (the worker logs each task it finished)
+        await wait_for(lambda: f"[{running.job.job_id}] succeeded" in worker_log(worker), "the cancelled task is acknowledged")
     for handle, starts in ((running, 1), (queued, 0)):
         kinds = [e["type"] for e in stream(redis_url, handle.job.job_id)]
         assert kinds.count("started") == starts and "done" not in kinds
@@ -158,33 +202,35 @@ async def test_cancel_running_at_40_percent_and_queued_never_runs(config_path, t
     assert progress[-1] < 150
 
 
-async def test_killed_job_process_is_redelivered_and_completes(config_path, tmp_path, redis_url, weights_file):
+async def test_killed_job_process_is_redelivered_and_completes(one_worker, shared_url, weights_file):
     """Regression (issue 11, defect 12): the re-delivered job used to run past a fixed 5 s timeout on a
     slower CPU; the timeout is now sized from the measured step time."""
-    with workers(config_path, tmp_path) as (worker,):
-        async with executor(config_path) as ex:
-            handle = await ex.submit(job(epochs=100, size=64), **LIMITS)
-            await until_event(handle, lambda e: isinstance(e, Progress) and e.step >= 20, timeout=time_budget(20, weights_file))
-            os.kill(worker.pool_process(), signal.SIGKILL)
-            seen = await events(handle, timeout=time_budget(100, weights_file) + 30)
-    assert isinstance(seen[-1], Done) and seen[-1].stats["steps"] == 100
+    config_path, worker = one_worker
+    redis_url = shared_url
+    async with executor(config_path) as ex:
+        handle = await ex.submit(job(epochs=40, size=64), **LIMITS)
+        await until_event(handle, lambda e: isinstance(e, Progress) and e.step >= 10, timeout=time_budget(10, weights_file))
+        os.kill(worker.pool_process(), signal.SIGKILL)
+        seen = await events(handle, timeout=time_budget(40, weights_file) + 30)
+    assert isinstance(seen[-1], Done) and seen[-1].stats["steps"] == 40
     kinds = [e["type"] for e in stream(redis_url, handle.job.job_id)]
     assert kinds.count("started") == 2 and kinds.count("done") == 1
     assert [e["attempt"] for e in stream(redis_url, handle.job.job_id) if e["type"] == "started"] == [1, 2]
 
 
-async def test_killed_worker_hands_the_job_to_the_other_worker(quick_config, tmp_path, redis_url, weights_file):
+async def test_killed_worker_hands_the_job_to_the_other_worker(quick_config, tmp_path, weights_file):
+    _, quick_config = quick_config
     settings = queue_settings(load_config(quick_config))
     with workers(quick_config, tmp_path, count=2) as pool:
         async with executor(quick_config) as ex:
-            handle = await ex.submit(job(epochs=30, size=64), **LIMITS)
+            handle = await ex.submit(job(epochs=20, size=64), **LIMITS)
             started, _ = await until_event(handle, lambda e: isinstance(e, Started), timeout=time_budget(0, weights_file))
             victim = next(w for w in pool if started.device.endswith(w.name))
             survivor = next(w for w in pool if w is not victim)
             await until_event(handle, lambda e: isinstance(e, Progress), timeout=time_budget(1, weights_file))
             killed_at = time.monotonic()
             victim.kill()
-            bound = settings.visibility_timeout + 2 * settings.restore_interval + time_budget(30, weights_file)
+            bound = settings.visibility_timeout + 2 * settings.restore_interval + time_budget(20, weights_file)
             seen = await events(handle, timeout=bound)
             elapsed = time.monotonic() - killed_at
     assert isinstance(seen[-1], Done)
@@ -192,34 +238,35 @@ async def test_killed_worker_hands_the_job_to_the_other_worker(quick_config, tmp
     assert elapsed < bound
 
 
-async def test_attempts_are_bounded(config_path, tmp_path, redis_url, weights_file):
+async def test_attempts_are_bounded(one_worker, weights_file):
     """A job that kills its worker every time is given up after max_attempts (2) deliveries."""
-    with workers(config_path, tmp_path) as (worker,):
-        async with executor(config_path) as ex:
-            handle = await ex.submit(job(epochs=200, size=64), **LIMITS)
-            for _ in range(2):
-                await until_event(handle, lambda e: isinstance(e, Progress), timeout=time_budget(1, weights_file) + 30)
-                os.kill(worker.pool_process(), signal.SIGKILL)
-            last = (await events(handle, timeout=60))[-1]
+    config_path, worker = one_worker
+    async with executor(config_path) as ex:
+        handle = await ex.submit(job(epochs=200, size=64), **LIMITS)
+        for _ in range(2):
+            await until_event(handle, lambda e: isinstance(e, Progress), timeout=time_budget(1, weights_file) + 30)
+            os.kill(worker.pool_process(), signal.SIGKILL)
+        last = (await events(handle, timeout=60))[-1]
     assert isinstance(last, Failed) and last.kind == CRASHED and "will not be tried again" in last.reason
 
 
-async def test_hard_time_limit_fails_the_job_and_frees_the_slot(config_path, tmp_path, redis_url, weights_file):
+async def test_hard_time_limit_fails_the_job_and_frees_the_slot(one_worker, shared_url, weights_file):
     """Regression (issue 11, defect 11): a job killed by Celery's hard time limit used to be acknowledged
     with no event and an active entry that never expired, so its user could never submit again."""
-    with workers(config_path, tmp_path) as (worker,):
-        settings = queue_settings(load_config(config_path))
-        # the job's own deadline (job_timeout) is far away; Celery's hard limit kills it after 2 s
-        async with executor(config_path, hard_limit_margin=2 - settings.job_timeout) as ex:
-            endless = await ex.submit(job(1, epochs=100_000, size=64), max_per_user=1, max_queue=5)
-            await until_event(endless, lambda e: isinstance(e, Started), timeout=time_budget(0, weights_file))
-            last = (await events(endless, timeout=30))[-1]
-            assert last == Failed(TIMEOUT, timeout_reason(settings.job_timeout))
-            assert "hit the hard time limit" in worker_log(worker)
-            r = redis.Redis.from_url(redis_url)
-            assert not r.hexists(ACTIVE, endless.job.job_id)
-            again = await ex.submit(job(1, epochs=2), max_per_user=1, max_queue=5)  # the slot is free
-            assert isinstance((await events(again, timeout=time_budget(2, weights_file) + 30))[-1], Done)
+    config_path, worker = one_worker
+    redis_url = shared_url
+    settings = queue_settings(load_config(config_path))
+    # the job's own deadline (job_timeout) is far away; Celery's hard limit kills it after 2 s
+    async with executor(config_path, hard_limit_margin=2 - settings.job_timeout) as ex:
+        endless = await ex.submit(job(1, epochs=100_000, size=64), max_per_user=1, max_queue=5)
+        await until_event(endless, lambda e: isinstance(e, Started), timeout=time_budget(0, weights_file))
+        last = (await events(endless, timeout=30))[-1]
+        assert last == Failed(TIMEOUT, timeout_reason(settings.job_timeout))
+        assert "hit the hard time limit" in worker_log(worker)
+        r = redis.Redis.from_url(redis_url)
+        assert not r.hexists(ACTIVE, endless.job.job_id)
+        again = await ex.submit(job(1, epochs=2), max_per_user=1, max_queue=5)  # the slot is free
+        assert isinstance((await events(again, timeout=time_budget(2, weights_file) + 30))[-1], Done)
 
 
 async def test_an_expired_entry_is_failed_and_never_blocks_its_user(config_path, tmp_path, redis_url):
