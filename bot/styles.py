@@ -88,7 +88,7 @@ class StyleLibrary:
         self.root = config.styles_dir
         self.builtin_dir = Path(config.styles.builtin_dir).expanduser() if config.styles.builtin_dir else None
         self._lock = asyncio.Lock()  # adds and removes one at a time: a file is never unlinked under a new name
-        self._warned = False
+        self._warned: set[str] = set()  # each warning about the built-in folder is logged once
 
     # ------------------------------------------------------------------ built-ins
 
@@ -116,8 +116,8 @@ class StyleLibrary:
         return found
 
     def _warn_once(self, text: str) -> None:
-        if not self._warned:
-            self._warned = True
+        if text not in self._warned:
+            self._warned.add(text)
             log.warning("%s", text)
 
     # ------------------------------------------------------------------ reading
@@ -166,6 +166,8 @@ class StyleLibrary:
             try:
                 out.append(await asyncio.to_thread(entry.path.read_bytes))
             except OSError as error:
+                if await self.find(guild_id, name) is None:  # removed between the lookup and the read
+                    raise UserError(await self.unknown(guild_id, name)) from None
                 log.error("style %r (%s): cannot read %s: %s", name, "built-in" if entry.builtin else f"server {guild_id}",
                           entry.path, error)
                 raise UserError(f"the image of style `{name}` cannot be read right now; please tell a server admin") from None
@@ -182,8 +184,7 @@ class StyleLibrary:
             if count >= styles.max_per_server:
                 raise UserError(f"this server's style library is full ({count} of {styles.max_per_server} styles); "
                                 "remove one first")
-            data, ext, width, height = await asyncio.to_thread(self._prepare, data)
-            sha = hashlib.sha256(data).hexdigest()
+            data, sha, ext, width, height = await asyncio.to_thread(self._prepare, data)
             shared = any(r.sha256 == sha for r in await self.store.guild_styles(guild_id))
             if not shared and used + len(data) > styles.max_bytes_per_server:
                 raise UserError(
@@ -192,7 +193,10 @@ class StyleLibrary:
                 )
             record = StyleRecord(guild_id, name, sha, ext, len(data), width, height, user_id, time.time())
             await asyncio.to_thread(self._write, self.path(record), data)
-            await self.store.add_style(record)
+            try:
+                await self.store.add_style(record)
+            except ValueError:  # taken since check_free (another process on the same database): the file may be orphaned
+                raise UserError(f"this server already has a style named `{name}`; choose another name") from None
         log.info("style %r added to server %s by %s (%s, %d bytes)", name, guild_id, user_id, sha[:12], len(data))
         return record
 
@@ -239,8 +243,8 @@ class StyleLibrary:
 
     # ------------------------------------------------------------------ in a thread
 
-    def _prepare(self, data: bytes) -> tuple[bytes, str, int, int]:
-        """Decode like an upload, shrink to max_side, re-encode: (bytes, extension, width, height)."""
+    def _prepare(self, data: bytes) -> tuple[bytes, str, str, int, int]:
+        """Decode like an upload, shrink to max_side, re-encode, hash: (bytes, sha256, extension, width, height)."""
         try:
             image = images.decode_image(data, max_pixels=self.config.caps.max_pixels, name="style image")
             image = images.fit_within(image, self.config.styles.max_side)
@@ -248,7 +252,7 @@ class StyleLibrary:
         except ImageError as error:
             raise UserError(str(error)) from None
         width, height = encoded.size
-        return encoded.data, encoded.extension.lstrip("."), width, height
+        return encoded.data, hashlib.sha256(encoded.data).hexdigest(), encoded.extension.lstrip("."), width, height
 
     @staticmethod
     def _write(path: Path, data: bytes) -> None:
@@ -262,6 +266,11 @@ class StyleLibrary:
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(temporary, path)
+            folder = os.open(path.parent, os.O_RDONLY)
+            try:  # the rename itself on disk before the row that names the file is committed
+                os.fsync(folder)
+            finally:
+                os.close(folder)
         except OSError as error:
             log.error("cannot store a style in %s: %s", path.parent, error)
             raise UserError("the bot cannot store styles right now (its disk refused); please tell the bot's operator") from None
@@ -275,17 +284,20 @@ class StyleLibrary:
 
     def _sweep(self, used: set[str]) -> int:
         removed = 0
-        if not self.root.is_dir():
-            return 0
         now = time.time()
-        for folder in self.root.iterdir():
-            if not folder.is_dir():
-                continue
-            for path in folder.iterdir():
-                stale = path.name.startswith(".incoming-") and now - path.stat().st_mtime > 3600
-                if stale or (not path.name.startswith(".") and path.name not in used):
-                    self._unlink(path)
-                    removed += 1
+        try:
+            folders = [folder for folder in self.root.iterdir() if folder.is_dir()] if self.root.is_dir() else []
+            for folder in folders:
+                for path in folder.iterdir():
+                    try:
+                        stale = path.name.startswith(".incoming-") and now - path.stat().st_mtime > 3600
+                    except OSError:
+                        continue
+                    if stale or (not path.name.startswith(".") and path.name not in used):
+                        self._unlink(path)
+                        removed += 1
+        except OSError as error:  # a sweep is housekeeping: it never stops the bot from starting
+            log.warning("styles: cannot sweep %s: %s", self.root, error)
         if removed:
             log.info("styles: removed %d file(s) that no style uses", removed)
         return removed

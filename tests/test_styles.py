@@ -3,6 +3,7 @@ content-addressed files, caps, removal, built-ins, the contact sheet, and preset
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import shutil
@@ -89,6 +90,29 @@ async def test_the_same_image_twice_is_one_file_deleted_with_its_last_name(tmp_p
     assert files(library.root) == stored  # "again" still uses it
     await library.remove(1, "again")
     assert files(library.root) == []
+
+
+async def test_two_adds_of_one_name_at_once_and_a_removal_racing_a_read(tmp_path, store):
+    library = StyleLibrary(config(tmp_path), store)
+    outcomes = await asyncio.gather(library.add(1, "twin", png(make_style(48)), 7),
+                                    library.add(1, "TWIN", png(make_content(40, 30)), 8), return_exceptions=True)
+    added = [o for o in outcomes if not isinstance(o, BaseException)]
+    refused = [o for o in outcomes if isinstance(o, UserError)]
+    assert len(added) == 1 and len(refused) == 1 and "already has a style named `twin`" in str(refused[0])
+    assert [p.name for p in files(library.root)] == [added[0].filename]  # the refused one stored nothing
+    # the style goes between a job's lookup and its read: a plain "no such style", not "tell an admin"
+    entry = await library.get(1, "twin")
+    real_get = library.get
+
+    async def removed_meanwhile(guild_id, name):
+        await library.remove(1, "twin")
+        return entry
+
+    library.get = removed_meanwhile
+    with pytest.raises(UserError) as caught:
+        await library.load(1, ["twin"])
+    library.get = real_get
+    assert "there is no style named `twin`" in str(caught.value)
 
 
 async def test_refusals_duplicates_names_caps(tmp_path, store):

@@ -19,6 +19,7 @@ from discord.ext import commands
 
 from .. import attachments
 from ..errors import UserError
+from ..jobs import UPLOAD_MARGIN
 from ..limits import NAME_RULE, effective_limits
 from ..styles import PER_SHEET, Entry, describe_bytes, style_name
 from .admin import is_server_admin
@@ -113,6 +114,9 @@ class Styles(commands.Cog, name="Named styles"):
             when = datetime.fromtimestamp(record.added_at, timezone.utc)
             text = (f"**{entry.name}**: {record.width}×{record.height}, {describe_bytes(record.bytes)}, "
                     f"added by <@{record.added_by}> <t:{int(when.timestamp())}:R>")
+        limit = guild.filesize_limit if guild is not None else discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
+        if len(data) > limit - UPLOAD_MARGIN:  # an operator's built-in may be any size: Discord would refuse it
+            raise UserError(f"{text}: its image ({describe_bytes(len(data))}) is too large to send here")
         return text, discord.File(io.BytesIO(data), filename=f"{entry.name}{entry.path.suffix}")
 
     async def rename(self, user, guild, old: str, new: str) -> str:
