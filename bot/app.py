@@ -126,6 +126,11 @@ class StyleBot(commands.Bot):
         if isinstance(original, UserError):
             await say(interaction, f"⚠️ {original}")
             return
+        if isinstance(error, discord.app_commands.CommandSignatureMismatch):  # published commands older than this code
+            log.warning("%s", error)
+            await say(interaction, "⚠️ this command has changed since the bot's commands were last published; "
+                                   "the bot's owner needs to run `sync` again")
+            return
         if isinstance(error, discord.app_commands.CheckFailure):
             await say(interaction, f"⚠️ {error or 'you cannot use this command here'}")
             return

@@ -218,7 +218,7 @@ class JobService:
         await self._record(job, info)
         await self.cache.put(job.job_id, content, styles)
         notes = resolved.notes
-        self._spawn(self._follow(handle, self._messages(job, where, notes)))
+        self._spawn(self._follow(handle, self._messages(job, where, notes, named=[label for label in labels if label])))
         return Submitted(job, resolved, notes)
 
     def check_permissions(self, request: JobRequest) -> None:
@@ -274,13 +274,15 @@ class JobService:
 
     # ------------------------------------------------------------------------------ follow
 
-    def _messages(self, job: StyleJob, where: Destination, notes: Sequence[str], existing_status=None) -> "JobMessages":
+    def _messages(self, job: StyleJob, where: Destination, notes: Sequence[str], existing_status=None,
+                  named: Sequence[str] = ()) -> "JobMessages":
         from .cogs.messages import JobMessages
 
         async def remember_status(message: discord.Message) -> None:
             await self._update(job.job_id, status_message_id=message.id)
 
-        return JobMessages(self.bot, job, where, notes, existing_status=existing_status, on_status=remember_status)
+        return JobMessages(self.bot, job, where, notes, existing_status=existing_status, on_status=remember_status,
+                           named=named)
 
     async def _follow(self, handle: JobHandle, messages: "JobMessages") -> None:
         job = handle.job
@@ -366,7 +368,8 @@ class JobService:
             content=b"", styles=(b"",), params=record.params, max_result_bytes=0, max_pixels=0,
             job_id=record.job_id, submitted_at=record.created_at,
         )
-        messages = self._messages(job, where, (), existing_status=existing)
+        messages = self._messages(job, where, (), existing_status=existing,
+                                  named=[label for label in record.info.get("styles") or () if label])
         handle = await self.bot.executor.reattach(job)
         if handle is None:
             await self._update(record.job_id, state="interrupted", outcome=LOST, finished_at=time.time())

@@ -72,7 +72,7 @@ async def test_a_servers_style_library(fake, world, tmp_path, weights_file):
         assert f"added by <@{boss.id}>" in shown.content and Image.open(io.BytesIO(shown.attachments[0].data)).size == (64, 64)
         # used with only the content image; a name that is not there gets the close ones
         result = await ask(fake, g, alice, "!stylize --style starry --epochs 2 --seed 4", [CONTENT], is_result, budget)
-        assert result.content.startswith(f"<@{alice.id}> 2 epochs")
+        assert result.content.startswith(f"<@{alice.id}> 2 epochs") and "· `--style starry`" in result.content
         assert "did you mean `starry`?" in (await ask(fake, g, alice, "!stylize --style stary", [CONTENT])).content
         blended = await ask(fake, g, alice, "!stylize --style waves --epochs 2 --style-blend 0.5,0.5", IMAGES, is_result, budget)
         assert "`--style-blend 0.5,0.5`" in blended.content  # an attached style and a built-in, blended
@@ -130,6 +130,7 @@ async def test_presets_apply_between_the_command_and_the_defaults(fake, world, t
         # command > preset > her defaults > the bot's; then the server's limit (epochs 5 -> 3)
         result = await ask(fake, g, alice, "!stylize --preset fast --size 32 --seed 5", [CONTENT], is_result, budget)
         assert result.content.startswith(f"<@{alice.id}> 3 epochs · 32×24") and "seed 5" in result.content
+        assert "`--style starry`" in result.content  # her default style, named on the result line
         details = (await answer(await fake.press_button(alice, result, fake.button(result, label="Details")["custom_id"]))).content
         for words in ("**Style** `starry` (your default)", "**Preset** `fast` (yours)",
                       "`epochs` 3 (preset fast 5, lowered by this server's limit)", "`size` 32 (this command)",
@@ -150,9 +151,16 @@ async def test_presets_apply_between_the_command_and_the_defaults(fake, world, t
         assert "Queued" in (await answer(await fake.context_menu(alice, photo, "Stylize"))).content
         menu = await reply_to(fake, photo, is_result, timeout=budget)
         assert menu.content.startswith(f"<@{alice.id}> 2 epochs")  # her default epochs, under the limit
-    async with running_bot(fake, config):  # presets survive a restart
+    async with running_bot(fake, config) as bot:  # presets survive a restart
         listed = (await ask(fake, g, alice, "!preset list")).content
         assert "`fast`: --epochs 5 --size 40 --tv-weight 0.001" in listed and "`house`: --pool avg" in listed
+        fake.register_tree(bot)
+        ix = await fake.autocomplete(alice, g, "preset remove", options={"name": "fa"}, focused="name")
+        await ix.wait_acknowledged()
+        assert [c["value"] for c in ix.choices] == ["fast"]  # her own; the server's only with server:True
+        ix = await fake.autocomplete(alice, g, "preset remove", options={"name": "", "server": True}, focused="name")
+        await ix.wait_acknowledged()
+        assert [c["value"] for c in ix.choices] == ["house"]
         assert "Removed your preset `fast`" in (await ask(fake, g, alice, "!preset remove fast")).content
         assert "no preset `fast`" in (await ask(fake, g, alice, "!preset remove fast")).content
 
@@ -180,3 +188,13 @@ async def test_slash_style_commands_and_stylize_with_only_the_content(fake, worl
         message = await answer(await fake.slash(boss, g, "style remove", options={"name": "starry"}))
         assert "Removed the style `starry`" in message.content
         assert bot.executor.jobs() == []
+        # Discord still has the /stylize published before named styles (style: an attachment): told to sync
+        payloads = [cmd.to_dict(bot.tree) for cmd in bot.tree.get_commands()]
+        old = next(p for p in payloads if p["name"] == "stylize")
+        for option in old["options"]:
+            if option["name"] == "style":
+                option["type"] = 11  # ATTACHMENT
+                option.pop("autocomplete", None)
+        fake.register_commands(payloads)
+        message = await answer(await fake.slash(alice, g, "stylize", options={"content": CONTENT, "style": STYLE}))
+        assert message.content.startswith("⚠️ this command has changed") and "run `sync` again" in message.content

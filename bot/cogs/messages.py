@@ -34,12 +34,14 @@ class JobMessages:
         *,
         existing_status: discord.PartialMessage | None = None,
         on_status: Callable[[discord.Message], Awaitable[None]] | None = None,
+        named: Sequence[str] = (),
     ):
         from .buttons import cancel_view
 
         self.bot = bot
         self.job = job
         self.where = where
+        self.named = tuple(named)  # the named styles the job uses, for the result line
         self.notes = "".join(f"\n⚠️ {note}" for note in notes)
         # Not a reply (slash command): say whose job it is (status messages never ping anyone).
         self.who = "" if where.reply_to is not None else f"<@{job.user_id}> "
@@ -78,7 +80,7 @@ class JobMessages:
         await self.status.finish(f"{self.who}⏸️ {reason}{self.notes}")
 
     def summary(self, stats: dict[str, Any]) -> str:
-        return result_line(stats, self.job.params, self.bot.config.defaults)
+        return result_line(stats, self.job.params, self.bot.config.defaults, self.named)
 
     async def deliver(self, done: Done) -> str | None:
         """Post the result with its buttons; the reason for the user when Discord refused it. On success
@@ -165,8 +167,9 @@ def style_image_slots(count: int) -> list[str]:
     return ["style_image"] + [f"style_image{i}" for i in range(2, count + 1)] if count > 0 else []
 
 
-def result_line(stats: dict[str, Any], params: dict[str, Any], defaults) -> str:
-    """e.g. ``500 epochs · 512×384 · 41.2 s on cuda:0 · seed 7 · --style-weight 1e9``."""
+def result_line(stats: dict[str, Any], params: dict[str, Any], defaults, named: Sequence[str] = ()) -> str:
+    """e.g. ``500 epochs · 512×384 · 41.2 s on cuda:0 · seed 7 · --style starry --style-weight 1e9``
+    (``named``: the job's named styles, shown like the options that made it)."""
     width, height = stats["size"]
     line = f"{stats['steps']} epochs · {width}×{height} · {stats['seconds']:.1f} s on {stats['device']}"
     sent = stats.get("encoded_size")
@@ -178,9 +181,10 @@ def result_line(stats: dict[str, Any], params: dict[str, Any], defaults) -> str:
     seed = stats.get("seed", params.get("seed"))
     if seed is not None:
         line += f" · seed {seed}"
-    changed = changed_options(params, defaults)
-    if changed:
-        line += " · " + " ".join(f"`{option_name(name)} {shown_value(value)}`" for name, value in changed.items())
+    flags = [f"`--style {','.join(named)}`"] if named else []
+    flags += [f"`{option_name(name)} {shown_value(value)}`" for name, value in changed_options(params, defaults).items()]
+    if flags:
+        line += " · " + " ".join(flags)
     return line
 
 

@@ -136,6 +136,17 @@ class Presets(commands.Cog, name="Presets"):
     async def slash_remove(self, interaction: discord.Interaction, name: str, server: bool = False):
         await self._answer(interaction, lambda: self.remove(interaction.user, interaction.guild, name, server))
 
+    @slash_remove.autocomplete("name")
+    async def _complete_remove(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        """The member's own preset names, or the server's when ``server`` is set, that contain what was typed."""
+        server = bool(getattr(interaction.namespace, "server", False))
+        if server and interaction.guild is None:
+            return []
+        scope, owner = ("guild", interaction.guild.id) if server else ("user", interaction.user.id)
+        typed = current.strip().lower()
+        names = [name for name in await self.bot.store.presets(scope, owner) if typed in name]
+        return [app_commands.Choice(name=name, value=name) for name in names[:25]]
+
 
 async def _reply(ctx: commands.Context, text: str) -> None:
     await ctx.reply(text, mention_author=False, allowed_mentions=discord.AllowedMentions.none())

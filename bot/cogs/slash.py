@@ -20,6 +20,7 @@ from discord import app_commands
 from nst.params import FIELDS, FieldSpec, format_number
 
 from ..limits import BOT_OPTIONS, OPTION_NAMES, USER_FIELDS
+from ..errors import UserError
 from ..store import StoreError
 from .buttons import destination, say, submit_from_interaction
 from .forms import OptionsForm, describe_options
@@ -53,6 +54,10 @@ def _description(spec: FieldSpec, default: Any) -> str:
     return text if len(text) <= 100 else spec.help[:100]
 
 
+STALE_COMMANDS = ("this command has changed since the bot's commands were last published (the style image is now "
+                  "`style_image`, and `style` names a named style); the bot's owner needs to run `sync` again")
+
+
 def style_slots(max_styles: int) -> list[str]:
     """``style_image``, then ``style_image2``… for blending, as many as fit next to the options."""
     room = MAX_OPTIONS - 1 - len(BOT_OPTIONS) - len(USER_FIELDS)
@@ -62,6 +67,8 @@ def style_slots(max_styles: int) -> list[str]:
 async def _stylize(interaction: discord.Interaction, **given: Any) -> None:
     bot: "StyleBot" = interaction.client  # type: ignore[assignment]
     await interaction.response.defer(ephemeral=True, thinking=True)  # first: downloads may take a while
+    if isinstance(given.get("style"), discord.Attachment):  # Discord still has the /stylize of before named styles
+        raise UserError(STALE_COMMANDS)
     images = [given.pop("content")] + [given.pop(name) for name in style_slots(bot.config.caps.max_styles) if given.get(name)]
     options = {name: value for name, value in given.items() if name in OPTION_NAMES and value is not None}
     request = JobRequest(
