@@ -176,15 +176,15 @@ class StyleLibrary:
     # ------------------------------------------------------------------ changing
 
     async def add(self, guild_id: int, name: str, data: bytes, user_id: int) -> StyleRecord:
-        """Validate, re-encode and store an image as the server's style ``name``."""
+        """Validate, re-encode and store an image as the server's style ``name``. The image is decoded
+        and encoded before the lock (other servers' adds and removals never wait on it); the checks
+        are made again under the lock, with the file and the row."""
+        name = await self.check_room(guild_id, name)
+        data, sha, ext, width, height = await asyncio.to_thread(self._prepare, data)
         styles = self.config.styles
         async with self._lock:
-            name = await self.check_free(guild_id, name)
-            count, used = await self.store.style_usage(guild_id)
-            if count >= styles.max_per_server:
-                raise UserError(f"this server's style library is full ({count} of {styles.max_per_server} styles); "
-                                "remove one first")
-            data, sha, ext, width, height = await asyncio.to_thread(self._prepare, data)
+            name = await self.check_room(guild_id, name)
+            _, used = await self.store.style_usage(guild_id)
             shared = any(r.sha256 == sha for r in await self.store.guild_styles(guild_id))
             if not shared and used + len(data) > styles.max_bytes_per_server:
                 raise UserError(
@@ -199,6 +199,15 @@ class StyleLibrary:
                 raise UserError(f"this server already has a style named `{name}`; choose another name") from None
         log.info("style %r added to server %s by %s (%s, %d bytes)", name, guild_id, user_id, sha[:12], len(data))
         return record
+
+    async def check_room(self, guild_id: int, name: str) -> str:
+        """check_free(), and a place left in the library."""
+        name = await self.check_free(guild_id, name)
+        count, _ = await self.store.style_usage(guild_id)
+        if count >= self.config.styles.max_per_server:
+            raise UserError(f"this server's style library is full ({count} of {self.config.styles.max_per_server} "
+                            "styles); remove one first")
+        return name
 
     async def check_free(self, guild_id: int, name: str) -> str:
         """The canonical name, if the server may give it to a new style; else the refusal."""

@@ -70,7 +70,7 @@ class Styles(commands.Cog, name="Named styles"):
             raise UserError(f"attach exactly one image to `{prefix}style add {name}` (I found {len(images)}), "
                             "or reply to a message that has one")
         attachments.check_attachment(images[0], "style image", max_bytes=caps.max_attachment_bytes, max_pixels=caps.max_pixels)
-        await self.bot.styles.check_free(guild.id, name)  # before the download (add checks again, locked)
+        await self.bot.styles.check_room(guild.id, name)  # before the download (add checks again, locked)
         (data,) = await attachments.download(images, max_bytes=caps.max_attachment_bytes, max_pixels=caps.max_pixels,
                                              allowed_hosts=self.bot.config.bot.attachment_hosts, names=["style image"])
         record = await self.bot.styles.add(guild.id, name, data, user.id)
