@@ -109,7 +109,7 @@ async def test_a_servers_style_library(fake, world, tmp_path, weights_file):
 
 
 async def test_presets_apply_between_the_command_and_the_defaults(fake, world, tmp_path, weights_file):
-    config = make_config(tmp_path, weights_file)
+    config = make_config(tmp_path, weights_file, caps={"max_presets": 2})
     g, alice, boss = world.general, world.alice, world.boss
     budget = time_budget(12, weights_file)
     async with running_bot(fake, config) as bot:
@@ -123,6 +123,11 @@ async def test_presets_apply_between_the_command_and_the_defaults(fake, world, t
         saved = await ask(fake, g, alice, "!preset save Fast --epochs 5 --size 40 --tv-weight 1e-3")
         assert "Saved your preset `fast`: --epochs 5 --size 40 --tv-weight 0.001" in saved.content
         assert "`--epochs`: must be" in (await ask(fake, g, alice, "!preset save bad --epochs 0")).content
+        assert "Saved your preset `spare`" in (await ask(fake, g, alice, "!preset save spare --size 40")).content
+        full = (await ask(fake, g, alice, "!preset save third --size 40")).content
+        assert "You have 2 presets, the most the bot keeps (2); remove one first" in full
+        assert "Replaced your preset `spare`" in (await ask(fake, g, alice, "!preset save spare --size 36")).content
+        assert "Removed your preset `spare`" in (await ask(fake, g, alice, "!preset remove spare")).content
         assert "Manage Server" in (await ask(fake, g, alice, "!preset save --server house --epochs 3")).content
         assert "Saved this server's preset `house`" in (await ask(fake, g, boss, "!preset save --server house --pool avg")).content
         shown = (await ask(fake, g, alice, "!settings")).content

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 import discord
@@ -40,6 +41,7 @@ def split_server_flag(text: str) -> tuple[bool, str]:
 class Presets(commands.Cog, name="Presets"):
     def __init__(self, bot: "StyleBot"):
         self.bot = bot
+        self._saving = asyncio.Lock()  # the count check and the write together: two saves at once never pass the cap
 
     async def _owner(self, user: discord.abc.User, guild: discord.Guild | None, server: bool) -> tuple[str, int]:
         """(scope, owner id) of the presets a command changes; refuses non-admins for the server's."""
@@ -56,12 +58,13 @@ class Presets(commands.Cog, name="Presets"):
         scope, owner = await self._owner(user, guild, server)
         name = preset_name(name)
         values = check_preset(parse_options(options_text), self.bot.config)
-        existing = await self.bot.store.presets(scope, owner)
-        cap = self.bot.config.caps.max_presets
-        if name not in existing and len(existing) >= cap:
-            whose = "This server has" if scope == "guild" else "You have"
-            raise UserError(f"{whose} {len(existing)} presets, the most the bot keeps ({cap}); remove one first")
-        await self.bot.store.save_preset(scope, owner, name, values, changed_by=user.id)
+        async with self._saving:
+            existing = await self.bot.store.presets(scope, owner)
+            cap = self.bot.config.caps.max_presets
+            if name not in existing and len(existing) >= cap:
+                whose = "This server has" if scope == "guild" else "You have"
+                raise UserError(f"{whose} {len(existing)} presets, the most the bot keeps ({cap}); remove one first")
+            await self.bot.store.save_preset(scope, owner, name, values, changed_by=user.id)
         whose = "this server's" if scope == "guild" else "your"
         verb = "Replaced" if name in existing else "Saved"
         return f"{verb} {whose} preset `{name}`: {describe(values)}. Use it: `stylize --preset {name}`."
