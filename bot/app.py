@@ -199,6 +199,9 @@ def describe_error(ctx: commands.Context, error: commands.CommandError) -> str |
     if isinstance(error, commands.MissingRequiredArgument):
         usage = f"{prefix}{ctx.command.qualified_name} {ctx.command.signature}".strip()
         return f"missing `{error.param.name}`; usage: `{usage}`"
+    if isinstance(error, commands.TooManyArguments):
+        usage = f"{prefix}{ctx.command.qualified_name} {ctx.command.signature}".strip()
+        return f"too many words (a name has no spaces); usage: `{usage}`"
     if isinstance(error, (commands.BadArgument, commands.ArgumentParsingError)):
         return str(error)
     if isinstance(error, commands.CheckFailure):

@@ -57,6 +57,8 @@ async def test_a_servers_style_library(fake, world, tmp_path, weights_file):
         assert added.content.startswith("✅ Added the style `starry` (64×64")
         assert "already has a style named `starry`" in (await ask(fake, g, boss, "!style add STARRY", [OTHER])).content
         assert "style names are" in (await ask(fake, g, boss, "!style add no!good", [OTHER])).content
+        spaced = (await ask(fake, g, boss, "!style add two words", [OTHER])).content
+        assert "too many words (a name has no spaces); usage: `!style add <name>`" in spaced, spaced
         assert "built-in" in (await ask(fake, g, boss, "!style add waves", [OTHER])).content
         assert "attach exactly one image" in (await ask(fake, g, boss, "!style add two", IMAGES)).content
         # replying to a message that has the image; the same picture again is the same file
@@ -123,6 +125,7 @@ async def test_presets_apply_between_the_command_and_the_defaults(fake, world, t
         saved = await ask(fake, g, alice, "!preset save Fast --epochs 5 --size 40 --tv-weight 1e-3")
         assert "Saved your preset `fast`: --epochs 5 --size 40 --tv-weight 0.001" in saved.content
         assert "`--epochs`: must be" in (await ask(fake, g, alice, "!preset save bad --epochs 0")).content
+        assert "no style named `stary`" in (await ask(fake, g, alice, "!preset save bad --style stary")).content
         assert "Saved your preset `spare`" in (await ask(fake, g, alice, "!preset save spare --size 40")).content
         full = (await ask(fake, g, alice, "!preset save third --size 40")).content
         assert "You have 2 presets, the most the bot keeps (2); remove one first" in full

@@ -58,6 +58,8 @@ class Presets(commands.Cog, name="Presets"):
         scope, owner = await self._owner(user, guild, server)
         name = preset_name(name)
         values = check_preset(parse_options(options_text), self.bot.config)
+        for style in values.get("style", ()):  # a typo would only show at the next job: refuse it now
+            await self.bot.styles.get(guild.id if guild else None, style)
         async with self._saving:
             existing = await self.bot.store.presets(scope, owner)
             cap = self.bot.config.caps.max_presets

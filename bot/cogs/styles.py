@@ -141,7 +141,7 @@ class Styles(commands.Cog, name="Named styles"):
     async def style(self, ctx: commands.Context, page: str = "1"):
         await self._list_page(ctx, page, f"`{page[:40]}` is not a style command; see `{ctx.clean_prefix}help style`")
 
-    @style.command(name="add", help="Add a style: style add NAME, with one image attached (or replying to one).")
+    @style.command(name="add", ignore_extra=False, help="Add a style: style add NAME, with one image attached (or replying to one).")
     async def add_(self, ctx: commands.Context, name: str):
         async with ctx.typing():
             text = await self.add(ctx.author, ctx.guild, name, await attachments.find_images(ctx.message), ctx.clean_prefix)
@@ -151,16 +151,16 @@ class Styles(commands.Cog, name="Named styles"):
     async def list_(self, ctx: commands.Context, page: str = "1"):
         await self._list_page(ctx, page, f"give a sheet number, e.g. `{ctx.clean_prefix}style list 2`")
 
-    @style.command(name="show", help="One style's image and details: style show NAME.")
+    @style.command(name="show", ignore_extra=False, help="One style's image and details: style show NAME.")
     async def show_(self, ctx: commands.Context, name: str):
         text, file = await self.show(ctx.guild, name)
         await _reply(ctx, text, file)
 
-    @style.command(name="rename", help="Rename a style: style rename OLD NEW.")
+    @style.command(name="rename", ignore_extra=False, help="Rename a style: style rename OLD NEW.")
     async def rename_(self, ctx: commands.Context, old: str, new: str):
         await _reply(ctx, await self.rename(ctx.author, ctx.guild, old, new))
 
-    @style.command(name="remove", aliases=["delete"], help="Remove a style: style remove NAME.")
+    @style.command(name="remove", ignore_extra=False, aliases=["delete"], help="Remove a style: style remove NAME.")
     async def remove_(self, ctx: commands.Context, name: str):
         await _reply(ctx, await self.remove(ctx.author, ctx.guild, name))
 
