@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import re
 import signal
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bot.store import Store
-from bot_harness import IMAGES, command, config_values, make_world, reply_to, time_budget
+from bot_harness import IMAGES, command, config_values, make_world, reply_to, step_seconds, time_budget
 from bot_harness import write_config as write_test_config
 
 
@@ -74,22 +75,29 @@ async def serving(fake, world, proc) -> None:
     await reply_to(fake, probe, timeout=30)
 
 
+def lasting(seconds: float, weights_file: Path, least: int = 100, most: int = 300) -> int:
+    """Epochs of a 64 px job that runs at least ``seconds`` at the measured step time (``least`` to ``most``):
+    long enough on any CPU for what a test does while it runs, without a fixed count sized for a slow one."""
+    return max(least, min(most, math.ceil(seconds / step_seconds(weights_file))))
+
+
 async def test_sigterm_lets_the_running_job_finish_and_refuses_new_ones(fake, tmp_path, weights_file):
     world = make_world(fake, token=SECRET)
-    budget = time_budget(300, weights_file)  # the grace must cover the job on this CPU, however slow
+    epochs = lasting(6.0, weights_file)  # still running when the late command is answered
+    budget = time_budget(epochs, weights_file)  # the grace must cover the job on this CPU, however slow
     config = write_config(tmp_path, weights_file, grace=budget)
     async with launched(fake, config) as proc:
         await serving(fake, world, proc)
-        running = await command(fake, world.general, world.alice, f"!stylize {LONG}", IMAGES)
+        running = await command(fake, world.general, world.alice, f"!stylize --epochs {epochs} --size 64", IMAGES)
         await reply_to(fake, running, lambda m: "%" in m.content, timeout=time_budget(1, weights_file) + 30)
         proc.send_signal(signal.SIGTERM)
         await asyncio.sleep(0.5)
         late = await command(fake, world.general, world.bob, "!stylize", IMAGES)
         assert "shutting down" in (await reply_to(fake, late)).content
         result = await reply_to(fake, running, lambda m: m.attachments, timeout=budget)
-        # the default schedule may stop early once the loss stops improving: at most the 300 steps asked for
+        # the default schedule may stop early once the loss stops improving: at most the steps asked for
         steps = int(re.search(r"> (\d+) epochs", result.content).group(1))
-        assert 0 < steps <= 300 and ("of 300" in result.content) == (steps < 300), result.content
+        assert 0 < steps <= epochs and (f"of {epochs}" in result.content) == (steps < epochs), result.content
         code, err = await finish(proc, timeout=budget)
     assert code == 0, err
     assert SECRET not in err and "SIGTERM received: shutting down gracefully" in err
