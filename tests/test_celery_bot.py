@@ -82,10 +82,10 @@ async def test_two_bot_processes_share_two_workers_and_each_job_is_delivered_onc
     workers = [Worker(config_a, f"w{i}@test", tmp_path / f"worker{i}.log") for i in range(2)]
     bots = [BotProcess(fake, config_a, TOKEN_A, tmp_path / "bot-a.log"), BotProcess(fake, config_b, TOKEN_B, tmp_path / "bot-b.log")]
     try:
-        for worker in workers:
-            worker.wait_ready()
-        for bot in bots:
+        for bot in bots:  # the bots start while the workers load their models (both are already starting)
             await bot.start()
+        for worker in workers:
+            await asyncio.to_thread(worker.wait_ready)
         for bot_user in (world.bot_user, bot_b):
             await fake.wait_ready(timeout=60, bot_id=bot_user.id)
         await answered(fake, world.general, world.dave, "!queue")
@@ -93,9 +93,9 @@ async def test_two_bot_processes_share_two_workers_and_each_job_is_delivered_onc
         requests = []
         for prefix, user in (("!", world.alice), ("?", world.bob)):
             for _ in range(3):
-                requests.append(await command(fake, world.general, user, f"{prefix}stylize --epochs 20", IMAGES))
+                requests.append(await command(fake, world.general, user, f"{prefix}stylize --epochs 10", IMAGES))
         for request in requests:
-            await reply_to(fake, request, lambda m: m.attachments, timeout=time_budget(6 * 20, weights_file))
+            await reply_to(fake, request, lambda m: m.attachments, timeout=time_budget(6 * 10, weights_file))
         await asyncio.sleep(3)  # time for any duplicate to show up
     finally:
         for bot in bots:
@@ -117,8 +117,8 @@ async def test_a_restarted_bot_delivers_the_result_to_the_right_message(fake, tm
     first = BotProcess(fake, config, TOKEN_A, tmp_path / "bot-1.log")
     second = BotProcess(fake, config, TOKEN_A, tmp_path / "bot-2.log")
     try:
-        worker.wait_ready()
-        await first.start()
+        await first.start()  # while the worker loads its model
+        await asyncio.to_thread(worker.wait_ready)
         await fake.wait_ready(timeout=60)
         await answered(fake, world.general, world.dave)
         request = await command(fake, world.general, world.alice, "!stylize --epochs 60 --size 64", IMAGES)
