@@ -2,6 +2,7 @@
 
     python bench/quality.py                              # the full table: 2 pairs × 256/384 px × 3 runs
     python bench/quality.py --sizes 256 --runs 1 --pairs examples --variants default,single
+    python bench/quality.py --sizes 384 --runs 3 --reference-runs 1 --other-runs 1   # time the reference once
 
 For each image pair and size: the plain reference loop (bench/engine.py: fp32, Adam lr 0.007, 500
 steps, single scale) and each engine variant (fp32 via precision=fp32, so the figures hold on CPUs
@@ -48,7 +49,7 @@ REFERENCE_STEPS = 500
 
 # name -> StyleParams changes over the defaults; "default" is the engine as shipped
 VARIANTS = {
-    "default": {},  # pyramid + early stop + the tuned Adam (lr 0.05, decaying)
+    "default": {},  # pyramid + early stop + the tuned Adam (lr 0.05, warm-up at finer levels, decaying)
     "single": {"schedule": "single"},  # no pyramid: tuned Adam + early stop at full size
     "no-stop": {"stop_tolerance": 0.0},  # pyramid + tuned Adam, every budgeted step
     "lbfgs": {"optimizer": "lbfgs"},  # pyramid + early stop with L-BFGS (fp32, projected onto 0..1)
@@ -142,6 +143,11 @@ def main() -> None:
     parser.add_argument("--sizes", default="256,384", help="comma-separated output sizes (default 256,384)")
     parser.add_argument("--pairs", default="examples,generated", help="examples and/or generated")
     parser.add_argument("--runs", type=int, default=3, help="runs per cell; the median is printed (default 3)")
+    parser.add_argument("--reference-runs", type=int, default=0,
+                        help="runs of the reference per cell (default: --runs); its objective is deterministic, "
+                             "only its time varies")
+    parser.add_argument("--other-runs", type=int, default=0,
+                        help="runs of the variants other than default per cell (default: --runs)")
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help=f"engine variants to time: {','.join(VARIANTS)} (default: all)")
     parser.add_argument("--weights", default="random", help="random (default), torchvision or a weights file")
@@ -154,6 +160,8 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
     sizes = [int(s) for s in args.sizes.split(",")]
+    reference_runs = args.reference_runs or args.runs
+    other_runs = args.other_runs or args.runs
 
     with tempfile.TemporaryDirectory() as tmp:
         weights_file = str(Path(tmp) / "vgg19-features.pth")
@@ -165,7 +173,8 @@ def main() -> None:
     print(
         f"quality benchmark: {args.weights} weights, fp32, {platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} threads, fast bf16: {cpu_has_fast_bf16()}, torch {torch.__version__}, "
-        f"load average at start {load:.1f}, runs per cell {args.runs} (median)"
+        f"load average at start {load:.1f}, runs per cell (median): default {args.runs}, other variants "
+        f"{other_runs}, reference {reference_runs}"
     )
     print()
     print("Times are wall / CPU seconds; '× faster' divides the reference's time to its end by the time at which")
@@ -181,11 +190,14 @@ def main() -> None:
             content_t, style_t = images.to_tensor(content), images.to_tensor(style)
             ref_walls, ref_score = [], None
             cells: dict[str, dict[str, list]] = {v: {"wall": [], "reach": [], "score": [], "steps": []} for v in variants}
-            for _ in range(args.runs):
-                wall, ref_image = run_reference(net, content, style, base)
-                ref_walls.append(wall)
-                ref_score = fp32_score(model, content_t, style_t, base, ref_image)  # deterministic given seed
+            for run in range(max(args.runs, reference_runs, other_runs)):
+                if run < reference_runs:
+                    wall, ref_image = run_reference(net, content, style, base)
+                    ref_walls.append(wall)
+                    ref_score = fp32_score(model, content_t, style_t, base, ref_image)  # deterministic given seed
                 for name in variants:
+                    if run >= (args.runs if name == "default" else other_runs):
+                        continue
                     p = base.replace(**VARIANTS[name])
                     wall, result, reach = run_variant(model, content_full, style_full, p, ref_score[2])
                     cell = cells[name]

@@ -188,7 +188,7 @@ class TimedModel:
 
 def pyramid_run(model, timed, **changes):
     # Adam: one forward pass per step, so the fake clock's cost per step is exact (L-BFGS's line search varies)
-    params = StyleParams(size=128, seed=3, epochs=16, stop_tolerance=0.0, precision="fp32", optimizer="adam", **changes)
+    params = StyleParams(size=128, seed=3, epochs=20, stop_tolerance=0.0, precision="fp32", optimizer="adam", **changes)
     seen = []
     result = stylize(make_content(128, 128), make_style(64), params, model=timed, on_progress=seen.append, clock=timed.clock)
     return result, seen
@@ -197,10 +197,10 @@ def pyramid_run(model, timed, **changes):
 def test_targets_are_recomputed_at_every_level(model):
     timed = TimedModel(model, cost=lambda pixels: 1.0)
     result, _ = pyramid_run(model, timed)
-    assert result.stats.levels == 2 and result.stats.level_steps == (9, 7)
+    assert result.stats.levels == 2 and result.stats.level_steps == (4, 16)  # the 20% / 80% shares
     # content target then style Grams at 64×64, again at 128×128, then the final scoring's forward
     assert timed.target_shapes == [(64, 64), (64, 64), (128, 128), (128, 128), (128, 128)]
-    assert timed.step_shapes == [(64, 64)] * 9 + [(128, 128)] * 7
+    assert timed.step_shapes == [(64, 64)] * 4 + [(128, 128)] * 16
 
 
 def test_eta_is_exact_when_cost_follows_the_cost_model(model):
@@ -208,11 +208,11 @@ def test_eta_is_exact_when_cost_follows_the_cost_model(model):
 
     timed = TimedModel(model, cost=lambda pixels: (pixels + extra) * 1e-4)
     _, seen = pyramid_run(model, timed)
-    total_cost = 9 * (64 * 64 + extra) * 1e-4 + 7 * (128 * 128 + extra) * 1e-4
+    total_cost = 4 * (64 * 64 + extra) * 1e-4 + 16 * (128 * 128 + extra) * 1e-4
     for p in seen:
         assert p.eta == pytest.approx(total_cost - p.elapsed, abs=1e-6)
-    assert [p.level for p in seen] == [1] * 9 + [2] * 7 and all(p.levels == 2 for p in seen)
-    assert [p.step for p in seen] == list(range(1, 17)) and all(p.total == 16 for p in seen)
+    assert [p.level for p in seen] == [1] * 4 + [2] * 16 and all(p.levels == 2 for p in seen)
+    assert [p.step for p in seen] == list(range(1, 21)) and all(p.total == 20 for p in seen)
 
 
 @pytest.mark.parametrize("cost, warmup", [(lambda px: (px * 1e-3) ** 1.5, 3.0), (lambda px: 1.0, 1.0), (lambda px: px * 1e-4, 5.0)])

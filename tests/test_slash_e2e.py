@@ -7,11 +7,12 @@ outlive the interaction token), the "Stylize" message menus, /settings and /limi
 from __future__ import annotations
 
 import asyncio
+import math
 
 from nst.params import FIELDS
 
 from bot.limits import USER_FIELDS
-from bot_harness import IMAGES, command, make_config, png, reply_to, running_bot
+from bot_harness import IMAGES, command, make_config, png, reply_to, running_bot, step_seconds, time_budget
 from conftest import make_content, make_style
 
 CONTENT, STYLE = IMAGES
@@ -62,10 +63,12 @@ async def test_stylize_options_come_from_the_parameter_table(fake, world, tmp_pa
 
 
 async def test_a_deferred_stylize_delivers_after_the_token_expired(fake, world, tmp_path, weights_file):
+    # long enough (about 4 s at this machine's measured step time) to catch its status message
+    epochs = max(60, min(300, math.ceil(4.0 / step_seconds(weights_file))))
     async with running_bot(fake, make_config(tmp_path, weights_file)) as bot:
         fake.register_tree(bot)
         ix = await fake.slash(world.alice, world.general, "stylize",
-                              options={"content": CONTENT, "style_image": STYLE, "epochs": 300, "size": 48, "seed": 11})
+                              options={"content": CONTENT, "style_image": STYLE, "epochs": epochs, "size": 48, "seed": 11})
         await ix.wait_acknowledged()
         assert ix.deferred and ix.ephemeral
         assert "Queued (seed 11)" in await private_answer(ix)
@@ -73,10 +76,10 @@ async def test_a_deferred_stylize_delivers_after_the_token_expired(fake, world, 
         status = await fake.wait_for_message(lambda m: "%" in m.content and not m.ephemeral_to, channel_id=world.general.id, timeout=60)
         assert status.content.startswith(f"<@{world.alice.id}> 🎨")  # says whose job it is, without a ping
         assert fake.button(status, label="Cancel")
-        result = await fake.wait_for_message(is_result, channel_id=world.general.id, timeout=120)
+        result = await fake.wait_for_message(is_result, channel_id=world.general.id, timeout=time_budget(epochs, weights_file))
         assert result.ephemeral_to is None and result.interaction_id is None  # an ordinary channel message
-        assert result.content.startswith(f"<@{world.alice.id}> 300 epochs") and "seed 11" in result.content
-        assert "`--epochs 300`" in result.content  # options that differ from the defaults
+        assert result.content.startswith(f"<@{world.alice.id}> {epochs} epochs") and "seed 11" in result.content
+        assert f"`--epochs {epochs}`" in result.content  # options that differ from the defaults
         assert [b["label"] for b in fake.buttons(result)] == ["Again", "Vary", "Details", "Delete"]
         assert not ix.errors  # nothing was attempted with the expired token
 

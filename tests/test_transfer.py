@@ -249,11 +249,12 @@ def test_colors_match_uses_the_recoloured_style(model, content_image):
 
 def test_previews_and_progress_span_the_levels(model):
     previews, seen = [], []
-    stylize(make_content(128, 128), make_style(64), StyleParams(size=128, seed=1, epochs=12, stop_tolerance=0), model=model,
-            on_progress=seen.append, on_preview=lambda step, image: previews.append((step, image.size)), preview_every=4)
-    assert [step for step, _ in previews] == [4, 8]
-    assert previews[0][1] == (64, 64) and previews[1][1] == (128, 128)  # level 1 has 7 of 12 steps
-    assert {p.level for p in seen} == {1, 2} and seen[-1].step == seen[-1].total == 12
+    stylize(make_content(128, 128), make_style(64), StyleParams(size=128, seed=1, epochs=15, stop_tolerance=0), model=model,
+            on_progress=seen.append, on_preview=lambda step, image: previews.append((step, image.size)), preview_every=2)
+    assert [step for step, _ in previews] == [2, 4, 6, 8, 10, 12, 14]
+    sizes = [size for _, size in previews]
+    assert sizes == [(64, 64)] + [(128, 128)] * 6  # level 1 has 3 of 15 steps (its 20% share)
+    assert {p.level for p in seen} == {1, 2} and seen[-1].step == seen[-1].total == 15
 
 
 def test_lbfgs_iterates_stay_in_range_so_the_delivered_picture_scores_as_reported(model, content_image, style_image):
