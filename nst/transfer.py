@@ -198,7 +198,7 @@ class AdamSettings:
     warmup: int = 0  # steps over which the learning rate ramps up linearly to lr
 
 
-def adam_settings(params: StyleParams, level: int, levels: int) -> AdamSettings:
+def adam_settings(params: StyleParams, level: int) -> AdamSettings:
     """The seed's Adam for the reference schedule; otherwise the measured one (bench/quality.py).
 
     Large steps: pixels are 0..1 and the seed's 0.007 needs hundreds of steps to move them. Every
@@ -232,7 +232,7 @@ def choose_optimizer(params: StyleParams, device: torch.device) -> str:
 class _Step:
     """One optimisation step of either optimiser; returns the loss terms of the iterate before it."""
 
-    def __init__(self, pixels: torch.Tensor, objective: Objective, params: StyleParams, optimizer: str, level: int, levels: int):
+    def __init__(self, pixels: torch.Tensor, objective: Objective, params: StyleParams, optimizer: str, level: int):
         self.pixels = pixels
         self.objective = objective
         self.lbfgs = optimizer == "lbfgs"
@@ -246,7 +246,7 @@ class _Step:
             )
             self._cache: tuple[torch.Tensor, torch.Tensor, LossTerms] | None = None
         else:
-            settings = adam_settings(params, level, levels)
+            settings = adam_settings(params, level)
             self.optimizer = torch.optim.Adam([pixels], lr=self._lr(settings, 0), betas=settings.betas)
             self.settings = settings
             self.taken = 0
@@ -515,7 +515,7 @@ def stylize(
             pixels = _initial_image(params.init, content_t, style_for_init, seed, memory_format)
         else:
             pixels = _upsampled(pixels, coarse_content, content_t, memory_format)
-        step_fn = _Step(pixels, objective, params, optimizer, level.index, len(levels))
+        step_fn = _Step(pixels, objective, params, optimizer, level.index)
         stopper = EarlyStop(params.stop_tolerance if the_plan.early_stop else 0.0)
         history = torch.empty((level.steps, 4), device=target)
         read_upto = 0  # history rows already on the host
