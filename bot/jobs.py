@@ -149,24 +149,13 @@ class JobService:
             if name not in request.options and options[name] == value and resolved.sources.get(name) == SOURCE_OPTION:
                 resolved.sources[name] = SOURCE_EARLIER
         attached = list(request.attachments)
-        if cached is not None:  # a re-run keeps its styles unless the form names others
-            names = resolved.styles if "style" in request.options else ()
-        else:  # named styles: those the command gives, else the preset's or default one when no style is attached
-            names = resolved.styles if resolved.sources["style"] == SOURCE_OPTION or len(attached) == 1 else ()
+        names = self._style_names(request, resolved, rerun=cached is not None)
+        if cached is None:
             attachments.check_attachments(
                 attached, max_bytes=config.caps.max_attachment_bytes, max_pixels=config.caps.max_pixels,
                 max_styles=config.caps.max_styles, named_styles=len(names),
             )
-        if len(names) > config.caps.max_styles:
-            raise UserError(f"a job takes at most {config.caps.max_styles} styles (I found {len(names)})")
-        for name in names:  # unknown: refused now, with the close names
-            if await self.bot.styles.find(guild_id, name) is None:
-                text = await self.bot.styles.unknown(guild_id, name)
-                if resolved.sources["style"] == SOURCE_USER:
-                    text += " (it is your default style: `settings unset style`, or attach a style image)"
-                elif resolved.sources["style"] != SOURCE_OPTION:
-                    text += f" (it comes from the {resolved.sources['style']})"
-                raise UserError(text)
+        await self._check_style_names(guild_id, names, resolved)
         if cached is not None:
             styles_given = len(names) or len(cached.styles)
         else:
@@ -178,17 +167,7 @@ class JobService:
         await self._check_cooldown(request.user_id, guild_id, limits.cooldown)
         self._precheck_queue(request.user_id, limits.max_jobs_per_user)
 
-        named = tuple(await self.bot.styles.load(guild_id, names))
-        if cached is not None:
-            content, styles = cached.content, named or cached.styles
-            labels = list(names) if names else earlier.get("styles", [None] * len(cached.styles))
-        else:
-            content, *rest = await attachments.download(
-                attached, max_bytes=config.caps.max_attachment_bytes, max_pixels=config.caps.max_pixels,
-                allowed_hosts=config.bot.attachment_hosts,
-            )
-            styles = (*rest, *named)
-            labels = [None] * len(rest) + list(names)  # None: an attached image
+        content, styles, labels = await self._read_inputs(guild_id, names, attached, cached, earlier)
         params = resolved.params
         await attachments.check_runnable(content, styles, params, max_pixels=config.caps.max_pixels)
         if params.seed is None:  # pick it here, so the result and Details can say how to get it again
@@ -220,6 +199,47 @@ class JobService:
         notes = resolved.notes
         self._spawn(self._follow(handle, self._messages(job, where, notes, named=[label for label in labels if label])))
         return Submitted(job, resolved, notes)
+
+    @staticmethod
+    def _style_names(request: JobRequest, resolved: Resolved, rerun: bool) -> tuple[str, ...]:
+        """The named styles a job uses. A re-run keeps its own styles unless the form names others; a new
+        job uses the ones its command gives, else the preset's or the user's default style, but only when
+        no style image is attached."""
+        if rerun:
+            return resolved.styles if "style" in request.options else ()
+        return resolved.styles if resolved.sources["style"] == SOURCE_OPTION or len(request.attachments) == 1 else ()
+
+    async def _check_style_names(self, guild_id: int | None, names: Sequence[str], resolved: Resolved) -> None:
+        """Refuse, before anything is read, more named styles than the caps allow or a name this server
+        does not have (the reply offers the close names and says where the name came from)."""
+        max_styles = self.bot.config.caps.max_styles
+        if len(names) > max_styles:
+            raise UserError(f"a job takes at most {max_styles} styles (I found {len(names)})")
+        for name in names:
+            if await self.bot.styles.find(guild_id, name) is None:
+                text = await self.bot.styles.unknown(guild_id, name)
+                source = resolved.sources["style"]
+                if source == SOURCE_USER:
+                    text += " (it is your default style: `settings unset style`, or attach a style image)"
+                elif source != SOURCE_OPTION:
+                    text += f" (it comes from the {source})"
+                raise UserError(text)
+
+    async def _read_inputs(self, guild_id: int | None, names: Sequence[str], attached: Sequence[discord.Attachment],
+                           cached, earlier: Mapping[str, Any]):
+        """(content, styles, labels) of an admitted job: the named styles' bytes read from the library now
+        (the job no longer depends on it), after the attached images (downloaded and decoded) or in place
+        of a re-run's cached styles; a label per style, its name or None for an attached image."""
+        config = self.bot.config
+        named = tuple(await self.bot.styles.load(guild_id, names))
+        if cached is not None:
+            labels = list(names) if names else earlier.get("styles", [None] * len(cached.styles))
+            return cached.content, named or cached.styles, labels
+        content, *rest = await attachments.download(
+            attached, max_bytes=config.caps.max_attachment_bytes, max_pixels=config.caps.max_pixels,
+            allowed_hosts=config.bot.attachment_hosts,
+        )
+        return content, (*rest, *named), [None] * len(rest) + list(names)  # None: an attached image
 
     def check_permissions(self, request: JobRequest) -> None:
         """Refuse before queueing when the bot could not post the status or the result here."""

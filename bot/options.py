@@ -35,6 +35,15 @@ def option_name(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
+def shown_value(value: Any) -> str:
+    """An option's value as typed after its flag: ``1e9``, ``0.7,0.3``; ``random`` for no seed."""
+    if value is None:
+        return "random"
+    if isinstance(value, (list, tuple)):
+        return ",".join(shown_value(v) for v in value)
+    return format_number(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+
 def normalise(text: str) -> str:
     """Check every ``--flag`` is known and has a value; rewrite them to the converter's spelling."""
     known = set(OPTION_NAMES)

@@ -16,7 +16,7 @@ from nst.errors import ParamError
 
 from .errors import UserError
 from .limits import NAME_RULE, PRESET_NAMES, check_name, check_option, resolve, source_of_preset
-from .options import option_name
+from .options import option_name, shown_value
 
 if TYPE_CHECKING:
     from .config import Config
@@ -81,6 +81,4 @@ async def find_preset(store: "Store", user_id: int, guild_id: int | None, name: 
 
 def describe(options: Mapping[str, Any]) -> str:
     """``--epochs 300 --style starry`` for a preset's contents."""
-    from .cogs.messages import shown_value
-
     return " ".join(f"{option_name(name)} {shown_value(value)}" for name, value in options.items())

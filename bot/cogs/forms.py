@@ -12,8 +12,7 @@ import discord
 from nst.params import FIELDS
 
 from ..errors import UserError
-from ..options import OptionError, normalise, option_name
-from .messages import shown_value
+from ..options import OptionError, normalise, option_name, shown_value
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
 
 import discord
 
-from nst.params import FIELDS, format_number
+from nst.params import FIELDS
 
 from ..executor.base import CANCELLED, Done, Failed, Preview, Progress, StyleJob
 from ..limits import USER_FIELDS
-from ..options import option_name
+from ..options import option_name, shown_value
 from ..status import StatusMessage
 
 if TYPE_CHECKING:
@@ -135,14 +135,6 @@ def changed_options(params: dict[str, Any], defaults) -> dict[str, Any]:
         if value != default:
             out[name] = value
     return out
-
-
-def shown_value(value: Any) -> str:
-    if value is None:
-        return "random"
-    if isinstance(value, (list, tuple)):
-        return ",".join(shown_value(v) for v in value)
-    return format_number(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
 
 def prefix_line(params: dict[str, Any], defaults, prefix: str, named: Sequence[str] = ()) -> str:
