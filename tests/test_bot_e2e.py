@@ -82,42 +82,71 @@ async def test_refusals_are_specific_and_nothing_is_queued(fake, world, tmp_path
     assert not any(m.attachments for m in fake.bot_messages())
 
 
-async def test_replying_to_images_and_mention_prefix(fake, world, tmp_path, weights_file):
-    async with running_bot(fake, make_config(tmp_path, weights_file)):
-        posted = await command(fake, world.general, world.bob, "look at these", IMAGES)
-        request = await command(fake, world.general, world.alice, "!stylize", reply_to=posted)
-        assert (await result_of(fake, request)).attachments
-        request = await command(fake, world.general, world.carol, f"<@{world.bot_user.id}> stylize --size 32", IMAGES)
-        result = await result_of(fake, request)
-        assert Image.open(io.BytesIO(result.attachments[0].data)).size == (32, 24)
+async def test_default_config_scenarios_on_one_bot(fake, world, tmp_path, weights_file):
+    """Scenarios that need nothing but the default test config, run one after the other on one bot: a
+    start loads a worker (seconds), and each scenario ends with nothing queued or running. Checks that
+    must see the bot closed (no late message) run after it is."""
+    boosted = fake.add_guild(name="Boosted", premium_tier=2)  # known to the bot from its start
+    world.boosted_art = fake.add_text_channel(boosted.id, "art")
+    fake.add_member(boosted.id, world.alice.id)
+    after_close = []
+    async with running_bot(fake, make_config(tmp_path, weights_file)) as bot:
+        for scenario in (help_shows_the_options_with_an_example, replying_to_images_and_mention_prefix,
+                         three_images_blend_two_styles, the_result_is_sized_for_the_servers_upload_limit,
+                         cancel_running_and_queued_jobs):
+            check = await scenario(fake, world, bot)
+            await fake.wait_until(lambda: bot.executor.jobs() == [], timeout=10, what=f"{scenario.__name__} left no job behind")
+            if check is not None:
+                after_close.append(check)
+    for check in after_close:
+        check()
 
 
-async def test_values_above_a_limit_are_lowered_and_said(fake, world, tmp_path, weights_file):
-    async with running_bot(fake, make_config(tmp_path, weights_file, caps={"max_epochs": 12})):
+async def replying_to_images_and_mention_prefix(fake, world, bot):
+    posted = await command(fake, world.general, world.bob, "look at these", IMAGES)
+    request = await command(fake, world.general, world.alice, "!stylize", reply_to=posted)
+    assert (await result_of(fake, request)).attachments
+    request = await command(fake, world.general, world.carol, f"<@{world.bot_user.id}> stylize --size 32", IMAGES)
+    result = await result_of(fake, request)
+    assert Image.open(io.BytesIO(result.attachments[0].data)).size == (32, 24)
+
+
+async def test_values_above_the_bots_caps_are_lowered_and_said_in_a_server_and_a_dm(fake, world, tmp_path, weights_file):
+    """One bot (a start loads a worker: seconds) for both places where the operator's caps apply."""
+    dm = fake.open_dm(world.alice.id)
+    async with running_bot(fake, make_config(tmp_path, weights_file, caps={"max_epochs": 10})):
         request = await command(fake, world.general, world.alice, "!stylize --epochs 5000", IMAGES)
         result = await result_of(fake, request)
-        assert "12 epochs" in result.content and "epochs 5000 → 12: the bot's limit" in result.content
+        assert "10 epochs" in result.content and "epochs 5000 → 10: the bot's limit" in result.content
+        # direct messages use the bot's caps
+        request = await fake.user_sends(dm.id, world.alice.id, "!stylize --epochs 50", attachments=IMAGES)
+        result = await result_of(fake, request)
+        assert "10 epochs" in result.content and "the bot's limit" in result.content
+        limits = await fake.user_sends(dm.id, world.alice.id, "!limits")
+        assert "Limits are per server" in (await reply_to(fake, limits)).content
 
 
-async def test_cancel_running_and_queued_jobs(fake, world, tmp_path, weights_file):
-    async with running_bot(fake, make_config(tmp_path, weights_file)) as bot:
-        running = await command(fake, world.general, world.alice, f"!stylize {LONG}", IMAGES)
-        waiting = await command(fake, world.general, world.bob, f"!stylize {LONG}", IMAGES)
-        await status_of(fake, running, "%")
-        await status_of(fake, waiting, "Queued, position 1")
-        cancel = await command(fake, world.general, world.bob, "!cancel")
-        assert "Cancelling" in (await reply_to(fake, cancel)).content
-        assert "cancelled before it started" in (await status_of(fake, waiting, "did not finish")).content
-        await command(fake, world.general, world.alice, "!cancel")
-        stopped = await status_of(fake, running, "did not finish")
-        assert stopped.content == "🛑 Your job did not finish: cancelled"
-        nothing = await command(fake, world.general, world.alice, "!cancel")
-        assert "you have no job queued or running" in (await reply_to(fake, nothing)).content
-        assert bot.executor.jobs() == []
-        # the worker is free again at once
-        again = await command(fake, world.general, world.alice, "!stylize", IMAGES)
-        assert (await result_of(fake, again)).attachments
-    assert not any(m.attachments for m in fake.bot_messages() if m.message_reference in (running.id, waiting.id))
+async def cancel_running_and_queued_jobs(fake, world, bot):
+    running = await command(fake, world.general, world.alice, f"!stylize {LONG}", IMAGES)
+    waiting = await command(fake, world.general, world.bob, f"!stylize {LONG}", IMAGES)
+    await status_of(fake, running, "%")
+    await status_of(fake, waiting, "Queued, position 1")
+    cancel = await command(fake, world.general, world.bob, "!cancel")
+    assert "Cancelling" in (await reply_to(fake, cancel)).content
+    assert "cancelled before it started" in (await status_of(fake, waiting, "did not finish")).content
+    await command(fake, world.general, world.alice, "!cancel")
+    stopped = await status_of(fake, running, "did not finish")
+    assert stopped.content == "🛑 Your job did not finish: cancelled"
+    nothing = await command(fake, world.general, world.alice, "!cancel")
+    assert "you have no job queued or running" in (await reply_to(fake, nothing)).content
+    assert bot.executor.jobs() == []
+    # the worker is free again at once
+    again = await command(fake, world.general, world.alice, "!stylize", IMAGES)
+    assert (await result_of(fake, again)).attachments
+
+    def no_result_for_the_cancelled_jobs():  # once the bot is closed: nothing came late either
+        assert not any(m.attachments for m in fake.bot_messages() if m.message_reference in (running.id, waiting.id))
+    return no_result_for_the_cancelled_jobs
 
 
 async def test_a_killed_worker_is_reported_and_replaced(fake, world, tmp_path, weights_file):
@@ -161,58 +190,48 @@ async def test_a_job_past_the_timeout_is_stopped(fake, world, tmp_path, weights_
         assert "stopped: it ran past the time limit of 2 s" in stopped.content
 
 
-async def test_help_shows_the_options_with_an_example(fake, world, tmp_path, weights_file):
-    async with running_bot(fake, make_config(tmp_path, weights_file)):
-        asked = await command(fake, world.general, world.alice, "!help stylize")
-        await fake.wait_for_message(lambda m: "Example:" in m.content, channel_id=world.general.id, timeout=10)
-        text = "\n".join(m.content for m in fake.bot_messages(world.general.id) if m.id > asked.id)  # may be paged
-        for words in ("--epochs", "--content-weight", "--seed", "default 8", "Example: stylize --epochs 300"):
-            assert words in text, words
+async def help_shows_the_options_with_an_example(fake, world, bot):
+    asked = await command(fake, world.general, world.alice, "!help stylize")
+    await fake.wait_for_message(lambda m: m.id > asked.id and "Example:" in m.content, channel_id=world.general.id, timeout=10)
+    text = "\n".join(m.content for m in fake.bot_messages(world.general.id) if m.id > asked.id)  # may be paged
+    for words in ("--epochs", "--content-weight", "--seed", "default 8", "Example: stylize --epochs 300"):
+        assert words in text, words
 
 
-async def test_direct_messages_use_the_bots_caps(fake, world, tmp_path, weights_file):
-    dm = fake.open_dm(world.alice.id)
-    async with running_bot(fake, make_config(tmp_path, weights_file, caps={"max_epochs": 10})):
-        request = await fake.user_sends(dm.id, world.alice.id, "!stylize --epochs 50", attachments=IMAGES)
-        result = await result_of(fake, request)
-        assert "10 epochs" in result.content and "the bot's limit" in result.content
-        limits = await fake.user_sends(dm.id, world.alice.id, "!limits")
-        assert "Limits are per server" in (await reply_to(fake, limits)).content
+async def the_result_is_sized_for_the_servers_upload_limit(fake, world, bot):
+    submitted = []
+    original = bot.executor.submit
 
+    async def spy(job, **limits):
+        submitted.append(job)
+        return await original(job, **limits)
 
-async def test_the_result_is_sized_for_the_servers_upload_limit(fake, world, tmp_path, weights_file):
-    boosted = fake.add_guild(name="Boosted", premium_tier=2)
-    channel = fake.add_text_channel(boosted.id, "art")
-    fake.add_member(boosted.id, world.alice.id)
-    async with running_bot(fake, make_config(tmp_path, weights_file)) as bot:
-        submitted = []
-        original = bot.executor.submit
-
-        async def spy(job, **limits):
-            submitted.append(job)
-            return await original(job, **limits)
-
-        bot.executor.submit = spy
-        for where in (world.general, channel):
+    bot.executor.submit = spy
+    try:
+        for where in (world.general, world.boosted_art):
             request = await command(fake, where, world.alice, "!stylize", IMAGES)
             await result_of(fake, request)
+    finally:
+        del bot.executor.submit  # the executor's own method again
     assert [job.max_result_bytes for job in submitted] == [10 * 2**20 - 64 * 1024, 50 * 2**20 - 64 * 1024]
 
 
-async def test_three_images_blend_two_styles(fake, world, tmp_path, weights_file):
+async def three_images_blend_two_styles(fake, world, bot):
     second_style = ("stripes.png", png(make_style(48).rotate(90)), "image/png")
-    async with running_bot(fake, make_config(tmp_path, weights_file)) as bot:
-        submitted = []
-        original = bot.executor.submit
+    submitted = []
+    original = bot.executor.submit
 
-        async def spy(job, **limits):
-            submitted.append(job)
-            return await original(job, **limits)
+    async def spy(job, **limits):
+        submitted.append(job)
+        return await original(job, **limits)
 
-        bot.executor.submit = spy
+    bot.executor.submit = spy
+    try:
         request = await command(fake, world.general, world.alice, "!stylize --style-blend 0.7,0.3", [*IMAGES, second_style])
         result = await result_of(fake, request)
         assert "`--style-blend 0.7,0.3`" in result.content  # an option that differs from the defaults
         assert len(submitted[0].styles) == 2 and submitted[0].styles[1] == second_style[1]
         wrong = await command(fake, world.general, world.alice, "!stylize --style-blend 1,2,3", [*IMAGES, second_style])
         assert "gives 3 weights for 2 style images" in (await reply_to(fake, wrong)).content
+    finally:
+        del bot.executor.submit  # the executor's own method again

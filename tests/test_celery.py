@@ -30,6 +30,9 @@ LIMITS = dict(max_per_user=5, max_queue=20)
 # One Redis, one database per kind of test, so that the shared worker (database 0) never sees the jobs
 # of the tests without a worker (1) or of the test with its own two workers (2).
 SHARED_DB, IDLE_DB, PAIR_DB = 0, 1, 2
+# The job of the two-worker test: a few steps, since its visibility timeout (the wait for re-delivery)
+# is sized from them; enough that the victim is still running when it is killed after its first progress.
+QUICK_STEPS = 12
 
 
 @pytest.fixture(scope="module")
@@ -82,11 +85,11 @@ def shared_url(redis_server_url):
 
 @pytest.fixture
 def quick_config(tmp_path, weights_file, redis_server_url):
-    """Jobs of up to 20 steps: a short job timeout, so a short visibility timeout (fast re-delivery);
-    its own database, for its own two workers."""
+    """Jobs of up to QUICK_STEPS steps: a short job timeout, so a short visibility timeout (fast
+    re-delivery, which the test waits for); its own database, for its own two workers."""
     url = f"{redis_server_url}/{PAIR_DB}"
     redis.Redis.from_url(url).flushdb()
-    return url, celery_config(tmp_path, weights_file, url, steps=20)
+    return url, celery_config(tmp_path, weights_file, url, steps=QUICK_STEPS)
 
 
 @contextlib.contextmanager
@@ -223,14 +226,14 @@ async def test_killed_worker_hands_the_job_to_the_other_worker(quick_config, tmp
     settings = queue_settings(load_config(quick_config))
     with workers(quick_config, tmp_path, count=2) as pool:
         async with executor(quick_config) as ex:
-            handle = await ex.submit(job(epochs=20, size=64), **LIMITS)
+            handle = await ex.submit(job(epochs=QUICK_STEPS, size=64), **LIMITS)
             started, _ = await until_event(handle, lambda e: isinstance(e, Started), timeout=time_budget(0, weights_file))
             victim = next(w for w in pool if started.device.endswith(w.name))
             survivor = next(w for w in pool if w is not victim)
             await until_event(handle, lambda e: isinstance(e, Progress), timeout=time_budget(1, weights_file))
             killed_at = time.monotonic()
             victim.kill()
-            bound = settings.visibility_timeout + 2 * settings.restore_interval + time_budget(20, weights_file)
+            bound = settings.visibility_timeout + 2 * settings.restore_interval + time_budget(QUICK_STEPS, weights_file)
             seen = await events(handle, timeout=bound)
             elapsed = time.monotonic() - killed_at
     assert isinstance(seen[-1], Done)
@@ -313,8 +316,9 @@ async def test_shared_caps_and_queue_listing(config_path, tmp_path, redis_url):
         await ex.submit(job(2), max_per_user=1, max_queue=2)
         with pytest.raises(Refused, match="the queue is full"):
             await ex.submit(job(3), max_per_user=1, max_queue=2)
-        await asyncio.sleep(1.2)
-        assert [(i.user_id, i.state, i.position) for i in ex.jobs()] == [(1, "queued", 1), (2, "queued", 2)]
+        listing = [(1, "queued", 1), (2, "queued", 2)]
+        await wait_for(lambda: [(i.user_id, i.state, i.position) for i in ex.jobs()] == listing, "the listing is read", timeout=10)
+        assert [(i.user_id, i.state, i.position) for i in ex.jobs()] == listing
         assert ex.health() == (False, "no Celery worker is alive")
         await first.cancel()
 

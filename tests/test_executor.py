@@ -59,9 +59,19 @@ async def first(handle, kind, timeout: float | None = None):
     return await asyncio.wait_for(wait(), timeout or BUDGET(10))
 
 
+def assert_reports(ex, dtype: str) -> None:
+    """Regression (issue 11, defect 14): the worker reported the dtype of precision "auto" whatever
+    engine.precision said (bfloat16 for fp32 on a CPU with AVX512-BF16, float32 for bf16 on one without).
+    engine.precision only sets the dtype a worker reports (each job carries its own precision), so the
+    tests below check it on executors they start anyway (a start loads a worker: seconds)."""
+    assert ex.describe_workers() == f"cpu ({dtype})"
+    assert ex.health() == (True, f"all workers ready: cpu ({dtype})")
+
+
 async def test_event_stream_and_queue_positions(weights_file):
-    async with executor(weights_file) as ex:
+    async with executor(weights_file, precision="fp32") as ex:
         assert ex.health()[0] and ex.health()[1].startswith("all workers ready: cpu (")
+        assert_reports(ex, "float32")
         handles = [await ex.submit(job(user), **LIMITS) for user in (1, 2, 3)]
         streams = await asyncio.gather(*(events(h) for h in handles))
     first_stream = streams[0]
@@ -93,7 +103,8 @@ async def test_refusals(weights_file):
 
 
 async def test_cancel_queued_and_running(weights_file):
-    async with executor(weights_file) as ex:
+    async with executor(weights_file, precision="bf16") as ex:
+        assert_reports(ex, "bfloat16")
         running = await ex.submit(job(1, epochs=400, size=64), **LIMITS)
         waiting = await ex.submit(job(2), **LIMITS)
         await first(running, Progress)
@@ -156,14 +167,6 @@ async def test_unusable_weights_stop_the_start_with_the_reason(tmp_path):
     await asyncio.sleep(0.2)
     assert all(not w.process.is_alive() for w in ex._workers)
 
-
-@pytest.mark.parametrize("precision, dtype", [("fp32", "float32"), ("bf16", "bfloat16")])
-async def test_workers_report_the_dtype_of_the_configured_precision(weights_file, precision, dtype):
-    """Regression (issue 11, defect 14): the worker reported the dtype of precision "auto" whatever
-    engine.precision said (bfloat16 for fp32 on a CPU with AVX512-BF16, float32 for bf16 on one without)."""
-    async with executor(weights_file, precision=precision) as ex:
-        assert ex.describe_workers() == f"cpu ({dtype})"
-        assert ex.health() == (True, f"all workers ready: cpu ({dtype})")
 
 
 def test_out_of_memory_is_caught_on_every_supported_torch(monkeypatch, model):

@@ -35,53 +35,62 @@ def stylize_command(fake) -> dict:
     return next(c for c in fake.commands() if c["name"] == "stylize" and c.get("type", 1) == 1)
 
 
-async def test_stylize_options_come_from_the_parameter_table(fake, world, tmp_path, weights_file):
+async def test_default_config_scenarios_on_one_bot(fake, world, tmp_path, weights_file):
+    """Scenarios that need nothing but the default test config, one after the other on one bot (a start
+    loads a worker: seconds), each ending with nothing queued or running. The deferred job comes first:
+    it finds its messages as the first matches in the channel."""
     async with running_bot(fake, make_config(tmp_path, weights_file)) as bot:
         fake.register_tree(bot)
-        options = {o["name"]: o for o in stylize_command(fake)["options"]}
-        assert options["content"]["type"] == 11 and options["content"]["required"]  # ATTACHMENT
-        # the style: an image, or a named style of the server (then only the content is attached)
-        assert options["style_image"]["type"] == 11 and not options["style_image"].get("required")
-        assert options["style_image2"]["type"] == 11 and not options["style_image2"].get("required")  # blending
-        assert options["style"]["type"] == 3 and options["style"]["autocomplete"]
-        assert options["preset"]["type"] == 3 and options["preset"]["autocomplete"]
-        for name in USER_FIELDS:
-            spec, option = FIELDS[name], options[name]
-            assert option["description"].startswith(spec.help[:60])
-            if spec.choices and len(spec.choices) <= 25:
-                assert [c["value"] for c in option["choices"]] == list(spec.choices)
-            elif spec.kind in (int, float) and spec.maximum is not None:
-                assert option["min_value"] == spec.minimum and option["max_value"] == spec.maximum
-                assert option["type"] == (4 if spec.kind is int else 10)
-        # the Discord client itself refuses a value outside the range: the bot never sees it
-        try:
-            await fake.slash(world.alice, world.general, "stylize", options={"content": CONTENT, "style_image": STYLE, "epochs": 0})
-        except ValueError:
-            pass
-        else:
-            raise AssertionError("epochs 0 was sent")
+        await stylize_options_come_from_the_parameter_table(fake, world, bot)
+        await a_deferred_stylize_delivers_after_the_token_expired(fake, world, bot, weights_file)
+        await fake.wait_until(lambda: bot.executor.jobs() == [], timeout=10, what="the deferred job is finished")
+        await blending_in_a_dm_and_autocomplete(fake, world, bot)
 
 
-async def test_a_deferred_stylize_delivers_after_the_token_expired(fake, world, tmp_path, weights_file):
+async def stylize_options_come_from_the_parameter_table(fake, world, bot):
+    options = {o["name"]: o for o in stylize_command(fake)["options"]}
+    assert options["content"]["type"] == 11 and options["content"]["required"]  # ATTACHMENT
+    # the style: an image, or a named style of the server (then only the content is attached)
+    assert options["style_image"]["type"] == 11 and not options["style_image"].get("required")
+    assert options["style_image2"]["type"] == 11 and not options["style_image2"].get("required")  # blending
+    assert options["style"]["type"] == 3 and options["style"]["autocomplete"]
+    assert options["preset"]["type"] == 3 and options["preset"]["autocomplete"]
+    for name in USER_FIELDS:
+        spec, option = FIELDS[name], options[name]
+        assert option["description"].startswith(spec.help[:60])
+        if spec.choices and len(spec.choices) <= 25:
+            assert [c["value"] for c in option["choices"]] == list(spec.choices)
+        elif spec.kind in (int, float) and spec.maximum is not None:
+            assert option["min_value"] == spec.minimum and option["max_value"] == spec.maximum
+            assert option["type"] == (4 if spec.kind is int else 10)
+    # the Discord client itself refuses a value outside the range: the bot never sees it
+    try:
+        await fake.slash(world.alice, world.general, "stylize", options={"content": CONTENT, "style_image": STYLE, "epochs": 0})
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("epochs 0 was sent")
+
+
+async def a_deferred_stylize_delivers_after_the_token_expired(fake, world, bot, weights_file):
+    """The first job in the channel: the status and result are found as the channel's first matches."""
     # long enough (about 4 s at this machine's measured step time) to catch its status message
     epochs = max(60, min(300, math.ceil(4.0 / step_seconds(weights_file))))
-    async with running_bot(fake, make_config(tmp_path, weights_file)) as bot:
-        fake.register_tree(bot)
-        ix = await fake.slash(world.alice, world.general, "stylize",
-                              options={"content": CONTENT, "style_image": STYLE, "epochs": epochs, "size": 48, "seed": 11})
-        await ix.wait_acknowledged()
-        assert ix.deferred and ix.ephemeral
-        assert "Queued (seed 11)" in await private_answer(ix)
-        fake.expire_interaction(ix)  # as if 15 minutes had passed: the token is dead from here on
-        status = await fake.wait_for_message(lambda m: "%" in m.content and not m.ephemeral_to, channel_id=world.general.id, timeout=60)
-        assert status.content.startswith(f"<@{world.alice.id}> 🎨")  # says whose job it is, without a ping
-        assert fake.button(status, label="Cancel")
-        result = await fake.wait_for_message(is_result, channel_id=world.general.id, timeout=time_budget(epochs, weights_file))
-        assert result.ephemeral_to is None and result.interaction_id is None  # an ordinary channel message
-        assert result.content.startswith(f"<@{world.alice.id}> {epochs} epochs") and "seed 11" in result.content
-        assert f"`--epochs {epochs}`" in result.content  # options that differ from the defaults
-        assert [b["label"] for b in fake.buttons(result)] == ["Again", "Vary", "Details", "Delete"]
-        assert not ix.errors  # nothing was attempted with the expired token
+    ix = await fake.slash(world.alice, world.general, "stylize",
+                          options={"content": CONTENT, "style_image": STYLE, "epochs": epochs, "size": 48, "seed": 11})
+    await ix.wait_acknowledged()
+    assert ix.deferred and ix.ephemeral
+    assert "Queued (seed 11)" in await private_answer(ix)
+    fake.expire_interaction(ix)  # as if 15 minutes had passed: the token is dead from here on
+    status = await fake.wait_for_message(lambda m: "%" in m.content and not m.ephemeral_to, channel_id=world.general.id, timeout=60)
+    assert status.content.startswith(f"<@{world.alice.id}> 🎨")  # says whose job it is, without a ping
+    assert fake.button(status, label="Cancel")
+    result = await fake.wait_for_message(is_result, channel_id=world.general.id, timeout=time_budget(epochs, weights_file))
+    assert result.ephemeral_to is None and result.interaction_id is None  # an ordinary channel message
+    assert result.content.startswith(f"<@{world.alice.id}> {epochs} epochs") and "seed 11" in result.content
+    assert f"`--epochs {epochs}`" in result.content  # options that differ from the defaults
+    assert [b["label"] for b in fake.buttons(result)] == ["Again", "Vary", "Details", "Delete"]
+    assert not ix.errors  # nothing was attempted with the expired token
 
 
 async def test_refusals_are_private_and_nothing_is_queued(fake, world, tmp_path, weights_file):
@@ -158,19 +167,18 @@ async def test_commands_are_synced_by_the_owner_only_and_never_at_start(fake, wo
         assert [s.guild_id for s in fake.command_syncs] == [None, world.guild.id]
 
 
-async def test_blending_in_a_dm_and_autocomplete(fake, world, tmp_path, weights_file):
+async def blending_in_a_dm_and_autocomplete(fake, world, bot):
     second = ("stripes.png", png(make_style(48).rotate(90)), "image/png")
-    async with running_bot(fake, make_config(tmp_path, weights_file)) as bot:
-        fake.register_tree(bot)
-        dm = fake.open_dm(world.alice.id)
-        submitted = []
-        original = bot.executor.submit
+    dm = fake.open_dm(world.alice.id)
+    submitted = []
+    original = bot.executor.submit
 
-        async def spy(job, **limits):
-            submitted.append(job)
-            return await original(job, **limits)
+    async def spy(job, **limits):
+        submitted.append(job)
+        return await original(job, **limits)
 
-        bot.executor.submit = spy
+    bot.executor.submit = spy
+    try:
         ix = await fake.slash(world.alice, dm, "stylize",
                               options={"content": CONTENT, "style_image": STYLE, "style_image2": second, "style_blend": "0.7,0.3"})
         assert "Queued" in await private_answer(ix)
@@ -180,3 +188,5 @@ async def test_blending_in_a_dm_and_autocomplete(fake, world, tmp_path, weights_
         ix = await fake.autocomplete(world.alice, world.general, "settings set", options={"name": "weig"}, focused="name")
         await ix.wait_acknowledged()
         assert [c["value"] for c in ix.choices] == ["content_weight", "style_weight", "tv_weight"]
+    finally:
+        del bot.executor.submit  # the executor's own method again
