@@ -82,18 +82,21 @@ async def test_refusals_are_specific_and_nothing_is_queued(fake, world, tmp_path
     assert not any(m.attachments for m in fake.bot_messages())
 
 
-async def test_default_config_scenarios_on_one_bot(fake, world, tmp_path, weights_file):
-    """Scenarios that need nothing but the default test config, run one after the other on one bot: a
-    start loads a worker (seconds), and each scenario ends with nothing queued or running. Checks that
-    must see the bot closed (no late message) run after it is."""
+async def test_scenarios_sharing_one_bot(fake, world, tmp_path, weights_file):
+    """Scenarios run one after the other on one bot (a start loads a worker: seconds), each ending with
+    nothing queued or running; the config is the test default with one job per user and two in all
+    (what the fair-use scenario checks). The killed worker comes last: it counts the restarts. Checks
+    that must see the bot closed (no late message) run after it is."""
     boosted = fake.add_guild(name="Boosted", premium_tier=2)  # known to the bot from its start
     world.boosted_art = fake.add_text_channel(boosted.id, "art")
     fake.add_member(boosted.id, world.alice.id)
     after_close = []
-    async with running_bot(fake, make_config(tmp_path, weights_file)) as bot:
+    config = make_config(tmp_path, weights_file, caps={"max_jobs_per_user": 1, "max_queue": 2})
+    async with running_bot(fake, config) as bot:
         for scenario in (help_shows_the_options_with_an_example, replying_to_images_and_mention_prefix,
                          three_images_blend_two_styles, the_result_is_sized_for_the_servers_upload_limit,
-                         cancel_running_and_queued_jobs):
+                         queue_fair_use_and_positions, cancel_running_and_queued_jobs,
+                         a_killed_worker_is_reported_and_replaced):
             check = await scenario(fake, world, bot)
             await fake.wait_until(lambda: bot.executor.jobs() == [], timeout=10, what=f"{scenario.__name__} left no job behind")
             if check is not None:
@@ -149,38 +152,36 @@ async def cancel_running_and_queued_jobs(fake, world, bot):
     return no_result_for_the_cancelled_jobs
 
 
-async def test_a_killed_worker_is_reported_and_replaced(fake, world, tmp_path, weights_file):
-    async with running_bot(fake, make_config(tmp_path, weights_file)) as bot:
-        doomed = await command(fake, world.general, world.alice, f"!stylize {LONG}", IMAGES)
-        queued = await command(fake, world.general, world.bob, "!stylize", IMAGES)
-        await status_of(fake, doomed, "%")
-        os.kill(bot.executor._workers[0].process.pid, signal.SIGKILL)
-        failed = await status_of(fake, doomed, "did not finish")
-        assert "stopped unexpectedly (killed by SIGKILL" in failed.content and "try again" in failed.content
-        assert (await result_of(fake, queued)).attachments  # the queue goes on with the replacement
-        retry = await command(fake, world.general, world.alice, "!stylize", IMAGES)
-        assert (await result_of(fake, retry)).attachments
-        assert bot.executor.restarts == 1 and bot.executor.health()[0]
+async def a_killed_worker_is_reported_and_replaced(fake, world, bot):
+    assert bot.executor.restarts == 0
+    doomed = await command(fake, world.general, world.alice, f"!stylize {LONG}", IMAGES)
+    queued = await command(fake, world.general, world.bob, "!stylize", IMAGES)
+    await status_of(fake, doomed, "%")
+    os.kill(bot.executor._workers[0].process.pid, signal.SIGKILL)
+    failed = await status_of(fake, doomed, "did not finish")
+    assert "stopped unexpectedly (killed by SIGKILL" in failed.content and "try again" in failed.content
+    assert (await result_of(fake, queued)).attachments  # the queue goes on with the replacement
+    retry = await command(fake, world.general, world.alice, "!stylize", IMAGES)
+    assert (await result_of(fake, retry)).attachments
+    assert bot.executor.restarts == 1 and bot.executor.health()[0]
 
 
-async def test_queue_fair_use_and_positions(fake, world, tmp_path, weights_file):
-    config = make_config(tmp_path, weights_file, caps={"max_jobs_per_user": 1, "max_queue": 2})
-    async with running_bot(fake, config):
-        first = await command(fake, world.general, world.alice, f"!stylize {LONG}", IMAGES)
-        await status_of(fake, first, "Started")
-        second = await command(fake, world.general, world.bob, f"!stylize {LONG}", IMAGES)
-        await status_of(fake, second, "Queued, position 1")
-        again = await command(fake, world.general, world.alice, "!stylize", IMAGES)
-        assert "you already have 1 job queued or running (the limit is 1)" in (await reply_to(fake, again)).content
-        full = await command(fake, world.general, world.carol, "!stylize", IMAGES)
-        assert "the queue is full (2 jobs)" in (await reply_to(fake, full)).content
-        listing = await command(fake, world.general, world.dave, "!queue")
-        text = (await reply_to(fake, listing)).content
-        assert f"🎨 <@{world.alice.id}>:" in text and f"1. <@{world.bob.id}>: waiting" in text
-        for user in (world.alice, world.bob):
-            await command(fake, world.general, user, "!cancel")
-        await status_of(fake, first, "did not finish")
-        await status_of(fake, second, "did not finish")
+async def queue_fair_use_and_positions(fake, world, bot):
+    first = await command(fake, world.general, world.alice, f"!stylize {LONG}", IMAGES)
+    await status_of(fake, first, "Started")
+    second = await command(fake, world.general, world.bob, f"!stylize {LONG}", IMAGES)
+    await status_of(fake, second, "Queued, position 1")
+    again = await command(fake, world.general, world.alice, "!stylize", IMAGES)
+    assert "you already have 1 job queued or running (the limit is 1)" in (await reply_to(fake, again)).content
+    full = await command(fake, world.general, world.carol, "!stylize", IMAGES)
+    assert "the queue is full (2 jobs)" in (await reply_to(fake, full)).content
+    listing = await command(fake, world.general, world.dave, "!queue")
+    text = (await reply_to(fake, listing)).content
+    assert f"🎨 <@{world.alice.id}>:" in text and f"1. <@{world.bob.id}>: waiting" in text
+    for user in (world.alice, world.bob):
+        await command(fake, world.general, user, "!cancel")
+    await status_of(fake, first, "did not finish")
+    await status_of(fake, second, "did not finish")
 
 
 async def test_a_job_past_the_timeout_is_stopped(fake, world, tmp_path, weights_file):

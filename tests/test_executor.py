@@ -68,12 +68,15 @@ def assert_reports(ex, dtype: str) -> None:
     assert ex.health() == (True, f"all workers ready: cpu ({dtype})")
 
 
-async def test_event_stream_and_queue_positions(weights_file):
+async def test_event_stream_and_queue_positions_then_cancels(weights_file):
+    """Two scenarios on one executor (a start loads a worker: seconds): the event stream of three
+    jobs, then cancelling a queued and a running job."""
     async with executor(weights_file, precision="fp32") as ex:
         assert ex.health()[0] and ex.health()[1].startswith("all workers ready: cpu (")
         assert_reports(ex, "float32")
         handles = [await ex.submit(job(user), **LIMITS) for user in (1, 2, 3)]
         streams = await asyncio.gather(*(events(h) for h in handles))
+        await cancel_queued_and_running(ex)
     first_stream = streams[0]
     assert isinstance(first_stream[0], Started) and first_stream[0].device == "cpu"
     steps = [e.step for e in first_stream if isinstance(e, Progress)]
@@ -88,7 +91,8 @@ async def test_event_stream_and_queue_positions(weights_file):
 
 
 async def test_refusals(weights_file):
-    async with executor(weights_file) as ex:
+    async with executor(weights_file, precision="bf16") as ex:
+        assert_reports(ex, "bfloat16")
         running = await ex.submit(job(1, epochs=300, size=64), max_per_user=1, max_queue=2)
         with pytest.raises(Refused, match="you already have 1 job queued or running"):
             await ex.submit(job(1), max_per_user=1, max_queue=2)
@@ -102,21 +106,19 @@ async def test_refusals(weights_file):
             await ex.submit(job(4), **LIMITS)
 
 
-async def test_cancel_queued_and_running(weights_file):
-    async with executor(weights_file, precision="bf16") as ex:
-        assert_reports(ex, "bfloat16")
-        running = await ex.submit(job(1, epochs=400, size=64), **LIMITS)
-        waiting = await ex.submit(job(2), **LIMITS)
-        await first(running, Progress)
-        assert await waiting.cancel()
-        assert (await events(waiting))[-1] == Failed(CANCELLED, "cancelled before it started")
-        assert await running.cancel()
-        stream = await events(running, timeout=BUDGET(2))
-        assert stream[-1] == Failed(CANCELLED, "cancelled")
-        assert not await running.cancel()  # already over
-        assert ex.jobs() == []
-        after = await ex.submit(job(3), **LIMITS)  # the worker took the next job at once
-        assert isinstance((await events(after))[-1], Done)
+async def cancel_queued_and_running(ex):
+    running = await ex.submit(job(1, epochs=400, size=64), **LIMITS)
+    waiting = await ex.submit(job(2), **LIMITS)
+    await first(running, Progress)
+    assert await waiting.cancel()
+    assert (await events(waiting))[-1] == Failed(CANCELLED, "cancelled before it started")
+    assert await running.cancel()
+    stream = await events(running, timeout=BUDGET(2))
+    assert stream[-1] == Failed(CANCELLED, "cancelled")
+    assert not await running.cancel()  # already over
+    assert ex.jobs() == []
+    after = await ex.submit(job(3), **LIMITS)  # the worker took the next job at once
+    assert isinstance((await events(after))[-1], Done)
 
 
 async def test_timeout_and_worker_errors(weights_file):

@@ -38,13 +38,15 @@ def stylize_command(fake) -> dict:
 async def test_default_config_scenarios_on_one_bot(fake, world, tmp_path, weights_file):
     """Scenarios that need nothing but the default test config, one after the other on one bot (a start
     loads a worker: seconds), each ending with nothing queued or running. The deferred job comes first:
-    it finds its messages as the first matches in the channel."""
+    it finds its messages as the first matches in the channel; the message menu, which saves a default, last."""
     async with running_bot(fake, make_config(tmp_path, weights_file)) as bot:
         fake.register_tree(bot)
         await stylize_options_come_from_the_parameter_table(fake, world, bot)
         await a_deferred_stylize_delivers_after_the_token_expired(fake, world, bot, weights_file)
         await fake.wait_until(lambda: bot.executor.jobs() == [], timeout=10, what="the deferred job is finished")
         await blending_in_a_dm_and_autocomplete(fake, world, bot)
+        await fake.wait_until(lambda: bot.executor.jobs() == [], timeout=10, what="the blended job is finished")
+        await the_message_menu_uses_the_users_defaults_or_a_form(fake, world, bot)
 
 
 async def stylize_options_come_from_the_parameter_table(fake, world, bot):
@@ -106,29 +108,28 @@ async def test_refusals_are_private_and_nothing_is_queued(fake, world, tmp_path,
     assert not fake.public_messages(world.general)
 
 
-async def test_the_message_menu_uses_the_users_defaults_or_a_form(fake, world, tmp_path, weights_file):
-    async with running_bot(fake, make_config(tmp_path, weights_file)) as bot:
-        fake.register_tree(bot)
-        await reply_to(fake, await command(fake, world.general, world.alice, "!settings set epochs 6"))
-        posted = await command(fake, world.general, world.bob, "two pictures", IMAGES)
-        ix = await fake.context_menu(world.alice, posted, "Stylize")
-        assert "Queued" in await private_answer(ix)
-        result = await reply_to(fake, posted, is_result, timeout=120)  # replies to the images' message
-        assert result.content.startswith(f"<@{world.alice.id}> 6 epochs")
-        # the form: pre-filled with alice's defaults, her changes win
-        ix = await fake.context_menu(world.alice, posted, "Stylize with options")
-        await ix.wait_acknowledged()
-        assert ix.modal is not None
-        fields = {c["components"][0]["custom_id"]: c["components"][0] for c in ix.modal["components"]}
-        text_field = next(f for f in fields.values() if "--epochs 6" in (f.get("value") or ""))
-        submitted = await fake.submit_modal(world.alice, ix, {text_field["custom_id"]: "--epochs 3 --size 32"})
-        assert "Queued" in await private_answer(submitted)
-        second = await fake.wait_for_message(lambda m: is_result(m) and m.id != result.id, channel_id=world.general.id, timeout=120)
-        assert second.content.startswith(f"<@{world.alice.id}> 3 epochs · 32×24")
-        # a message without two images
-        lonely = await command(fake, world.general, world.bob, "just one", [CONTENT])
-        ix = await fake.context_menu(world.carol, lonely, "Stylize")
-        assert "(I found 1)" in await private_answer(ix)
+async def the_message_menu_uses_the_users_defaults_or_a_form(fake, world, bot):
+    """Last: it saves alice's default epochs."""
+    await reply_to(fake, await command(fake, world.general, world.alice, "!settings set epochs 6"))
+    posted = await command(fake, world.general, world.bob, "two pictures", IMAGES)
+    ix = await fake.context_menu(world.alice, posted, "Stylize")
+    assert "Queued" in await private_answer(ix)
+    result = await reply_to(fake, posted, is_result, timeout=120)  # replies to the images' message
+    assert result.content.startswith(f"<@{world.alice.id}> 6 epochs")
+    # the form: pre-filled with alice's defaults, her changes win
+    ix = await fake.context_menu(world.alice, posted, "Stylize with options")
+    await ix.wait_acknowledged()
+    assert ix.modal is not None
+    fields = {c["components"][0]["custom_id"]: c["components"][0] for c in ix.modal["components"]}
+    text_field = next(f for f in fields.values() if "--epochs 6" in (f.get("value") or ""))
+    submitted = await fake.submit_modal(world.alice, ix, {text_field["custom_id"]: "--epochs 3 --size 32"})
+    assert "Queued" in await private_answer(submitted)
+    second = await fake.wait_for_message(lambda m: is_result(m) and m.id > result.id, channel_id=world.general.id, timeout=120)
+    assert second.content.startswith(f"<@{world.alice.id}> 3 epochs · 32×24")
+    # a message without two images
+    lonely = await command(fake, world.general, world.bob, "just one", [CONTENT])
+    ix = await fake.context_menu(world.carol, lonely, "Stylize")
+    assert "(I found 1)" in await private_answer(ix)
 
 
 async def test_settings_and_limits_mirror_the_prefix_commands(fake, world, tmp_path, weights_file):
