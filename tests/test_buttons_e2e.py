@@ -40,25 +40,46 @@ def seed_of(message) -> int:
     return int(re.search(r"seed (\d+)", message.content).group(1))
 
 
-async def test_cancel_is_refused_to_others_and_works_for_an_admin(fake, world, tmp_path, weights_file):
-    async with running_bot(fake, make_config(tmp_path, weights_file)) as bot:
-        request = await command(fake, world.general, world.alice, f"!stylize {LONG}", IMAGES)
-        status = await reply_to(fake, request, lambda m: "%" in m.content, timeout=60)
-        ix = await press(fake, world.bob, status, "Cancel")
-        assert f"only <@{world.alice.id}> or a server admin can cancel this job" in await private_answer(ix)
-        assert bot.executor.jobs() and bot.executor.jobs()[0].user_id == world.alice.id  # still running
-        ix = await press(fake, world.boss, status, "Cancel")  # Manage Server
-        assert "Cancelling" in await private_answer(ix)
-        stopped = await reply_to(fake, request, lambda m: "did not finish" in m.content, timeout=60)
-        assert stopped.id == status.id and stopped.content == "🛑 Your job did not finish: cancelled"
-        assert not stopped.components  # no Cancel button on a finished job
-    assert (await_store_state(tmp_path)) == "cancelled"
+async def test_scenarios_sharing_one_bot(fake, world, tmp_path, weights_file):
+    """Scenarios one after the other on one bot (a start loads a worker: seconds), each ending with
+    nothing queued or running; the cache keeps images for an hour (what the expiry scenario says).
+    Checks that must see the bot closed run after it is."""
+    config = make_config(tmp_path, weights_file, caps={"max_jobs_per_user": 1}, cache={"ttl": 3600})
+    after_close = []
+    async with running_bot(fake, config) as bot:
+        for scenario in (an_expired_image_cache_is_said_plainly, again_and_vary_respect_the_per_user_cap_and_the_cooldown,
+                         cancel_is_refused_to_others_and_works_for_an_admin):
+            check = await scenario(fake, world, bot)
+            await fake.wait_until(lambda: bot.executor.jobs() == [], timeout=10, what=f"{scenario.__name__} left no job behind")
+            if check is not None:
+                after_close.append(check)
+    for check in after_close:
+        check()
 
 
-def await_store_state(tmp_path) -> str:
+async def cancel_is_refused_to_others_and_works_for_an_admin(fake, world, bot):
+    """By carol, whom the earlier scenarios' cooldown does not concern."""
+    request = await command(fake, world.general, world.carol, f"!stylize {LONG}", IMAGES)
+    status = await reply_to(fake, request, lambda m: "%" in m.content, timeout=60)
+    ix = await press(fake, world.bob, status, "Cancel")
+    assert f"only <@{world.carol.id}> or a server admin can cancel this job" in await private_answer(ix)
+    assert bot.executor.jobs() and bot.executor.jobs()[0].user_id == world.carol.id  # still running
+    ix = await press(fake, world.boss, status, "Cancel")  # Manage Server
+    assert "Cancelling" in await private_answer(ix)
+    stopped = await reply_to(fake, request, lambda m: "did not finish" in m.content, timeout=60)
+    assert stopped.id == status.id and stopped.content == "🛑 Your job did not finish: cancelled"
+    assert not stopped.components  # no Cancel button on a finished job
+
+    def the_job_is_recorded_cancelled():  # once the bot is closed
+        assert await_store_state(bot.config) == "cancelled"
+    return the_job_is_recorded_cancelled
+
+
+def await_store_state(config) -> str:
+    """The state of the latest job in the bot's database."""
     import sqlite3
 
-    with sqlite3.connect(tmp_path / "data" / "bot.sqlite3") as db:
+    with sqlite3.connect(config.database_path) as db:
         return db.execute("SELECT state FROM jobs ORDER BY created_at DESC LIMIT 1").fetchone()[0]
 
 
@@ -93,33 +114,32 @@ async def test_buttons_work_after_a_full_restart(fake, world, tmp_path, weights_
         assert fake.get_message(varied.id).deleted
 
 
-async def test_again_and_vary_respect_the_per_user_cap_and_the_cooldown(fake, world, tmp_path, weights_file):
-    async with running_bot(fake, make_config(tmp_path, weights_file, caps={"max_jobs_per_user": 1})) as bot:
-        first = await result_for(fake, await command(fake, world.general, world.alice, "!stylize", IMAGES))
-        busy = await command(fake, world.general, world.alice, f"!stylize {LONG}", IMAGES)
-        await reply_to(fake, busy, lambda m: "Started" in m.content or "%" in m.content, timeout=60)
-        ix = await press(fake, world.alice, first, "Again")
-        assert "you already have 1 job queued or running (the limit is 1)" in await private_answer(ix)
-        ix = await press(fake, world.alice, first, "Vary")
-        await ix.wait_acknowledged()
-        submitted = await fake.submit_modal(world.alice, ix, {})
-        assert "you already have 1 job queued or running" in await private_answer(submitted)
-        await command(fake, world.general, world.alice, "!cancel")
-        await reply_to(fake, busy, lambda m: "did not finish" in m.content, timeout=60)
-        await reply_to(fake, await command(fake, world.general, world.boss, "!limits set cooldown 600"))
-        ix = await press(fake, world.alice, first, "Again")
-        assert "please wait" in await private_answer(ix) and "the cooldown here is 600 s" in await private_answer(ix)
-        ix = await press(fake, world.alice, first, "Vary")
-        await ix.wait_acknowledged()
-        assert "please wait" in await private_answer(await fake.submit_modal(world.alice, ix, {}))
-        assert bot.executor.jobs() == []
+async def again_and_vary_respect_the_per_user_cap_and_the_cooldown(fake, world, bot):
+    """Sets a cooldown of 600 s for the rest of the session."""
+    first = await result_for(fake, await command(fake, world.general, world.alice, "!stylize", IMAGES))
+    busy = await command(fake, world.general, world.alice, f"!stylize {LONG}", IMAGES)
+    await reply_to(fake, busy, lambda m: "Started" in m.content or "%" in m.content, timeout=60)
+    ix = await press(fake, world.alice, first, "Again")
+    assert "you already have 1 job queued or running (the limit is 1)" in await private_answer(ix)
+    ix = await press(fake, world.alice, first, "Vary")
+    await ix.wait_acknowledged()
+    submitted = await fake.submit_modal(world.alice, ix, {})
+    assert "you already have 1 job queued or running" in await private_answer(submitted)
+    await command(fake, world.general, world.alice, "!cancel")
+    await reply_to(fake, busy, lambda m: "did not finish" in m.content, timeout=60)
+    await reply_to(fake, await command(fake, world.general, world.boss, "!limits set cooldown 600"))
+    ix = await press(fake, world.alice, first, "Again")
+    assert "please wait" in await private_answer(ix) and "the cooldown here is 600 s" in await private_answer(ix)
+    ix = await press(fake, world.alice, first, "Vary")
+    await ix.wait_acknowledged()
+    assert "please wait" in await private_answer(await fake.submit_modal(world.alice, ix, {}))
+    assert bot.executor.jobs() == []
 
 
-async def test_an_expired_image_cache_is_said_plainly(fake, world, tmp_path, weights_file):
-    config = make_config(tmp_path, weights_file, cache={"ttl": 3600})
-    async with running_bot(fake, config) as bot:
-        result = await result_for(fake, await command(fake, world.general, world.alice, "!stylize --seed 9", IMAGES))
-        bot.jobs.cache.clock = lambda: time.time() + 3601  # an hour later
+async def an_expired_image_cache_is_said_plainly(fake, world, bot):
+    result = await result_for(fake, await command(fake, world.general, world.alice, "!stylize --seed 9", IMAGES))
+    bot.jobs.cache.clock = lambda: time.time() + 3601  # an hour later
+    try:
         ix = await press(fake, world.alice, result, "Again")
         answer = await private_answer(ix)
         assert "the images of that job are no longer kept (the bot keeps them for 1 h)" in answer
@@ -129,6 +149,8 @@ async def test_an_expired_image_cache_is_said_plainly(fake, world, tmp_path, wei
         details = await private_answer(ix)
         assert "`seed` 9" in details and "statistics are no longer kept" in details
         assert bot.executor.jobs() == []
+    finally:
+        bot.jobs.cache.clock = time.time
 
 
 async def test_a_job_lost_in_a_crash_offers_again(fake, tmp_path, weights_file):
