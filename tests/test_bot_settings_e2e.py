@@ -74,19 +74,7 @@ async def test_only_server_managers_and_the_owner_change_limits(fake, world, tmp
         assert "only members with the Manage Server permission" in await say(fake, g, world.alice, "!limits unset max_epochs")
 
 
-async def test_channels_and_cooldown(fake, world, tmp_path, weights_file):
-    async with running_bot(fake, make_config(tmp_path, weights_file)):
-        text = await say(fake, world.general, world.boss, f"!limits set channels <#{world.art.id}>")
-        assert f"channels is now <#{world.art.id}>" in text
-        refused = await say(fake, world.general, world.alice, "!stylize", IMAGES)
-        assert f"works in <#{world.art.id}> only" in refused
-        await say(fake, world.art, world.alice, "!stylize", IMAGES, predicate=lambda m: m.attachments, timeout=60)
-        assert "is not a text channel" in await say(fake, world.general, world.boss, "!limits set channels #nowhere")
-        await say(fake, world.art, world.boss, "!limits set cooldown 600")
-        assert "please wait" in await say(fake, world.art, world.alice, "!stylize", IMAGES)
-
-
-async def test_settings_writes_interleaved_with_stylize_keep_the_last_value(fake, world, tmp_path, weights_file):
+async def test_interleaved_settings_writes_keep_the_last_value_then_channels_and_cooldown(fake, world, tmp_path, weights_file):
     users = [fake.add_user(f"user{i}") for i in range(10)]
     for user in users:
         fake.add_member(world.guild.id, user.id)
@@ -107,9 +95,24 @@ async def test_settings_writes_interleaved_with_stylize_keep_the_last_value(fake
             await reply_to(fake, request, timeout=60)
         for user in users:
             assert (await bot.store.user_settings(user.id))["epochs"] == last[user.id]
+        # then, on the same bot (a start loads a worker: seconds), channels and the cooldown
+        await fake.wait_until(lambda: bot.executor.jobs() == [], timeout=60, what="the interleaved jobs are finished")
+        await channels_and_cooldown(fake, world, bot)
     store = await Store.open(config.database_path)
     try:
         for user in users:
             assert (await store.user_settings(user.id)) == {"epochs": last[user.id]}
     finally:
         await store.close()
+
+
+async def channels_and_cooldown(fake, world, bot):
+    """Restricts the server to #art with a cooldown: last in its session."""
+    text = await say(fake, world.general, world.boss, f"!limits set channels <#{world.art.id}>")
+    assert f"channels is now <#{world.art.id}>" in text
+    refused = await say(fake, world.general, world.alice, "!stylize", IMAGES)
+    assert f"works in <#{world.art.id}> only" in refused
+    await say(fake, world.art, world.alice, "!stylize", IMAGES, predicate=lambda m: m.attachments, timeout=60)
+    assert "is not a text channel" in await say(fake, world.general, world.boss, "!limits set channels #nowhere")
+    await say(fake, world.art, world.boss, "!limits set cooldown 600")
+    assert "please wait" in await say(fake, world.art, world.alice, "!stylize", IMAGES)
