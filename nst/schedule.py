@@ -23,12 +23,13 @@ PYRAMID_MIN_SIDE = 64  # no pyramid level below this on its shorter side
 MAX_LEVELS = 4
 LEVEL_FACTOR = 2  # each level is this many times smaller than the next, per side
 # Share of `epochs` each level may take at most, coarsest first (early stop usually ends it sooner).
-# The coarsest level builds the picture from the content and is cheap (1/16 of a full step at 3
-# levels); each finer level starts from a good picture and only needs a few dozen steps to add its
-# detail; the final level gets the rest, which early stop usually cuts short. Measured with
-# bench/quality.py at 384 px: (0.2, 0.08, 0.72) reached the seed loop's objective with ~35% less
-# work than (0.45, 0.33, 0.22), which spent it converging coarse levels the finer ones redo.
-LEVEL_SHARES = {1: (1.0,), 2: (0.2, 0.8), 3: (0.2, 0.08, 0.72), 4: (0.2, 0.08, 0.08, 0.64)}
+# The coarsest level builds the picture from the content and is cheap (about 1/10 of a full step's
+# time at 3 levels); each middle level only needs a couple of dozen steps to add its detail (a
+# 1/4-size step costs about a quarter of a full one); the final level gets the rest, which early
+# stop usually cuts short. Measured with bench/quality.py at 384 px: (0.2, 0.08, 0.72) reached the
+# seed loop's objective with ~35% less work than (0.45, 0.33, 0.22), which spent it converging
+# coarse levels the finer ones redo; (0.2, 0.05, 0.75) another 5-8% sooner on both image pairs.
+LEVEL_SHARES = {1: (1.0,), 2: (0.2, 0.8), 3: (0.2, 0.05, 0.75), 4: (0.2, 0.05, 0.05, 0.7)}
 MIN_LEVEL_STEPS = 3  # a level shorter than this is not worth its targets
 
 

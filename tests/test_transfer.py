@@ -266,3 +266,40 @@ def test_lbfgs_iterates_stay_in_range_so_the_delivered_picture_scores_as_reporte
     with torch.no_grad():
         delivered = objective(images.to_tensor(result.image)).total.item()
     assert delivered < 1.5 * result.stats.total_loss
+
+
+def _first_move(previous_loss, **params):
+    """How far the first step moves a pixel, on a toy objective with one start loss."""
+    from nst.transfer import LossTerms, _Step
+
+    pixels = torch.full((1, 3, 8, 8), 0.5, requires_grad=True)
+
+    def objective(x):
+        zero = x.new_zeros(())
+        return LossTerms(zero, zero, zero, ((x - 0.9) ** 2).mean())
+
+    start = objective(pixels).total.item()
+    step = _Step(pixels, objective, StyleParams(**params), "adam", None if previous_loss is None else previous_loss(start))
+    step()
+    return (pixels.detach() - 0.5).abs().max().item(), step.settings
+
+
+def test_a_level_that_starts_near_the_coarser_result_refines_with_a_warm_up():
+    from nst import transfer
+
+    moved, settings = _first_move(lambda start: start / 2)  # within BUILD_RATIO of the coarser loss
+    assert settings.warmup == transfer.WARMUP_STEPS and settings.betas == transfer.REFINE_BETAS
+    assert moved == pytest.approx(transfer.REFINE_LR / transfer.WARMUP_STEPS, rel=1e-3)  # a fresh Adam's first step is ≈ lr
+
+
+def test_the_first_level_and_one_that_starts_far_worse_build_with_full_steps_at_once():
+    from nst import transfer
+
+    for previous in (None, lambda start: start / (2 * transfer.BUILD_RATIO)):
+        moved, settings = _first_move(previous)
+        assert settings.warmup == 0 and settings.betas == transfer.BUILD_BETAS
+        assert moved == pytest.approx(transfer.BUILD_LR, rel=1e-3)
+    # a given lr applies to both; the reference schedule keeps the seed's Adam whatever the start
+    assert _first_move(None, lr=0.02)[0] == pytest.approx(0.02, rel=1e-3)
+    moved, settings = _first_move(lambda start: start / 100, schedule="reference")
+    assert settings.warmup == 0 and settings.betas == (0.9, 0.999) and moved == pytest.approx(0.007, rel=1e-3)
