@@ -476,7 +476,7 @@ async def test_subprocess_bot_via_sitecustomize(fake, world, tmp_path):
         if proc.returncode is None:
             proc.send_signal(signal.SIGINT)  # bot.run() closes cleanly on KeyboardInterrupt
             try:
-                await asyncio.wait_for(proc.wait(), 10)
+                await asyncio.wait_for(proc.wait(), 30)  # generous: a loaded 2-core box is slow to unwind
             except asyncio.TimeoutError:
                 proc.kill()
                 await proc.wait()
