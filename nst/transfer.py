@@ -242,7 +242,7 @@ def _builds(start_loss: float, previous_loss: float) -> bool:
 
 def choose_optimizer(params: StyleParams, device: torch.device) -> str:
     """reference: the seed's Adam; otherwise as asked. bench/quality.py at 384 px on a 2-core CPU: the
-    pyramid with the tuned Adam reached the seed loop's objective 18.6× sooner (wall, median of 3),
+    pyramid with the tuned Adam reached the seed loop's objective 13-15× sooner (wall, median of 3),
     with L-BFGS (projected onto 0..1, which costs it extra line-search evaluations) only 1.0× sooner
     (measured with an earlier pyramid)."""
     del device  # kept for a device-dependent choice once a GPU is measured
