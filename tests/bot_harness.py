@@ -156,6 +156,35 @@ async def running_bot(fake: FakeDiscord, config: Config, **options):
             assert task.done(), "bot.start() did not return after close()"
 
 
+async def run_scenarios(fake: FakeDiscord, world, bot, scenarios) -> list:
+    """Run scenarios one after the other on one bot, each having to leave no job queued or running;
+    returns the checks they hand back, to run once the bot is closed."""
+    after_close = []
+    for scenario in scenarios:
+        check = await scenario(fake, world, bot)
+        await fake.wait_until(lambda: bot.executor.jobs() == [], timeout=10, what=f"{scenario.__name__} left no job behind")
+        if check is not None:
+            after_close.append(check)
+    return after_close
+
+
+@contextlib.contextmanager
+def submitted_jobs(bot):
+    """The jobs the bot hands its executor while the block runs (the executor still runs them)."""
+    jobs = []
+    original = bot.executor.submit
+
+    async def spy(job, **limits):
+        jobs.append(job)
+        return await original(job, **limits)
+
+    bot.executor.submit = spy
+    try:
+        yield jobs
+    finally:
+        del bot.executor.submit  # the executor's own method again
+
+
 async def command(fake: FakeDiscord, channel, user, text: str, attachments=(), reply_to=None):
     """Type a message as a user; returns the fake's message."""
     return await fake.user_sends(channel.id, user.id, text, attachments=list(attachments), reply_to=reply_to)

@@ -12,7 +12,7 @@ import signal
 
 from PIL import Image
 
-from bot_harness import IMAGES, command, make_config, png, reply_to, running_bot
+from bot_harness import IMAGES, command, make_config, png, reply_to, run_scenarios, running_bot, submitted_jobs
 from conftest import make_content, make_style
 
 
@@ -90,17 +90,14 @@ async def test_scenarios_sharing_one_bot(fake, world, tmp_path, weights_file):
     boosted = fake.add_guild(name="Boosted", premium_tier=2)  # known to the bot from its start
     world.boosted_art = fake.add_text_channel(boosted.id, "art")
     fake.add_member(boosted.id, world.alice.id)
-    after_close = []
     config = make_config(tmp_path, weights_file, caps={"max_jobs_per_user": 1, "max_queue": 2})
     async with running_bot(fake, config) as bot:
-        for scenario in (help_shows_the_options_with_an_example, replying_to_images_and_mention_prefix,
-                         three_images_blend_two_styles, the_result_is_sized_for_the_servers_upload_limit,
-                         queue_fair_use_and_positions, cancel_running_and_queued_jobs,
-                         a_killed_worker_is_reported_and_replaced):
-            check = await scenario(fake, world, bot)
-            await fake.wait_until(lambda: bot.executor.jobs() == [], timeout=10, what=f"{scenario.__name__} left no job behind")
-            if check is not None:
-                after_close.append(check)
+        after_close = await run_scenarios(fake, world, bot, (
+            help_shows_the_options_with_an_example, replying_to_images_and_mention_prefix,
+            three_images_blend_two_styles, the_result_is_sized_for_the_servers_upload_limit,
+            queue_fair_use_and_positions, cancel_running_and_queued_jobs,
+            a_killed_worker_is_reported_and_replaced,
+        ))
     for check in after_close:
         check()
 
@@ -200,39 +197,19 @@ async def help_shows_the_options_with_an_example(fake, world, bot):
 
 
 async def the_result_is_sized_for_the_servers_upload_limit(fake, world, bot):
-    submitted = []
-    original = bot.executor.submit
-
-    async def spy(job, **limits):
-        submitted.append(job)
-        return await original(job, **limits)
-
-    bot.executor.submit = spy
-    try:
+    with submitted_jobs(bot) as submitted:
         for where in (world.general, world.boosted_art):
             request = await command(fake, where, world.alice, "!stylize", IMAGES)
             await result_of(fake, request)
-    finally:
-        del bot.executor.submit  # the executor's own method again
     assert [job.max_result_bytes for job in submitted] == [10 * 2**20 - 64 * 1024, 50 * 2**20 - 64 * 1024]
 
 
 async def three_images_blend_two_styles(fake, world, bot):
     second_style = ("stripes.png", png(make_style(48).rotate(90)), "image/png")
-    submitted = []
-    original = bot.executor.submit
-
-    async def spy(job, **limits):
-        submitted.append(job)
-        return await original(job, **limits)
-
-    bot.executor.submit = spy
-    try:
+    with submitted_jobs(bot) as submitted:
         request = await command(fake, world.general, world.alice, "!stylize --style-blend 0.7,0.3", [*IMAGES, second_style])
         result = await result_of(fake, request)
         assert "`--style-blend 0.7,0.3`" in result.content  # an option that differs from the defaults
         assert len(submitted[0].styles) == 2 and submitted[0].styles[1] == second_style[1]
         wrong = await command(fake, world.general, world.alice, "!stylize --style-blend 1,2,3", [*IMAGES, second_style])
         assert "gives 3 weights for 2 style images" in (await reply_to(fake, wrong)).content
-    finally:
-        del bot.executor.submit  # the executor's own method again

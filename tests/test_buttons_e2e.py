@@ -7,7 +7,7 @@ import re
 import signal
 import time
 
-from bot_harness import IMAGES, command, make_config, make_world, reply_to, running_bot
+from bot_harness import IMAGES, command, make_config, make_world, reply_to, run_scenarios, running_bot
 from test_bot_process import SECRET, finish, launched, serving, write_config
 
 LONG = "--epochs 400 --size 64"  # runs for seconds: long enough to press buttons while it runs
@@ -45,14 +45,11 @@ async def test_scenarios_sharing_one_bot(fake, world, tmp_path, weights_file):
     nothing queued or running; the cache keeps images for an hour (what the expiry scenario says).
     Checks that must see the bot closed run after it is."""
     config = make_config(tmp_path, weights_file, caps={"max_jobs_per_user": 1}, cache={"ttl": 3600})
-    after_close = []
     async with running_bot(fake, config) as bot:
-        for scenario in (an_expired_image_cache_is_said_plainly, again_and_vary_respect_the_per_user_cap_and_the_cooldown,
-                         cancel_is_refused_to_others_and_works_for_an_admin):
-            check = await scenario(fake, world, bot)
-            await fake.wait_until(lambda: bot.executor.jobs() == [], timeout=10, what=f"{scenario.__name__} left no job behind")
-            if check is not None:
-                after_close.append(check)
+        after_close = await run_scenarios(fake, world, bot, (
+            an_expired_image_cache_is_said_plainly, again_and_vary_respect_the_per_user_cap_and_the_cooldown,
+            cancel_is_refused_to_others_and_works_for_an_admin,
+        ))
     for check in after_close:
         check()
 

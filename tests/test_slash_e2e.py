@@ -12,7 +12,7 @@ import math
 from nst.params import FIELDS
 
 from bot.limits import USER_FIELDS
-from bot_harness import IMAGES, command, make_config, png, reply_to, running_bot, step_seconds, time_budget
+from bot_harness import IMAGES, command, make_config, png, reply_to, running_bot, step_seconds, submitted_jobs, time_budget
 from conftest import make_content, make_style
 
 CONTENT, STYLE = IMAGES
@@ -171,15 +171,7 @@ async def test_commands_are_synced_by_the_owner_only_and_never_at_start(fake, wo
 async def blending_in_a_dm_and_autocomplete(fake, world, bot):
     second = ("stripes.png", png(make_style(48).rotate(90)), "image/png")
     dm = fake.open_dm(world.alice.id)
-    submitted = []
-    original = bot.executor.submit
-
-    async def spy(job, **limits):
-        submitted.append(job)
-        return await original(job, **limits)
-
-    bot.executor.submit = spy
-    try:
+    with submitted_jobs(bot) as submitted:
         ix = await fake.slash(world.alice, dm, "stylize",
                               options={"content": CONTENT, "style_image": STYLE, "style_image2": second, "style_blend": "0.7,0.3"})
         assert "Queued" in await private_answer(ix)
@@ -189,5 +181,3 @@ async def blending_in_a_dm_and_autocomplete(fake, world, bot):
         ix = await fake.autocomplete(world.alice, world.general, "settings set", options={"name": "weig"}, focused="name")
         await ix.wait_acknowledged()
         assert [c["value"] for c in ix.choices] == ["content_weight", "style_weight", "tv_weight"]
-    finally:
-        del bot.executor.submit  # the executor's own method again
