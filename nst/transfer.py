@@ -294,12 +294,9 @@ class _Step:
         with torch.no_grad():
             self.pixels.clamp_(0.0, 1.0)
         self.taken += 1
-        self._set_lr(self._lr(self.settings, self.taken))
-        return terms
-
-    def _set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = self._lr(self.settings, self.taken)
+        return terms
 
     def _lbfgs_step(self) -> LossTerms:
         first: list[LossTerms] = []
