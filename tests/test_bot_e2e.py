@@ -128,8 +128,8 @@ async def test_values_above_the_bots_caps_are_lowered_and_said_in_a_server_and_a
 
 async def cancel_running_and_queued_jobs(fake, world, bot):
     running = await command(fake, world.general, world.alice, f"!stylize {LONG}", IMAGES)
+    await status_of(fake, running, "%")  # each message is its own task: a second sent now could start first
     waiting = await command(fake, world.general, world.bob, f"!stylize {LONG}", IMAGES)
-    await status_of(fake, running, "%")
     await status_of(fake, waiting, "Queued, position 1")
     cancel = await command(fake, world.general, world.bob, "!cancel")
     assert "Cancelling" in (await reply_to(fake, cancel)).content
@@ -152,8 +152,9 @@ async def cancel_running_and_queued_jobs(fake, world, bot):
 async def a_killed_worker_is_reported_and_replaced(fake, world, bot):
     assert bot.executor.restarts == 0
     doomed = await command(fake, world.general, world.alice, f"!stylize {LONG}", IMAGES)
-    queued = await command(fake, world.general, world.bob, "!stylize", IMAGES)
     await status_of(fake, doomed, "%")
+    queued = await command(fake, world.general, world.bob, "!stylize", IMAGES)
+    await status_of(fake, queued, "Queued, position 1")
     os.kill(bot.executor._workers[0].process.pid, signal.SIGKILL)
     failed = await status_of(fake, doomed, "did not finish")
     assert "stopped unexpectedly (killed by SIGKILL" in failed.content and "try again" in failed.content

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import io
+import multiprocessing
 import os
 import signal
+import threading
 
 import pytest
 from PIL import Image
 
 from bot.executor.base import CANCELLED, CRASHED, ERROR, SHUTDOWN, TIMEOUT, Done, ExecutorError, Failed, Preview, Progress, Queued, Refused, Started, StyleJob
-from bot.executor.local import LocalExecutor
+from bot.executor.local import LocalExecutor, _wait_for_exit
 from bot_harness import CONTENT_PNG, PRECISION, STYLE_PNG, time_budget
 from nst.params import StyleParams
 
@@ -158,6 +161,35 @@ async def test_close_lets_running_jobs_finish_within_the_grace(weights_file):
         last = (await events(slow))[-1]
         assert last.kind == SHUTDOWN and "shut down while your job was running" in last.reason
         assert all(not w.process.is_alive() for w in ex._workers)
+
+
+def _exit_at_once() -> None:
+    pass
+
+
+def test_the_reader_never_reaps_so_a_stopped_worker_is_never_reported_alive():
+    """Regression (CI at stop 10): the reader thread joined the worker while close() reaped it in another
+    thread; the loser's waitpid got ECHILD and is_alive() reported the dead worker alive (~3 % of exits
+    here). _wait_for_exit waits without reaping, and leaves the exit status for whoever reaps."""
+    context = multiprocessing.get_context("fork")  # the child only exits: fork keeps 100 of them quick
+    for attempt in range(100):
+        process = context.Process(target=_exit_at_once)
+        process.start()
+        reader = threading.Thread(target=_wait_for_exit, args=(process,))
+        reader.start()
+        if attempt % 2:
+            LocalExecutor._reap(_ReapOnly(process), patience=5.0)  # what close() does, racing the reader
+            assert not process.is_alive()
+        else:
+            reader.join()
+            assert process.exitcode == 0  # the status is still there for _on_exit
+        reader.join()
+
+
+@dataclasses.dataclass
+class _ReapOnly:
+    process: multiprocessing.process.BaseProcess
+    lifeline: io.BytesIO = dataclasses.field(default_factory=io.BytesIO)
 
 
 async def test_unusable_weights_stop_the_start_with_the_reason(tmp_path):

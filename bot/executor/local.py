@@ -14,6 +14,7 @@ import asyncio
 import itertools
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import threading
@@ -167,7 +168,7 @@ class LocalExecutor:
                 break
             if not self._call_soon(self._on_message, worker, message):
                 return
-        worker.process.join(timeout=5)  # EOF means it is exiting: collect the exit code
+        _wait_for_exit(worker.process)  # EOF means it is exiting
         self._call_soon(self._on_exit, worker)
 
     def _call_soon(self, callback, *args) -> bool:
@@ -430,6 +431,18 @@ class LocalExecutor:
         self._workers[worker.index] = replacement
         # A replacement that fails to start is retried by _on_exit; nobody awaits its future.
         replacement.ready.add_done_callback(lambda f: f.exception())
+
+
+def _wait_for_exit(process: multiprocessing.process.BaseProcess, timeout: float = 5.0) -> None:
+    """Wait until ``process`` has exited, without reaping it. Only the loop thread (_on_exit) and _reap
+    reap: joining one process from two threads races (the loser's waitpid gets ECHILD, and its
+    is_alive() then reports the dead process alive)."""
+    if not multiprocessing.connection.wait([process.sentinel], timeout):
+        return
+    try:  # the sentinel closes as the child exits; wait the moment until its exit status exists
+        os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)
+    except (OSError, AttributeError):  # already reaped (by _reap); no waitid on this platform
+        pass
 
 
 def _describe_exit(code: int | None) -> str:
