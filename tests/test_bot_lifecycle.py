@@ -27,9 +27,14 @@ def children(pid: int) -> list[int]:
     return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
+def fork_servers(bot_pid: int) -> list[int]:
+    """The bot's worker fork server (multiprocessing's; its other child is the resource tracker)."""
+    return [pid for pid in children(bot_pid) if b"forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
 def worker_pids(bot_pid: int) -> list[int]:
-    """The bot's worker processes (multiprocessing's spawn children; not its resource tracker)."""
-    return [pid for pid in children(bot_pid) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    """The bot's worker processes: the fork server's children."""
+    return [pid for server in fork_servers(bot_pid) for pid in children(server)]
 
 
 def alive(pid: int) -> bool:
@@ -53,25 +58,27 @@ async def test_a_killed_bot_takes_its_workers_with_it(fake, tmp_path, weights_fi
             cwd=ROOT, env=env, stdout=log, stderr=log,
         )
     workers: list[int] = []
+    servers: list[int] = []
     try:
         await serving(fake, world, proc)
         running = await command(fake, world.general, world.alice, f"!stylize {ENDLESS}", IMAGES)
         await reply_to(fake, running, lambda m: "%" in m.content, timeout=time_budget(1, weights_file) + 30)
-        workers = worker_pids(proc.pid)
-        assert len(workers) == 1 and alive(workers[0])
+        servers, workers = fork_servers(proc.pid), worker_pids(proc.pid)
+        assert len(servers) == 1 and len(workers) == 1 and alive(workers[0])
         proc.kill()
         await proc.wait()
         killed = time.monotonic()
-        while alive(workers[0]) and time.monotonic() - killed < 5:
+        while (alive(workers[0]) or alive(servers[0])) and time.monotonic() - killed < 5:
             await asyncio.sleep(0.05)
         gone_after = time.monotonic() - killed
         assert not alive(workers[0]), "the worker outlived the bot by 5 s"
-        assert gone_after < 2.0, f"the worker took {gone_after:.1f} s to follow the bot"
+        assert not alive(servers[0]), "the fork server outlived the bot by 5 s"
+        assert gone_after < 2.0, f"the worker and the fork server took {gone_after:.1f} s to follow the bot"
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-        for pid in workers:
+        for pid in workers + servers:
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
 

@@ -9,17 +9,21 @@ import io
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from bot.executor.base import CANCELLED, CRASHED, ERROR, SHUTDOWN, TIMEOUT, Done, ExecutorError, Failed, Preview, Progress, Queued, Refused, Started, StyleJob
-from bot.executor.local import LocalExecutor, _wait_for_exit
+from bot.executor.local import LocalExecutor, _wait_for_exit, worker_context
 from bot_harness import CONTENT_PNG, PRECISION, STYLE_PNG, time_budget
 from nst.params import StyleParams
 
 LIMITS = dict(max_per_user=5, max_queue=10)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def job(user: int = 1, epochs: int = 6, size: int = 48, content: bytes = CONTENT_PNG) -> StyleJob:
@@ -144,6 +148,18 @@ async def test_a_dead_worker_fails_its_job_only_and_is_replaced(weights_file):
         assert not ex.health()[0]  # the replacement is still loading
         assert isinstance((await events(waiting))[-1], Done)
         assert ex.health()[0] and ex.restarts == 1
+        # The fork server killed: its workers die with it (PR_SET_PDEATHSIG); a new server forks the replacement.
+        doomed = await ex.submit(job(1, epochs=400, size=64), **LIMITS)
+        waiting = await ex.submit(job(2), **LIMITS)
+        await first(doomed, Progress)
+        server = parent_of(ex._workers[0].process.pid)
+        assert server != os.getpid()
+        os.kill(server, signal.SIGKILL)
+        last = (await events(doomed))[-1]
+        assert last.kind == CRASHED and "stopped unexpectedly" in last.reason
+        assert isinstance((await events(waiting))[-1], Done)
+        assert ex.health()[0] and ex.restarts == 2
+        assert parent_of(parent_of(ex._workers[0].process.pid)) == os.getpid()
 
 
 async def test_close_lets_running_jobs_finish_within_the_grace(weights_file):
@@ -161,6 +177,48 @@ async def test_close_lets_running_jobs_finish_within_the_grace(weights_file):
         last = (await events(slow))[-1]
         assert last.kind == SHUTDOWN and "shut down while your job was running" in last.reason
         assert all(not w.process.is_alive() for w in ex._workers)
+
+
+PRELOAD_TOUCHES_NO_GPU = """
+import importlib, torch
+calls = []
+for name in ("is_available", "device_count", "init", "current_device", "is_bf16_supported", "get_device_properties"):
+    original = getattr(torch.cuda, name)
+    setattr(torch.cuda, name, lambda *a, _name=name, _original=original, **k: (calls.append(_name), _original(*a, **k))[1])
+from bot.executor.local import WORKER_PRELOAD
+for module in WORKER_PRELOAD:
+    importlib.import_module(module)
+print(calls, torch.cuda.is_initialized())
+"""
+
+
+def test_the_fork_servers_imports_never_touch_cuda():
+    """Workers are forked from a server that imported WORKER_PRELOAD: had an import asked torch about
+    GPUs (is_available() initialises the driver), CUDA would fail in every forked worker."""
+    out = subprocess.run([sys.executable, "-c", PRELOAD_TOUCHES_NO_GPU], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["[]", "False"]
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+async def test_workers_are_forked_on_linux_and_spawned_elsewhere(weights_file):
+    async with executor(weights_file) as ex:
+        server = parent_of(ex._workers[0].process.pid)
+        assert server != os.getpid() and parent_of(server) == os.getpid()  # the fork server's child
+    assert worker_context("linux").get_start_method() == "forkserver"
+    assert worker_context("darwin").get_start_method() == "spawn"
+    assert worker_context("win32").get_start_method() == "spawn"
+
+
+async def test_spawned_workers_run_jobs_too(weights_file, monkeypatch):
+    """The start method of macOS and Windows, here: its workers check that the bot is their parent."""
+    monkeypatch.setattr("bot.executor.local.worker_context", lambda: multiprocessing.get_context("spawn"))
+    async with executor(weights_file) as ex:
+        assert parent_of(ex._workers[0].process.pid) == os.getpid()
+        assert isinstance((await events(await ex.submit(job(1, epochs=2), **LIMITS)))[-1], Done)
 
 
 def _exit_at_once() -> None:

@@ -1,14 +1,15 @@
 """A worker process: loads VGG-19 once on its device, then runs jobs it receives over a pipe.
 
-Runs in a child process started with the 'spawn' method (safe with CUDA). It imports the engine
-only, never discord. Messages to the parent (all tuples, first item the kind):
+Runs in a child process that local.worker_context starts: forked from a fork server that has only
+imported torch and the engine (Linux), or spawned (elsewhere); either is safe with CUDA, which
+only the worker itself initialises. It uses the engine only, never discord. Messages to the parent (all tuples, first item the kind):
     ("ready", {"device": ..., "dtype": ...})      model loaded
     ("fatal", message)                            cannot run at all (e.g. no weights)
     ("event", seq, header, blob)                  one of the job's events, as base.encode_event makes it
 
-It dies with its parent: on Linux the kernel kills it when the parent dies (PR_SET_PDEATHSIG), and
-everywhere a watchdog thread exits the process when the parent's end of a dedicated pipe closes,
-which the OS does when the parent dies however it dies.
+It dies with the bot: everywhere a watchdog thread exits the process when the bot's end of a
+dedicated pipe closes, which the OS does when the bot dies however it dies; on Linux the kernel also
+kills it when its parent (the fork server, which exits with the bot) dies (PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class WorkerSpec:
     log_level: str = "INFO"
     log_json: bool = False
     precision: str = "auto"  # engine.precision: only for the dtype reported as ready
-    parent_pid: int = 0
+    parent_pid: int = 0  # the bot, when it is this process's parent (spawn); 0: not checked (forked by a server)
 
 
 def run_worker(conn, cancel_token, spec: WorkerSpec, lifeline=None) -> None:
