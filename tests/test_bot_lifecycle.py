@@ -68,12 +68,15 @@ async def test_a_killed_bot_takes_its_workers_with_it(fake, tmp_path, weights_fi
         proc.kill()
         await proc.wait()
         killed = time.monotonic()
-        while (alive(workers[0]) or alive(servers[0])) and time.monotonic() - killed < 5:
+        while alive(workers[0]) and time.monotonic() - killed < 5:
             await asyncio.sleep(0.05)
         gone_after = time.monotonic() - killed
         assert not alive(workers[0]), "the worker outlived the bot by 5 s"
-        assert not alive(servers[0]), "the fork server outlived the bot by 5 s"
-        assert gone_after < 2.0, f"the worker and the fork server took {gone_after:.1f} s to follow the bot"
+        assert gone_after < 2.0, f"the worker took {gone_after:.1f} s to follow the bot"
+        # The fork server goes once its workers have (they hold its pipe too); it unwinds an interpreter with torch.
+        while alive(servers[0]) and time.monotonic() - killed < 15:
+            await asyncio.sleep(0.05)
+        assert not alive(servers[0]), "the fork server outlived the bot by 15 s"
     finally:
         if proc.returncode is None:
             proc.kill()

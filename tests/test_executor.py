@@ -137,7 +137,11 @@ async def test_timeout_and_worker_errors(weights_file):
         assert last.kind == ERROR and last.reason.startswith("the content image is")
 
 
-async def test_a_dead_worker_fails_its_job_only_and_is_replaced(weights_file):
+async def test_a_dead_worker_fails_its_job_only_and_is_replaced(weights_file, monkeypatch):
+    joined_by = []  # which threads join workers: never a reader thread (see the reader test below)
+    join = multiprocessing.process.BaseProcess.join
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "join",
+                        lambda self, *a, **k: (joined_by.append(threading.current_thread().name), join(self, *a, **k))[1])
     async with executor(weights_file) as ex:
         doomed = await ex.submit(job(1, epochs=400, size=64), **LIMITS)
         waiting = await ex.submit(job(2), **LIMITS)
@@ -160,6 +164,33 @@ async def test_a_dead_worker_fails_its_job_only_and_is_replaced(weights_file):
         assert isinstance((await events(waiting))[-1], Done)
         assert ex.health()[0] and ex.restarts == 2
         assert parent_of(parent_of(ex._workers[0].process.pid)) == os.getpid()
+    assert joined_by and not any(name.startswith("nst-reader") for name in joined_by), joined_by
+
+
+async def test_a_replacement_that_cannot_start_is_tried_again(weights_file, monkeypatch):
+    """Say the fork server cannot be reached (its socket under /tmp cleaned away): the dead worker's
+    replacement is tried again after RESTART_BACKOFF, never left undone with jobs waiting for it."""
+    monkeypatch.setattr("bot.executor.local.RESTART_BACKOFF", 0.2)
+    async with executor(weights_file) as ex:
+        spawn, failed = ex._spawn, []
+
+        def spawn_failing_once(index, device):
+            if not failed:
+                failed.append(index)
+                raise OSError("[Errno 111] Connection refused")
+            return spawn(index, device)
+
+        monkeypatch.setattr(ex, "_spawn", spawn_failing_once)
+        os.kill(ex._workers[0].process.pid, signal.SIGKILL)
+        await asyncio.wait_for(until(lambda: failed), BUDGET(10))  # the death is noticed, the first try fails
+        waiting = await ex.submit(job(2), **LIMITS)
+        assert isinstance((await events(waiting))[-1], Done)
+        assert failed == [0] and ex.restarts == 1 and ex.health()[0]
+
+
+async def until(condition) -> None:
+    while not condition():
+        await asyncio.sleep(0.01)
 
 
 async def test_close_lets_running_jobs_finish_within_the_grace(weights_file):

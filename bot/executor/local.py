@@ -62,11 +62,14 @@ WORKER_PRELOAD = ("torch", "torchvision", "nst.model", "nst.transfer", "bot.exec
 
 
 def worker_context(platform: str = sys.platform) -> multiprocessing.context.BaseContext:
-    """How worker processes start. On Linux a fork server that has imported torch (and nothing more:
-    no CUDA, no thread pool, no model) forks each one: a start or a restart after a crash takes a
+    """How worker processes start. On Linux a fork server that has imported torch (and done nothing
+    else: no CUDA, no tensor work, no model; numpy's idle OpenBLAS thread is stopped and restarted
+    around fork by OpenBLAS itself) forks each one: a start or a restart after a crash takes a
     fraction of a second instead of the ~4 s of imports a fresh interpreter needs. Elsewhere spawn
     (macOS's system frameworks are not fork-safe). The server is a fresh process, never the bot
-    forked, and exits when the bot does."""
+    forked; it exits once the bot and the workers are gone (they hold its pipe's write end, and each
+worker follows the bot through its lifeline). If it dies, its workers die with it and multiprocessing
+    starts a new one at the next start (its imports then block the loop for a few seconds, once)."""
     if not platform.startswith("linux"):
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
@@ -446,8 +449,14 @@ class LocalExecutor:
     def _replace(self, worker: _Worker) -> None:
         if self._closing or self._workers[worker.index] is not worker:
             return
+        try:
+            replacement = self._spawn(worker.index, worker.device)
+        except Exception as error:  # noqa: BLE001 - e.g. the fork server cannot be reached: try again later
+            log.error("could not start a replacement for worker %d (%s): %s; retrying in %.0f s",
+                      worker.index, worker.device, error, RESTART_BACKOFF)
+            self._loop.call_later(RESTART_BACKOFF, self._replace, worker)
+            return
         self.restarts += 1
-        replacement = self._spawn(worker.index, worker.device)
         self._workers[worker.index] = replacement
         # A replacement that fails to start is retried by _on_exit; nobody awaits its future.
         replacement.ready.add_done_callback(lambda f: f.exception())
@@ -457,12 +466,18 @@ def _wait_for_exit(process: multiprocessing.process.BaseProcess, timeout: float 
     """Wait until ``process`` has exited, without reaping it. Only the loop thread (_on_exit) and _reap
     reap: joining one process from two threads races (the loser's waitpid gets ECHILD, and its
     is_alive() then reports the dead process alive)."""
+    deadline = time.monotonic() + timeout
     if not multiprocessing.connection.wait([process.sentinel], timeout):
         return
-    try:  # the sentinel closes as the child exits; wait the moment until its exit status exists
-        os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)
-    except (OSError, AttributeError):  # already reaped (by _reap); no waitid on this platform
-        pass
+    # A spawned child's sentinel closes as it exits: wait the moment until its exit status exists.
+    # (A forked server's child is not ours: ECHILD at once, and its sentinel means its status is there.)
+    while time.monotonic() < deadline:
+        try:
+            if os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is not None:
+                return
+        except (OSError, AttributeError):  # reaped already (by _reap), not our child, or no waitid here
+            return
+        time.sleep(0.005)
 
 
 def _describe_exit(code: int | None) -> str:

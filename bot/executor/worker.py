@@ -7,9 +7,10 @@ only the worker itself initialises. It uses the engine only, never discord. Mess
     ("fatal", message)                            cannot run at all (e.g. no weights)
     ("event", seq, header, blob)                  one of the job's events, as base.encode_event makes it
 
-It dies with the bot: everywhere a watchdog thread exits the process when the bot's end of a
-dedicated pipe closes, which the OS does when the bot dies however it dies; on Linux the kernel also
-kills it when its parent (the fork server, which exits with the bot) dies (PR_SET_PDEATHSIG).
+It dies with the bot: a watchdog thread exits the process when the bot's end of a dedicated pipe
+(the lifeline) closes, which the OS does when the bot dies however it dies. On Linux the kernel also
+kills it when its parent dies (PR_SET_PDEATHSIG): the bot for a spawned worker, the fork server for a
+forked one (the server itself outlives the bot until its workers have gone).
 """
 
 from __future__ import annotations
