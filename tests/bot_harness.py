@@ -156,6 +156,11 @@ async def running_bot(fake: FakeDiscord, config: Config, **options):
             assert task.done(), "bot.start() did not return after close()"
 
 
+def proc_stat(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name (which may hold spaces): state, ppid, ..."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 async def run_scenarios(fake: FakeDiscord, world, bot, scenarios) -> list:
     """Run scenarios one after the other on one bot, each having to leave no job queued or running;
     returns the checks they hand back, to run once the bot is closed."""

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from bot_harness import IMAGES, command, config_values, make_world, reply_to, time_budget
+from bot_harness import IMAGES, command, config_values, make_world, proc_stat, reply_to, time_budget
 from bot_harness import write_config as write_test_config
 from test_bot_process import ROOT, SECRET, finish, launched, no_unfinished_jobs, serving
 
@@ -40,7 +40,7 @@ def worker_pids(bot_pid: int) -> list[int]:
 def alive(pid: int) -> bool:
     """Running, i.e. not gone and not a zombie nobody reaped yet."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        state = proc_stat(pid)[0]
     except (FileNotFoundError, ProcessLookupError):
         return False
     return state not in ("Z", "X")

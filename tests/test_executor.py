@@ -19,7 +19,7 @@ from PIL import Image
 
 from bot.executor.base import CANCELLED, CRASHED, ERROR, SHUTDOWN, TIMEOUT, Done, ExecutorError, Failed, Preview, Progress, Queued, Refused, Started, StyleJob
 from bot.executor.local import LocalExecutor, _wait_for_exit, worker_context
-from bot_harness import CONTENT_PNG, PRECISION, STYLE_PNG, time_budget
+from bot_harness import CONTENT_PNG, PRECISION, STYLE_PNG, proc_stat, time_budget
 from nst.params import StyleParams
 
 LIMITS = dict(max_per_user=5, max_queue=10)
@@ -232,7 +232,7 @@ def test_the_fork_servers_imports_never_touch_cuda():
 
 
 def parent_of(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return int(proc_stat(pid)[1])
 
 
 async def test_workers_are_forked_on_linux_and_spawned_elsewhere(weights_file):

@@ -68,8 +68,9 @@ def worker_context(platform: str = sys.platform) -> multiprocessing.context.Base
     fraction of a second instead of the ~4 s of imports a fresh interpreter needs. Elsewhere spawn
     (macOS's system frameworks are not fork-safe). The server is a fresh process, never the bot
     forked; it exits once the bot and the workers are gone (they hold its pipe's write end, and each
-worker follows the bot through its lifeline). If it dies, its workers die with it and multiprocessing
-    starts a new one at the next start (its imports then block the loop for a few seconds, once)."""
+    worker follows the bot through its lifeline). If it dies, its workers die with it and
+    multiprocessing starts a new one at the next start (its imports then block the loop for a few
+    seconds, once)."""
     if not platform.startswith("linux"):
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")

@@ -2,7 +2,8 @@
 
 Runs in a child process that local.worker_context starts: forked from a fork server that has only
 imported torch and the engine (Linux), or spawned (elsewhere); either is safe with CUDA, which
-only the worker itself initialises. It uses the engine only, never discord. Messages to the parent (all tuples, first item the kind):
+only the worker itself initialises. It uses the engine only, never discord. Messages to the
+parent (all tuples, first item the kind):
     ("ready", {"device": ..., "dtype": ...})      model loaded
     ("fatal", message)                            cannot run at all (e.g. no weights)
     ("event", seq, header, blob)                  one of the job's events, as base.encode_event makes it
