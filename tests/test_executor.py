@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -165,6 +166,38 @@ async def test_a_dead_worker_fails_its_job_only_and_is_replaced(weights_file, mo
         assert ex.health()[0] and ex.restarts == 2
         assert parent_of(parent_of(ex._workers[0].process.pid)) == os.getpid()
     assert joined_by and not any(name.startswith("nst-reader") for name in joined_by), joined_by
+
+
+async def test_a_job_sent_to_a_worker_that_had_just_died_is_queued_again(weights_file):
+    """Regression (issue 18, defect 6): a worker killed, its replacement killed a moment later, then a
+    job sent: the job went to the dead replacement before its death was noticed, and was failed with
+    "the worker running your job stopped unexpectedly". A job its worker never acknowledged (Started)
+    cannot have killed it: it goes back to the queue and runs on the next replacement."""
+    async with executor(weights_file) as ex:
+        os.kill(ex._workers[0].process.pid, signal.SIGKILL)
+        await asyncio.wait_for(until(lambda: ex.restarts == 1 and ex._workers[0].state == "idle"), BUDGET(10))
+        replacement = ex._workers[0].process
+        os.kill(replacement.pid, signal.SIGKILL)
+        wait_until_dead(replacement.pid)  # blocking the loop: the reader's report of the death waits behind us
+        handle = await ex.submit(job(1), **LIMITS)
+        assert [i.state for i in ex.jobs()] == ["running"] and ex._workers[0].process is replacement  # sent to the dead one
+        stream = await events(handle)
+        assert isinstance(stream[-1], Done), stream[-1]
+        assert [type(e) for e in stream if not isinstance(e, Progress)] == [Queued, Started, Done]  # queued again, then ran once
+        assert ex.restarts == 2 and ex.health()[0]
+
+
+def wait_until_dead(pid: int, timeout: float = 10.0) -> None:
+    """Until ``pid`` is a zombie or gone (a forked worker is the fork server's child: it reaps it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if proc_stat(pid)[0] in ("Z", "X"):
+                return
+        except FileNotFoundError:
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"process {pid} still alive {timeout:.0f} s after SIGKILL")
 
 
 async def test_a_replacement_that_cannot_start_is_tried_again(weights_file, monkeypatch):

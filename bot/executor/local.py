@@ -4,7 +4,10 @@ The parent (the bot's event loop) keeps the queue and decides which worker runs 
 always knows whose job a dead worker took with it. Each worker has a pipe: jobs go down, events come
 up through a reader thread that hands them to the loop, in the one wire form of base.encode_event.
 Cancelling writes the job's sequence number into a shared integer that the worker polls before every
-optimisation step. The job's deadline is enforced inside the worker (jobrun); a worker stuck past it
+optimisation step. A job has *started* once its worker reported Started for it (the first thing a
+worker does with a job, before it reads the images): a worker that dies before that cannot have been
+killed by the job (it was dead or dying when the job was sent), so the job goes back to the front of
+the queue, once; only a job that started is failed with its worker. The job's deadline is enforced inside the worker (jobrun); a worker stuck past it
 is killed. Workers die with the bot, however it dies (see worker.die_with_parent).
 """
 
@@ -40,6 +43,7 @@ from .base import (
     Progress,
     Queued,
     Refused,
+    Started,
     StyleJob,
     check_admission,
     decode_event,
@@ -85,7 +89,9 @@ class _Entry:
     worker: "_Worker | None" = None
     stop_reason: str | None = None  # why we asked it to stop: CANCELLED, TIMEOUT or SHUTDOWN
     fraction: float = 0.0
-    started_at: float | None = None
+    started_at: float | None = None  # when it was sent to its worker
+    acknowledged: bool = False  # its worker reported Started: from here on, its worker's death is its failure
+    requeued: bool = False  # it went back to the queue once already, its worker dead before it started
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
     announced_position: int | None = None
 
@@ -408,6 +414,8 @@ class LocalExecutor:
             self._on_job_event(entry, decode_event(header, blob))
 
     def _on_job_event(self, entry: _Entry, event) -> None:
+        if isinstance(event, Started):
+            entry.acknowledged = True
         if isinstance(event, Progress):
             entry.fraction = event.fraction
         if isinstance(event, Failed) and event.kind == CANCELLED:
@@ -435,17 +443,37 @@ class LocalExecutor:
             worker.ready.set_exception(ExecutorError(f"a worker process exited while starting ({_describe_exit(code)})"))
         entry = worker.entry
         log.error("worker %d (%s) exited unexpectedly: %s", worker.index, worker.device, _describe_exit(code))
+        worker.entry = None
         if entry is not None:
-            if entry.stop_reason is not None:
-                event = self._stopped_event(entry)
-            else:
-                event = Failed(CRASHED, f"the worker running your job stopped unexpectedly ({_describe_exit(code)}); please try again")
-            self._finish(entry, event)
+            self._settle_job_of_dead_worker(entry, code)
         if could_not_start:
             # It could not even load the model: do not spin; try again later.
             self._loop.call_later(RESTART_BACKOFF, self._replace, worker)
         else:
             self._replace(worker)
+
+    def _settle_job_of_dead_worker(self, entry: _Entry, code: int | None) -> None:
+        """A job whose worker died: stopped as asked, failed if it had started, else queued again (once)."""
+        if entry.stop_reason is not None:
+            self._finish(entry, self._stopped_event(entry))
+        elif entry.acknowledged:
+            self._finish(entry, Failed(CRASHED, f"the worker running your job stopped unexpectedly ({_describe_exit(code)}); please try again"))
+        elif self._closing:
+            self._finish(entry, Failed(SHUTDOWN, SHUTDOWN_QUEUED))
+        elif entry.requeued:
+            self._finish(entry, Failed(CRASHED, f"two workers stopped before your job could start (the last {_describe_exit(code)}); please try again"))
+        else:
+            self._requeue(entry)
+
+    def _requeue(self, entry: _Entry) -> None:
+        """Back to the front of the queue, as if never sent: the next worker to be ready takes it."""
+        log.warning("job %s never started on its worker, which died; it is queued again", entry.job.job_id)
+        for timer in entry.timers:
+            timer.cancel()
+        entry.timers.clear()
+        entry.worker, entry.started_at, entry.announced_position, entry.requeued = None, None, None, True
+        self._waiting.appendleft(entry)
+        self._dispatch()
 
     def _replace(self, worker: _Worker) -> None:
         if self._closing or self._workers[worker.index] is not worker:
