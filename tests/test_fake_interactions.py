@@ -754,6 +754,78 @@ async def test_components_on_channel_messages_are_validated(fake, world):
             await fake.press_button(world.alice, msg.id, "off")
 
 
+async def test_message_bodies_over_discords_limits_are_refused(fake, world):
+    """allowed_mentions, nonce, embeds, attachment descriptions (developers/resources/message.mdx) and a
+    modal's pre-filled values (developers/components/reference.mdx, Text Input) as Discord refuses them."""
+    bot = make_bot()
+    async with running(fake, bot):
+        channel = world_channel(bot, world)
+        route = f"/channels/{channel.id}/messages"
+        auth = {"Authorization": f"Bot {TOKEN}"}
+        user = str(world.alice.id)
+        embed = {"title": "t"}
+        refused = [
+            ({"allowed_mentions": {"parse": ["users"], "users": [user]}}, "allowed_mentions",
+             "MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE"),
+            ({"allowed_mentions": {"parse": ["roles"], "roles": [user]}}, "allowed_mentions",
+             "MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE"),
+            ({"allowed_mentions": {"parse": ["members"]}}, "allowed_mentions.parse.0", "BASE_TYPE_CHOICES"),
+            ({"allowed_mentions": {"users": [str(i) for i in range(1, 102)]}}, "allowed_mentions.users",
+             "BASE_TYPE_MAX_LENGTH"),
+            ({"nonce": "n" * 26}, "nonce", "BASE_TYPE_MAX_LENGTH"),
+            ({"embeds": [{"title": "t" * 257}]}, "embeds.0.title", "BASE_TYPE_MAX_LENGTH"),
+            ({"embeds": [{"description": "d" * 4097}]}, "embeds.0.description", "BASE_TYPE_MAX_LENGTH"),
+            ({"embeds": [{"footer": {"text": "f" * 2049}}]}, "embeds.0.footer.text", "BASE_TYPE_MAX_LENGTH"),
+            ({"embeds": [{"author": {"name": "a" * 257}}]}, "embeds.0.author.name", "BASE_TYPE_MAX_LENGTH"),
+            ({"embeds": [{"fields": [{"name": "n", "value": "v" * 1025}]}]}, "embeds.0.fields.0.value",
+             "BASE_TYPE_MAX_LENGTH"),
+            ({"embeds": [{"fields": [{"name": "n" * 257, "value": "v"}]}]}, "embeds.0.fields.0.name",
+             "BASE_TYPE_MAX_LENGTH"),
+            ({"embeds": [{"fields": [{"name": "n", "value": "v"}] * 26}]}, "embeds.0.fields", "BASE_TYPE_MAX_LENGTH"),
+            ({"embeds": [{"description": "d" * 4000}, {"description": "d" * 2001}]}, "embeds",
+             "MAX_EMBED_SIZE_EXCEEDED"),
+            ({"attachments": [{"id": 0, "description": "d" * 1025}]}, "attachments.0.description",
+             "BASE_TYPE_MAX_LENGTH"),
+        ]
+        for extra, path, code in refused:
+            status, body = await call_raw(fake, "POST", route, json={"content": "x", **extra}, headers=auth)
+            node = body["errors"]
+            for part in path.split("."):
+                node = node[part]
+            assert (status, body["code"], body["message"]) == (400, 50035, "Invalid Form Body"), extra
+            assert node["_errors"][0]["code"] == code, (extra, body)
+        with pytest.raises(discord.HTTPException) as err:  # discord.py shows the path, as from Discord
+            await channel.send("x", embed=discord.Embed(title="ok", description="d").set_footer(text="f" * 2049))
+        assert err.value.code == 50035 and "In embeds.0.footer.text: " in err.value.text
+        accepted = [  # the documented valid shapes
+            {"allowed_mentions": {"parse": ["everyone"], "users": [user]}},
+            {"allowed_mentions": {"parse": ["users", "roles"], "users": []}},
+            {"nonce": "n" * 25, "embeds": [embed, {"footer": {"text": "f" * 2048}}]},
+        ]
+        for extra in accepted:
+            status, body = await call_raw(fake, "POST", route, json={"content": "x", **extra}, headers=auth)
+            assert status == 200, (extra, body)
+
+        fake.register_tree(bot)
+        ix = await fake.slash(world.alice, world.general, "slow")  # the bot waits for bot.release
+        callback = f"/interactions/{ix.id}/{ix.token}/callback"
+
+        def modal(**text_input):
+            box = {"type": 4, "custom_id": "a", "style": 1, **text_input}
+            return {"type": 9, "data": {"custom_id": "m", "title": "t",
+                                        "components": [{"type": 18, "label": "L", "component": box}]}}
+
+        for text_input in ({"value": ""}, {"value": "abc", "max_length": 2}, {"value": "a", "min_length": 2},
+                           {"value": "v" * 4001}):
+            status, body = await call_raw(fake, "POST", callback, json=modal(**text_input))
+            node = body["errors"]["data"]["components"]["0"]["component"]["value"]
+            assert (status, node["_errors"][0]["code"]) == (400, "BASE_TYPE_BAD_LENGTH"), text_input
+        status, _ = await call_raw(fake, "POST", callback, json=modal(value="ab", min_length=2, max_length=2))
+        assert status == 204 and ix.modal is not None
+        bot.release.set()
+        await fake.wait_until(lambda: "slow" in bot.seen, timeout=5)
+
+
 # ------------------------------------------------------------------ rate limits
 
 

@@ -260,10 +260,23 @@ def _check_text_input(text: Dict[str, Any], path: str, errors: FormErrors, custo
     lo, hi = text.get("min_length"), text.get("max_length")
     if isinstance(lo, int) and isinstance(hi, int) and lo > hi:
         errors.add(f"{path}.min_length", "BASE_TYPE_MAX", f"Must be less than or equal to {hi}.")
-    _length(errors, f"{path}.value", text.get("value"), 0, 4000)
+    _check_prefilled_value(text, path, errors)
     _length(errors, f"{path}.placeholder", text.get("placeholder"), 0, 100)
     if "required" in text and not isinstance(text["required"], bool):
         errors.add(f"{path}.required", "BASE_TYPE_BOOLEAN", "Must be either true or false.")
+
+
+def _check_prefilled_value(text: Dict[str, Any], path: str, errors: FormErrors) -> None:
+    """Text Input Structure: ``value`` "Pre-filled value for this component; max 4000 characters". Discord
+    also refuses an empty one, and one outside the input's own ``min_length``/``max_length`` (the bounds
+    of "the user's input text", which the pre-filled value is until the user edits it)."""
+    value = text.get("value")
+    if value is None:
+        return
+    lo, hi = text.get("min_length"), text.get("max_length")
+    lo = max(1, lo) if isinstance(lo, int) else 1
+    hi = min(4000, hi) if isinstance(hi, int) else 4000
+    _length(errors, f"{path}.value", value, lo, hi)
 
 
 # -------------------------------------------------------------- autocomplete

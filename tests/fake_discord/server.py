@@ -32,6 +32,7 @@ from aiohttp import web
 from . import components as C
 from .interaction_routes import InteractionRoutes
 from .models import CHANNEL_DM, FakeBot, FakeChannel, FakeMessage, Intent, P
+from .payloads import MAX_CONTENT, check_message_body  # noqa: F401  (MAX_CONTENT: re-exported)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .fake import FakeDiscord
@@ -39,7 +40,6 @@ if TYPE_CHECKING:  # pragma: no cover
 API = "/api/v10"
 #: Where the middleware stores the authenticated FakeBot on the request.
 BOT = web.RequestKey("bot", FakeBot) if hasattr(web, "RequestKey") else "bot"
-MAX_CONTENT = 2000
 #: Where ``_rate_limit`` leaves the X-RateLimit headers for the middleware.
 RATE_HEADERS = web.RequestKey("rate_headers", dict) if hasattr(web, "RequestKey") else "rate_headers"
 
@@ -61,37 +61,6 @@ def _snowflake(value: str, what: str, code: int) -> int:
         return int(value)
     except (TypeError, ValueError):
         raise unknown(what, code) from None
-
-
-def _check_embeds(embeds: Any) -> None:
-    if not isinstance(embeds, list):
-        raise _form_error("embeds", "LIST_TYPE_CONVERT", "Must be an array.")
-    if len(embeds) > 10:
-        raise _form_error("embeds", "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
-    limits = {"title": 256, "description": 4096}
-    total = 0
-    for i, embed in enumerate(embeds):
-        for key, limit in limits.items():
-            text = embed.get(key) or ""
-            total += len(text)
-            if len(text) > limit:
-                raise _form_error(f"embeds.{i}.{key}", "BASE_TYPE_MAX_LENGTH", f"Must be {limit} or fewer in length.")
-        fields = embed.get("fields") or []
-        if len(fields) > 25:
-            raise _form_error(f"embeds.{i}.fields", "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")
-        for j, fld in enumerate(fields):
-            for key, limit in (("name", 256), ("value", 1024)):
-                text = str(fld.get(key) or "")
-                total += len(text)
-                if not text:
-                    raise _form_error(f"embeds.{i}.fields.{j}.{key}", "BASE_TYPE_REQUIRED", "This field is required")
-                if len(text) > limit:
-                    raise _form_error(
-                        f"embeds.{i}.fields.{j}.{key}", "BASE_TYPE_MAX_LENGTH", f"Must be {limit} or fewer in length."
-                    )
-        total += len((embed.get("footer") or {}).get("text") or "") + len((embed.get("author") or {}).get("name") or "")
-    if total > 6000:
-        raise _form_error("embeds", "MAX_EMBED_SIZE_EXCEEDED", "Embed size exceeds maximum size of 6000")
 
 
 class RestApi:
@@ -338,11 +307,10 @@ class RestApi:
         errors.raise_if_any()
 
     def _check_content(self, payload: Dict[str, Any]) -> None:
-        content = payload.get("content")
-        if content is not None and len(str(content)) > MAX_CONTENT:
-            raise _form_error("content", "BASE_TYPE_MAX_LENGTH", f"Must be {MAX_CONTENT} or fewer in length.")
-        if payload.get("embeds") is not None:
-            _check_embeds(payload["embeds"])
+        """Content, nonce, embeds, allowed_mentions, attachment descriptions: see :mod:`.payloads`."""
+        errors = FormErrors()
+        check_message_body(payload, errors)
+        errors.raise_if_any()
 
     async def create_message(self, request: web.Request) -> web.Response:
         bot: FakeBot = request[BOT]
