@@ -1,9 +1,17 @@
-"""The bot: a commands.Bot whose setup_hook opens the store, starts the executor and loads the cogs."""
+"""The bot: a sharded commands bot whose setup_hook opens the store, starts the executor and loads the cogs.
+
+It always runs through discord.py's AutoShardedBot: ``bot.shards`` shards ("auto": the count Discord
+recommends, one for a small bot) in this one process, each its own gateway connection. Events of a
+server arrive on its shard; events without one (direct messages) on shard 0 only, which discord.py
+merges into the one event stream the cogs see.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+from dataclasses import dataclass
 
 import discord
 from discord.ext import commands
@@ -33,7 +41,16 @@ def intents(message_content: bool = True) -> discord.Intents:
     return wanted
 
 
-class StyleBot(commands.Bot):
+@dataclass(frozen=True)
+class ShardState:
+    """One gateway shard, as /healthz and /metrics report it."""
+
+    shard_id: int
+    connected: bool  # READY or RESUMED received, and no disconnect since
+    latency: float | None  # seconds from a heartbeat to its acknowledgement; None while unknown
+
+
+class StyleBot(commands.AutoShardedBot):
     def __init__(self, config: Config, *, executor: Executor | None = None, **options):
         # The bot never joins voice: skip discord.py's start-up warnings about voice libraries.
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
@@ -47,6 +64,7 @@ class StyleBot(commands.Bot):
             strip_after_prefix=True,  # "@bot stylize" and "! stylize" work too
             allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True, replied_user=True),
             help_command=commands.DefaultHelpCommand(no_category="Other", dm_help=False),
+            shard_count=config.bot.shards,  # None ("auto"): discord.py asks Discord's /gateway/bot
             **options,
         )
         self.config = config
@@ -55,7 +73,7 @@ class StyleBot(commands.Bot):
         self.styles: StyleLibrary | None = None
         self.metrics = Metrics(self)
         self.web: WebServer | None = None
-        self.gateway_connected = False
+        self._shards_connected: dict[int, bool] = {}  # from the shard events: READY/RESUMED vs disconnect
         self.shutting_down = False
         self._lag_sampler: asyncio.Task | None = None
         self._pruner: asyncio.Task | None = None
@@ -98,25 +116,57 @@ class StyleBot(commands.Bot):
         return user.id in self.config.bot.owner_ids or await super().is_owner(user)
 
     async def connect(self, *, reconnect: bool = True) -> None:
-        """Connect; if Discord refuses the Message Content intent (close code 4014), go on without it."""
-        while True:
-            try:
-                return await super().connect(reconnect=reconnect)
-            except discord.PrivilegedIntentsRequired:
-                if not self._intents.message_content or self.is_closed():
-                    raise
-                log.warning(
-                    "Discord refused the Message Content intent: running without it. Slash commands, the "
-                    "message menu, mentions (@bot stylize) and DMs work; prefix commands in servers do not. "
-                    "Enable it in the Developer Portal (Bot → Privileged Gateway Intents), or set "
-                    "bot.message_content = false to silence this warning."
-                )
-                self._intents.message_content = False
-                self.message_content = False
+        """Connect every shard, without the Message Content intent if the application does not have it.
+        Asked before IDENTIFY: a shard refused it at IDENTIFY (close code 4014) ends the sharded
+        client, so the fallback cannot wait for Discord's refusal."""
+        if self._intents.message_content and not await self._message_content_allowed():
+            log.warning(
+                "Discord refused the Message Content intent: running without it. Slash commands, the "
+                "message menu, mentions (@bot stylize) and DMs work; prefix commands in servers do not. "
+                "Enable it in the Developer Portal (Bot → Privileged Gateway Intents), or set "
+                "bot.message_content = false to silence this warning."
+            )
+            self._intents.message_content = False
+            self.message_content = False
+        await super().connect(reconnect=reconnect)
+
+    async def _message_content_allowed(self) -> bool:
+        """Whether the Developer Portal's Message Content switch is on: the application's flags say it
+        (GATEWAY_MESSAGE_CONTENT, or _LIMITED below 100 servers). Unknown: let IDENTIFY decide."""
+        try:
+            flags = (await self.application_info()).flags
+        except discord.HTTPException as error:
+            log.warning("could not read the application's flags (%s); asking for the Message Content intent", error)
+            return True
+        return flags.gateway_message_content or flags.gateway_message_content_limited
+
+    # ------------------------------------------------------------------------------ shards
+
+    async def on_shard_connect(self, shard_id: int) -> None:
+        self._shards_connected[shard_id] = True
+
+    async def on_shard_resumed(self, shard_id: int) -> None:
+        self._shards_connected[shard_id] = True
+
+    async def on_shard_disconnect(self, shard_id: int) -> None:
+        self._shards_connected[shard_id] = False
+
+    def shard_states(self) -> list[ShardState]:
+        """Every shard this process runs, connected or not; none before the count is known."""
+        if self.shard_count is None:
+            return []
+        return [self._shard_state(shard_id) for shard_id in self.shard_ids or range(self.shard_count)]
+
+    def _shard_state(self, shard_id: int) -> ShardState:
+        connected = self._shards_connected.get(shard_id, False)
+        shard = self.get_shard(shard_id)
+        latency = shard.latency if shard is not None and connected else None
+        return ShardState(shard_id, connected, latency if latency is not None and math.isfinite(latency) else None)
 
     async def on_ready(self) -> None:
-        self.gateway_connected = True
-        log.info("connected as %s (%s) to %d server(s)", self.user, self.user.id if self.user else "?", len(self.guilds))
+        """Every shard is ready (discord.py waits for all of them)."""
+        log.info("connected as %s (%s) to %d server(s) on %d shard(s)", self.user, self.user.id if self.user else "?",
+                 len(self.guilds), self.shard_count or 0)
         await self.jobs.resume()
 
     async def on_app_command_error(self, interaction: discord.Interaction, error: discord.app_commands.AppCommandError) -> None:
@@ -140,12 +190,6 @@ class StyleBot(commands.Bot):
             return
         log.error("application command failed", exc_info=(type(original), original, original.__traceback__))
         await say(interaction, "⚠️ something went wrong on our side; the bot's operator can find the details in its logs")
-
-    async def on_resumed(self) -> None:
-        self.gateway_connected = True
-
-    async def on_disconnect(self) -> None:
-        self.gateway_connected = False
 
     async def on_command_error(self, ctx: commands.Context, error: commands.CommandError) -> None:
         if isinstance(error, commands.CommandNotFound):

@@ -36,10 +36,12 @@ def setting(
     off: bool = False,
     choices: tuple[str, ...] | None = None,
     nonempty: bool = False,
+    auto: bool = False,
 ) -> Any:
     """A config key with its rule beside it: numbers within [low, high] (``off``: 0 also allowed,
-    meaning off), strings among ``choices`` or not blank (``nonempty``)."""
-    rule = {"low": low, "high": high, "off": off, "choices": choices, "nonempty": nonempty}
+    meaning off; ``auto``: the string "auto" also allowed, read as None), strings among ``choices``
+    or not blank (``nonempty``)."""
+    rule = {"low": low, "high": high, "off": off, "choices": choices, "nonempty": nonempty, "auto": auto}
     if isinstance(default, tuple):
         return field(default_factory=lambda: default, metadata=rule)
     return field(default=default, metadata=rule)
@@ -59,6 +61,8 @@ class BotSection:
     message_content: bool = setting(True)  # request the privileged Message Content intent (prefix commands)
     attachment_hosts: tuple[str, ...] = setting(DISCORD_CDN_HOSTS)  # the only hosts images are downloaded from
     job_history_days: float = setting(30.0, low=1.0, high=3650.0)  # finished job records are pruned after this
+    # gateway shards: "auto" (None here: Discord's recommended count) or a count; 2,500+ servers need more than one
+    shards: int | None = setting(None, low=1, high=4096, auto=True)
 
 
 @dataclass(frozen=True)
@@ -202,6 +206,8 @@ def _section(source: str, name: str, cls: type, values: Any) -> Any:
 
 
 def _convert(source: str, key: str, hint: Any, rule: Any, value: Any) -> Any:
+    if rule.get("auto"):
+        return _auto_or_number(source, key, rule, value)
     text = str(hint)
     if hint is bool:
         if not isinstance(value, bool):
@@ -243,6 +249,15 @@ def _convert(source: str, key: str, hint: Any, rule: Any, value: Any) -> Any:
             _fail(source, key, f"must be a non-empty list of strings, got {value!r}")
         return tuple(v.strip() for v in value)
     raise AssertionError(f"unhandled config type {hint} for {key}")
+
+
+def _auto_or_number(source: str, key: str, rule: Any, value: Any) -> int | None:
+    """"auto" (None: decided at run time) or a whole number within the key's range."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not rule["low"] <= value <= rule["high"]:
+        _fail(source, key, f'must be "auto" or a whole number from {rule["low"]:g} to {rule["high"]:g}, got {value!r}')
+    return value
 
 
 def _defaults(source: str, values: Any, engine: EngineSection) -> StyleParams:

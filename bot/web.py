@@ -1,18 +1,20 @@
 """Health and metrics over HTTP for operators: ``/healthz`` and ``/metrics`` (Prometheus text format).
 
 Off unless ``[web] enabled = true``; bound to 127.0.0.1 unless told otherwise. ``/healthz`` answers
-200 only while the bot is connected to the gateway and every worker is alive, else 503 with why.
+200 only while every gateway shard is connected and every worker is alive, else 503 with why; its
+body lists each shard (connected or not, latency). ``/metrics`` has the gateway latency per shard.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from typing import TYPE_CHECKING
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 if TYPE_CHECKING:
@@ -49,8 +51,8 @@ class Metrics:
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
             registry=self.registry,
         )
-        self.connected = Gauge("nst_gateway_connected", "1 while connected to the Discord gateway", registry=self.registry)
         self.registry.register(_ExecutorCollector(bot))
+        self.registry.register(_GatewayCollector(bot))
 
     def job_finished(self, outcome: str, stats: dict | None = None) -> None:
         self.jobs.labels(outcome).inc()
@@ -87,6 +89,28 @@ class _ExecutorCollector:
         return [queued, running, restarts]
 
 
+class _GatewayCollector:
+    """Read at scrape time from the bot's shards: connected or not, and latency, per shard."""
+
+    def __init__(self, bot: "StyleBot"):
+        self.bot = bot
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        shards = self.bot.shard_states()
+        connected = GaugeMetricFamily("nst_gateway_connected", "1 while every gateway shard is connected")
+        connected.add_metric([], 1 if shards and all(s.connected for s in shards) else 0)
+        shard_connected = GaugeMetricFamily("nst_gateway_shard_connected", "1 while the shard is connected", labels=["shard"])
+        latency = GaugeMetricFamily("nst_gateway_latency_seconds", "Heartbeat to acknowledgement, per shard (NaN: unknown)",
+                                    labels=["shard"])
+        for shard in shards:
+            shard_connected.add_metric([str(shard.shard_id)], 1 if shard.connected else 0)
+            latency.add_metric([str(shard.shard_id)], math.nan if shard.latency is None else shard.latency)
+        return [connected, shard_connected, latency]
+
+
 class WebServer:
     def __init__(self, bot: "StyleBot", host: str, port: int):
         self.bot = bot
@@ -113,19 +137,23 @@ class WebServer:
         bot = self.bot
         if bot.is_closed() or bot.shutting_down:
             return False, "shutting down"
-        if not bot.gateway_connected:
+        shards = bot.shard_states()
+        down = [str(s.shard_id) for s in shards if not s.connected]
+        if not shards:
             return False, "not connected to the Discord gateway"
+        if down:
+            return False, f"shard {', '.join(down)} of {len(shards)} not connected to the Discord gateway"
         if bot.executor is None:
             return False, "workers not started"
         return bot.executor.health()
 
     async def healthz(self, request: web.Request) -> web.Response:
         healthy, reason = self.health()
+        shards = [{"id": s.shard_id, "connected": s.connected, "latency": s.latency} for s in self.bot.shard_states()]
         return web.json_response(
-            {"status": "ok" if healthy else "unhealthy", "reason": reason, "time": time.time()},
+            {"status": "ok" if healthy else "unhealthy", "reason": reason, "shards": shards, "time": time.time()},
             status=200 if healthy else 503,
         )
 
     async def metrics(self, request: web.Request) -> web.Response:
-        self.bot.metrics.connected.set(1 if self.bot.gateway_connected else 0)
         return web.Response(body=generate_latest(self.bot.metrics.registry), headers={"Content-Type": CONTENT_TYPE})

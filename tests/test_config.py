@@ -52,6 +52,10 @@ def test_the_example_documents_every_key():
         ({"caps": {"max_size": 16}}, "caps.max_size must be from 32 to 4096, got 16"),  # nst's own minimum
         ({"cache": {"ttl": 1}}, "cache.ttl must be from 60 to 2.592e+06, got 1"),
         ({"executor": {"kind": "k8s"}}, "executor.kind must be one of local, celery, got 'k8s'"),
+        ({"bot": {"shards": 0}}, 'bot.shards must be "auto" or a whole number from 1 to 4096, got 0'),
+        ({"bot": {"shards": "many"}}, 'bot.shards must be "auto" or a whole number from 1 to 4096, got \'many\''),
+        ({"bot": {"shards": 2.5}}, 'bot.shards must be "auto" or a whole number from 1 to 4096, got 2.5'),
+        ({"bot": {"shards": True}}, 'bot.shards must be "auto" or a whole number from 1 to 4096, got True'),
     ],
 )
 def test_bad_values_name_the_key(raw, words):
@@ -100,7 +104,7 @@ def test_each_key_is_declared_once_with_its_rule_beside_it():
     for section in (module.BotSection, module.EngineSection, module.CapsSection, module.CacheSection,
                     module.WebSection, module.ExecutorSection):
         for field in dataclasses.fields(section):
-            assert set(field.metadata) == {"low", "high", "off", "choices", "nonempty"}, f"{section.__name__}.{field.name}"
+            assert set(field.metadata) == {"low", "high", "off", "choices", "nonempty", "auto"}, f"{section.__name__}.{field.name}"
 
 
 def test_new_keys_and_their_defaults():
@@ -112,3 +116,5 @@ def test_new_keys_and_their_defaults():
     assert default.bot.attachment_hosts == ("cdn.discordapp.com", "media.discordapp.net")
     assert (default.bot.preview_interval, default.caps.max_styles, default.cache.ttl) == (5.0, 3, 86400.0)
     assert default.cache.max_bytes == 512 * 1024 * 1024 and default.bot.message_content
+    assert default.bot.shards is None  # "auto": the count Discord recommends
+    assert parse_config({"bot": {"shards": "Auto"}}).bot.shards is None and parse_config({"bot": {"shards": 3}}).bot.shards == 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -42,11 +43,14 @@ async def test_health_flips_while_a_worker_is_replaced_and_metrics_move(fake, tm
         base = f"http://127.0.0.1:{bot.web.port}"
         status, body = await get(base + "/healthz")
         assert status == 200 and '"status": "ok"' in body
+        assert [(s["id"], s["connected"]) for s in json.loads(body)["shards"]] == [(0, True)]  # "auto": one shard here
 
         status, text = await get(base + "/metrics")
         assert status == 200
         assert metric(text, "nst_queue_depth") == 0 and metric(text, "nst_worker_restarts_total") == 0
         assert metric(text, "nst_gateway_connected") == 1
+        assert metric(text, 'nst_gateway_shard_connected{shard="0"}') == 1
+        assert 'nst_gateway_latency_seconds{shard="0"}' in text
         assert 'nst_jobs_total{outcome="done"}' not in text
 
         request = await command(fake, world.general, world.alice, "!stylize", IMAGES)
@@ -85,7 +89,7 @@ async def test_health_is_503_when_the_gateway_is_lost(fake, tmp_path, weights_fi
 
         async def unhealthy():
             status, body = await get(base + "/healthz")
-            return status == 503 and "not connected to the Discord gateway" in body
+            return status == 503 and json.loads(body)["reason"] == "shard 0 of 1 not connected to the Discord gateway"
 
         assert await until(unhealthy, timeout=10)
         assert await until(lambda: _healthy(base), timeout=30)

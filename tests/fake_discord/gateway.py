@@ -5,8 +5,13 @@ Protocol, as implemented by Discord and consumed by ``discord.gateway``:
 * on connect: HELLO (op 10, ``heartbeat_interval``);
 * HEARTBEAT (op 1) -> HEARTBEAT_ACK (op 11);
 * IDENTIFY (op 2) -> READY (guilds as unavailable stubs, ``session_id``,
-  ``resume_gateway_url``, ``application``) then one GUILD_CREATE per guild
-  the bot is in; unknown token -> close 4004, bad/disallowed intents -> 4013/4014;
+  ``resume_gateway_url``, ``application``, and ``shard`` when one was sent)
+  then one GUILD_CREATE per guild the session handles; unknown token -> close
+  4004, bad/disallowed intents -> 4013/4014, a bad ``shard`` -> 4010, a session
+  that would handle over 2,500 guilds -> 4011;
+* sharding (``shard: [shard_id, num_shards]`` in IDENTIFY): a session gets the
+  events of the guilds with ``(guild_id >> 22) % num_shards == shard_id``, and
+  events without a guild (DMs) only on shard 0 (GatewaySession.routes);
 * RESUME (op 6) -> replay of the dispatches the client missed, then RESUMED;
   unknown/invalidated session -> INVALID_SESSION (op 9, ``d: false``);
 * REQUEST_GUILD_MEMBERS (op 8) -> GUILD_MEMBERS_CHUNK;
@@ -26,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import time
 import zlib
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Set
@@ -42,6 +48,22 @@ OP_RESUME, OP_RECONNECT, OP_REQUEST_MEMBERS, OP_INVALID_SESSION = 6, 7, 8, 9
 OP_HELLO, OP_HEARTBEAT_ACK = 10, 11
 
 REPLAY_BUFFER = 5000
+
+# "Each shard can only support a maximum of 2500 guilds, and apps that are in 2500+ guilds *must*
+# enable sharding" (docs: Gateway → Sharding); over it IDENTIFY is closed with 4011 "Sharding
+# required" (docs: Opcodes and Status Codes → Gateway Close Event Codes).
+MAX_GUILDS_PER_SHARD = 2500
+# GET /gateway/bot's recommended ``shards``: Discord does not document its rule; the fake asks for
+# one shard per GUILDS_PER_RECOMMENDED_SHARD guilds (Gateway.recommended_shards overrides it).
+GUILDS_PER_RECOMMENDED_SHARD = 1000
+# "Clients are limited to 1000 IDENTIFY calls to the websocket in a 24-hour period" (docs: Gateway →
+# Identifying); GET /gateway/bot reports what is left as ``session_start_limit``.
+SESSION_STARTS_PER_DAY = 1000
+SESSION_START_WINDOW = 24 * 3600.0
+# Events that belong to the session itself (its handshake), not routed by guild.
+SESSION_EVENTS = frozenset({"READY", "RESUMED"})
+# Events whose object is the guild itself: its ``id`` is their guild.
+GUILD_OBJECT_EVENTS = frozenset({"GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE"})
 
 
 class _Callback:
@@ -76,14 +98,28 @@ class GatewaySession:
     def has_intent(self, bits: int) -> bool:
         return bool(self.intents & bits)
 
-    def handles_guild(self, guild_id: int) -> bool:
+    def handles_guild(self, guild_id: Optional[int]) -> bool:
+        """Whether this session's shard gets the guild's events (docs: Gateway → Sharding, "Sharding
+        Formula"). No guild (None or 0: a DM) goes to shard 0 only: "Gateway events that do not
+        contain a guild_id will only be sent to the first shard (shard_id: 0)"."""
         if not self.shard:
             return True
         shard_id, count = self.shard
-        return (guild_id >> 22) % count == shard_id
+        return ((guild_id or 0) >> 22) % count == shard_id
+
+    def routes(self, event: str, data: Dict[str, Any]) -> bool:
+        """Whether Discord would send this dispatch on this session's shard: by its guild (the
+        ``guild_id`` field, or ``id`` for the GUILD_* events whose object is the guild)."""
+        if event in SESSION_EVENTS or not self.shard:
+            return True
+        guild_id = data.get("id") if event in GUILD_OBJECT_EVENTS else data.get("guild_id")
+        return self.handles_guild(int(guild_id) if guild_id else None)
 
     def dispatch(self, event: str, data: Dict[str, Any]) -> None:
-        """Number the event, remember it for RESUME, and send it if connected."""
+        """Number the event, remember it for RESUME, and send it if connected; an event of another
+        shard is not this session's (every caller goes through here: the routing rule is in one place)."""
+        if not self.routes(event, data):
+            return
         self.seq += 1
         payload = {"op": OP_DISPATCH, "t": event, "s": self.seq, "d": data}
         self.buffer.append(payload)
@@ -169,6 +205,26 @@ class Gateway:
         self.log: List[tuple] = []  #: ("recv", op, t, None) / ("send", op, t, s) in order
         self.connects: List[Dict[str, str]] = []  #: query string of every websocket connect
         self.closing = False  #: set by FakeDiscord.stop(): new websockets are closed at once
+        self.recommended_shards: Optional[int] = None  #: GET /gateway/bot's ``shards``; None: from the guild count
+        self.identifies: Dict[int, List[float]] = {}  #: bot id -> time.monotonic() of each accepted IDENTIFY
+
+    # ------------------------------------------------------ GET /gateway/bot
+
+    def shard_count_for(self, bot: FakeBot) -> int:
+        """The ``shards`` GET /gateway/bot recommends to ``bot``."""
+        if self.recommended_shards is not None:
+            return self.recommended_shards
+        guilds = len(self.fake.state.guilds_of(bot.id))
+        return max(1, -(-guilds // GUILDS_PER_RECOMMENDED_SHARD))
+
+    def session_start_limit(self, bot: FakeBot) -> Dict[str, int]:
+        """The session start limit object (docs: Gateway → Session Start Limit Object): every field an
+        integer; ``reset_after`` in milliseconds; ``max_concurrency`` IDENTIFYs per 5 seconds."""
+        now = time.monotonic()
+        recent = [t for t in self.identifies.get(bot.id, []) if now - t < SESSION_START_WINDOW]
+        reset_after = int((recent[0] + SESSION_START_WINDOW - now) * 1000) if recent else 0
+        return {"total": SESSION_STARTS_PER_DAY, "remaining": max(0, SESSION_STARTS_PER_DAY - len(recent)),
+                "reset_after": reset_after, "max_concurrency": 1}
 
     # ----------------------------------------------------------- sessions
 
@@ -179,8 +235,12 @@ class Gateway:
         session.invalidated = True
         self.sessions.pop(session.session_id, None)
 
-    async def disconnect(self, close_code: int, *, bot_id: Optional[int] = None, invalidate: bool = False) -> int:
+    async def disconnect(self, close_code: int, *, bot_id: Optional[int] = None, invalidate: bool = False,
+                         shard_id: Optional[int] = None) -> int:
+        """Close the websockets (of one bot, of one shard: ``shard_id``) with ``close_code``; how many."""
         conns = [c for c in self.connections if bot_id is None or (c.session and c.session.bot.id == bot_id)]
+        if shard_id is not None:
+            conns = [c for c in conns if c.session and (c.session.shard or [0, 1])[0] == shard_id]
         for conn in conns:
             if invalidate and conn.session is not None:
                 self._invalidate(conn.session)
@@ -285,15 +345,18 @@ class Gateway:
             await conn.close(4014, "Disallowed intent(s).")
             return
         shard = data.get("shard")
-        if shard is not None:
-            if not (isinstance(shard, list) and len(shard) == 2 and 0 <= shard[0] < shard[1]):
-                await conn.close(4010, "Invalid shard.")
-                return
+        if shard is not None and not _valid_shard(shard):
+            await conn.close(4010, "Invalid shard.")  # docs: Gateway Close Event Codes, 4010
+            return
         session = GatewaySession(secrets.token_hex(16), bot, intents, shard, data)
-        self.sessions[session.session_id] = session
-        session.connection, conn.session = conn, session
         state = self.fake.state
         guilds = [g for g in state.guilds_of(bot.id) if session.handles_guild(g.id)]
+        if len(guilds) > MAX_GUILDS_PER_SHARD:
+            await conn.close(4011, "Sharding required.")
+            return
+        self.identifies.setdefault(bot.id, []).append(time.monotonic())
+        self.sessions[session.session_id] = session
+        session.connection, conn.session = conn, session
         ready = {
             "v": 10,
             "user": state.me_payload(bot),
@@ -373,3 +436,9 @@ class Gateway:
                 chunk["nonce"] = data["nonce"]
             session.dispatch("GUILD_MEMBERS_CHUNK", chunk)
 
+
+def _valid_shard(shard: Any) -> bool:
+    """``[shard_id, num_shards]``: two integers, 0 <= shard_id < num_shards (docs: Gateway Events →
+    Identify, ``shard``; Gateway → Sharding)."""
+    return (isinstance(shard, list) and len(shard) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in shard)
+            and 0 <= shard[0] < shard[1])

@@ -194,12 +194,12 @@ class RestApi:
         return json_response({"url": self.fake.gateway_url})
 
     async def get_gateway_bot(self, request: web.Request) -> web.Response:
+        """Docs: Gateway → Get Gateway Bot (``url``, the recommended ``shards``, ``session_start_limit``)."""
+        bot = request[BOT]
+        gateway = self.fake.gateway
         return json_response(
-            {
-                "url": self.fake.gateway_url,
-                "shards": 1,
-                "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 14400000, "max_concurrency": 1},
-            }
+            {"url": self.fake.gateway_url, "shards": gateway.shard_count_for(bot),
+             "session_start_limit": gateway.session_start_limit(bot)}
         )
 
     async def get_me(self, request: web.Request) -> web.Response:
