@@ -22,6 +22,15 @@ log = logging.getLogger("bot")
 
 HURRIED_EXIT = 3.0  # seconds after a second signal: enough to tell users, never the whole grace period
 
+# Gateway close codes that only the config can cure (Discord's docs: Opcodes and Status Codes →
+# Gateway Close Event Codes): the one line that names the fix.
+GATEWAY_REFUSALS = {
+    4010: "Discord refused the shard count (close code 4010, invalid shard): set bot.shards = \"auto\" "
+          "(a bot moved to large bot sharding must run a multiple of the count Discord gave it)",
+    4011: "Discord requires more shards for this bot's servers (close code 4011, sharding required): "
+          "set bot.shards = \"auto\" or a larger count",
+}
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot", description="The style-transfer Discord bot.")
@@ -86,6 +95,11 @@ async def run(config, token: str) -> int:
         )
     except (ExecutorError, StoreError) as error:
         return _fail(str(error))
+    except discord.ConnectionClosed as error:
+        if error.code in GATEWAY_REFUSALS:
+            return _fail(GATEWAY_REFUSALS[error.code])
+        log.error("lost Discord: %s", error)
+        return 1
     except (discord.HTTPException, discord.GatewayNotFound, OSError) as error:
         log.error("lost Discord: %s", error)
         return 1

@@ -18,6 +18,11 @@ from bot.store import Store
 from bot_harness import IMAGES, command, config_values, make_world, reply_to, step_seconds, time_budget
 from bot_harness import write_config as write_test_config
 
+try:
+    from fake_discord.gateway import MAX_GUILDS_PER_SHARD
+except ImportError:  # tests/ as a package
+    from tests.fake_discord.gateway import MAX_GUILDS_PER_SHARD
+
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "sekrit-token-0123456789"
@@ -138,7 +143,7 @@ async def test_after_a_crash_the_restarted_bot_tells_the_user_their_job_was_lost
     await no_unfinished_jobs(tmp_path / "data")  # closed cleanly, intact
 
 
-@pytest.mark.parametrize("case", ["wrong token", "no config", "bad config"])  # a refused intent: test_intents_e2e.py
+@pytest.mark.parametrize("case", ["wrong token", "no config", "bad config", "too few shards"])  # a refused intent: test_intents_e2e.py
 async def test_start_up_problems_exit_2_with_one_clear_line(fake, tmp_path, weights_file, case):
     config = write_config(tmp_path, weights_file)
     args = None
@@ -147,9 +152,16 @@ async def test_start_up_problems_exit_2_with_one_clear_line(fake, tmp_path, weig
         token, expected = "not-the-token", "Discord rejected the token (401 Unauthorized)"
     elif case == "no config":
         token, expected, args = SECRET, "config file not found", ["--config", str(tmp_path / "missing.toml")]
-    else:
+    elif case == "bad config":
         config.write_text(config.read_text().replace("devices", "device"))
         token, expected = SECRET, "engine.device is not a known key (did you mean devices?)"
+    else:  # one shard for more servers than a shard may hold: Discord closes it with 4011
+        owner = fake.add_user("owner")
+        fake.add_bot(token=SECRET)
+        for _ in range(MAX_GUILDS_PER_SHARD + 1):
+            fake.add_guild(owner_id=owner.id)
+        config.write_text(config.read_text().replace("[bot]\n", "[bot]\nshards = 1\n"))
+        token, expected = SECRET, "Discord requires more shards for this bot's servers (close code 4011, sharding required)"
     proc = await start(fake, config, token=token, args=args)
     code, err = await finish(proc)
     assert code == 2
