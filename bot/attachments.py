@@ -141,9 +141,9 @@ async def check_runnable(content: bytes, styles: Sequence[bytes], params, *, max
     except ImageError as error:
         raise UserError(str(error)) from None
     except ParamError as error:
-        from .options import option_name
+        from .options import option_refusal
 
-        raise UserError(f"`{option_name(error.field)}`: {error.reason}") from None
+        raise option_refusal(error) from None
 
 
 async def fetch_capped(session: aiohttp.ClientSession, url: str, *, max_bytes: int, role: str) -> bytes:

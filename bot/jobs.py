@@ -55,7 +55,7 @@ from .executor.base import (
 )
 from .imagecache import ImageCache
 from .limits import SOURCE_OPTION, SOURCE_USER, USER_FIELDS, Resolved, effective_limits, resolve
-from .options import option_name
+from .options import option_refusal
 from .presets import find_preset
 from .store import JobRecord, StoreError
 
@@ -144,7 +144,7 @@ class JobService:
             resolved = resolve(config.defaults, await store.user_settings(request.user_id), options, guild_limits, config.caps,
                                preset=preset.options if preset else None, preset_source=preset.source if preset else "preset")
         except ParamError as error:
-            raise UserError(f"`{option_name(error.field)}`: {error.reason}") from None
+            raise option_refusal(error) from None
         for name, value in base.items():
             if name not in request.options and options[name] == value and resolved.sources.get(name) == SOURCE_OPTION:
                 resolved.sources[name] = SOURCE_EARLIER

@@ -18,6 +18,8 @@ from nst.errors import ParamError
 from nst.params import FIELDS, StyleParams, check_value
 
 from .config import CapsSection
+from .numbers import NotANumber, check_option_text, number
+from .replies import quote
 
 # Style parameters users may set per command or as their defaults.
 USER_FIELDS: tuple[str, ...] = tuple(name for name, spec in FIELDS.items() if spec.user_option)
@@ -39,7 +41,7 @@ def check_name(text: str, what: str = "name") -> str:
     """The canonical (lower-case) form of a style or preset name; ParamError(what) when it is not one."""
     name = str(text).strip().lower()
     if not _NAME.match(name):
-        raise ParamError(what, f"{name[:40]!r} is not a valid name ({NAME_RULE})")
+        raise ParamError(what, f"{_given(name)} is not a valid name ({NAME_RULE})")
     return name
 
 
@@ -85,6 +87,7 @@ def check_option(name: str, value: Any) -> Any:
     """Validate one option (the engine's or the bot's) on its own; the typed value or ParamError."""
     if name in BOT_OPTIONS:
         return BOT_OPTIONS[name].check(value)
+    check_option_text(name, value)
     return check_value(name, value)
 
 
@@ -95,6 +98,11 @@ def option_help(name: str) -> str:
 def source_of_preset(name: str, scope: str = "user") -> str:
     """How a preset is named as the source of a value: ``preset fast`` (yours) or ``server preset fast``."""
     return f"{'server ' if scope == 'guild' else ''}preset {name}"
+
+
+def _given(value: Any) -> str:
+    """A value an admin typed, as a refusal quotes it (text shortened)."""
+    return repr(quote(value, 40)) if isinstance(value, str) else repr(value)
 
 
 class LimitError(ValueError):
@@ -147,7 +155,7 @@ def check_guild_limit(name: str, value: Any, caps: CapsSection) -> Any:
     """Validate a server limit (already typed; channel lists are lists of ids). Returns the value to store."""
     spec = GUILD_LIMITS.get(name)
     if spec is None:
-        raise LimitError(f"unknown limit {name!r}; limits are: {', '.join(GUILD_LIMITS)}")
+        raise LimitError(f"unknown limit {_given(name)}; limits are: {', '.join(GUILD_LIMITS)}")
     if spec.kind is list:
         if not isinstance(value, list) or not value or not all(isinstance(v, int) for v in value):
             raise LimitError("channels: name one or more channels, e.g. #art #bots")
@@ -155,7 +163,7 @@ def check_guild_limit(name: str, value: Any, caps: CapsSection) -> Any:
     if spec.kind is str:
         text = str(value).strip().lower()
         if text not in spec.choices:
-            raise LimitError(f"{name}: must be {' or '.join(spec.choices)}, got {value!r}")
+            raise LimitError(f"{name}: must be {' or '.join(spec.choices)}, got {_given(value)}")
         return text
     try:
         number = float(value) if not isinstance(value, bool) else math.nan
@@ -163,12 +171,12 @@ def check_guild_limit(name: str, value: Any, caps: CapsSection) -> Any:
         number = math.nan
     if not math.isfinite(number) or (spec.kind is int and not number.is_integer()):
         kind = "a whole number" if spec.kind is int else "a number of seconds"
-        raise LimitError(f"{name}: must be {kind}, got {value!r}")
+        raise LimitError(f"{name}: must be {kind}, got {_given(value)}")
     if spec.minimum is not None and number < spec.minimum:
-        raise LimitError(f"{name}: must be at least {spec.minimum:g}, got {value!r}")
+        raise LimitError(f"{name}: must be at least {spec.minimum:g}, got {_given(value)}")
     if spec.maximum is not None and number > spec.maximum:
         unit = " seconds" if spec.kind is float else ""
-        raise LimitError(f"{name}: at most {spec.maximum:g}{unit}, got {value!r}")
+        raise LimitError(f"{name}: at most {spec.maximum:g}{unit}, got {_given(value)}")
     cap = spec.cap(caps)
     if cap is not None and number > cap:
         raise LimitError(f"{name}: {number:g} is above the bot operator's cap of {cap:g}; the most you can set is {cap:g}")
@@ -181,9 +189,9 @@ def parse_guild_limit(name: str, text: str, caps: CapsSection) -> Any:
     if spec is None or spec.kind in (list, str):
         return check_guild_limit(name, text, caps)
     try:
-        value: Any = float(text)
-    except ValueError:
-        raise LimitError(f"{name}: must be a number, got {text!r}") from None
+        value: Any = number(text, name)
+    except NotANumber as error:
+        raise LimitError(str(error)) from None
     return check_guild_limit(name, value, caps)
 
 
@@ -262,7 +270,7 @@ def resolve(
         if name == "style":
             names = check_style_names(value)
         else:
-            values[name] = check_value(name, value)
+            values[name] = check_option(name, value)
         sources[name] = source
 
     # saved values that no longer validate (a range narrowed since) are ignored with a note, never fatal

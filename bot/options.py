@@ -16,13 +16,23 @@ from discord.ext import commands
 
 from nst.params import FIELDS, StyleParams, format_number
 
+from nst.errors import ParamError
+
+from .errors import UserError
 from .limits import BOT_OPTIONS, OPTION_NAMES, USER_FIELDS, option_help
+from .replies import quote
 
 _FLAG = re.compile(r"(?<!\S)--([A-Za-z][\w-]*)(=(\S*))?")
 
 
 class OptionError(commands.BadArgument):
     """An option the user typed cannot be understood; str() is the reply."""
+
+
+def option_refusal(error: ParamError) -> UserError:
+    """The reply for an option the engine or the bot refused: the option's name and the reason, the
+    user's value in it shortened (the reason quotes it whole)."""
+    return UserError(f"`{option_name(error.field)}`: {quote(error.reason, 300)}")
 
 
 def normalise_name(text: str) -> str:
@@ -50,12 +60,13 @@ def normalise(text: str) -> str:
     first = _FLAG.search(text)
     leading = text[: first.start()].strip() if first else text.strip()
     if leading:
-        raise OptionError(f"unexpected text {leading[:40]!r}; options look like `--epochs 300` (see `help stylize`)")
+        raise OptionError(f"unexpected text {quote(leading, 40)!r}; options look like `--epochs 300` (see `help stylize`)")
     out, position = [], 0
     for match in _FLAG.finditer(text):
         name = normalise_name(match.group(1))
         if name not in known:
-            raise OptionError(f"unknown option `--{match.group(1)}`; options are {', '.join(option_name(f) for f in OPTION_NAMES)}")
+            raise OptionError(f"unknown option `--{quote(match.group(1), 40)}`; "
+                              f"options are {', '.join(option_name(f) for f in OPTION_NAMES)}")
         out.append(text[position : match.start()])
         out.append(f"--{name}" + (f" {match.group(3)}" if match.group(2) else ""))
         position = match.end()

@@ -16,7 +16,8 @@ from nst.errors import ParamError
 
 from .errors import UserError
 from .limits import NAME_RULE, PRESET_NAMES, check_name, check_option, resolve, source_of_preset
-from .options import option_name, shown_value
+from .options import option_name, option_refusal, shown_value
+from .replies import quote
 
 if TYPE_CHECKING:
     from .config import Config
@@ -38,7 +39,7 @@ def preset_name(text: str) -> str:
     try:
         return check_name(text, "preset")
     except ParamError:
-        raise UserError(f"preset names are {NAME_RULE}; `{str(text)[:40]}` is not one") from None
+        raise UserError(f"preset names are {NAME_RULE}; `{quote(text, 40)}` is not one") from None
 
 
 def check_preset(values: Mapping[str, Any], config: "Config") -> dict[str, Any]:
@@ -51,13 +52,13 @@ def check_preset(values: Mapping[str, Any], config: "Config") -> dict[str, Any]:
         try:
             typed[name] = check_option(name, value)
         except ParamError as error:
-            raise UserError(f"`{option_name(error.field)}`: {error.reason}") from None
+            raise option_refusal(error) from None
     if not typed:
         raise UserError("a preset needs at least one option, e.g. `--epochs 300 --style-weight 1e9`")
     try:
         resolve(config.defaults, {}, {}, None, config.caps, preset=typed)  # the combination must make a job
     except ParamError as error:
-        raise UserError(f"`{option_name(error.field)}`: {error.reason}") from None
+        raise option_refusal(error) from None
     if "style" in typed:
         typed["style"] = list(typed["style"])  # JSON
     return typed

@@ -19,6 +19,8 @@ from typing import Awaitable, Callable
 
 import discord
 
+from .replies import fit
+
 log = logging.getLogger(__name__)
 
 CHANNEL_EDIT_GAP = 1.0  # seconds between two edits in one channel: five per five seconds at most
@@ -148,7 +150,7 @@ class StatusMessage:
         """Change the text; posted at once the first time, otherwise edited when the pacer allows."""
         if self._finished:
             return
-        self._text = text
+        self._text = fit(text)
         if self.message is None:
             if not self._creating:  # while the first post is on its way, the newest text waits for it
                 await self._create()
@@ -226,6 +228,7 @@ class StatusMessage:
         message when text is None. The final edit waits for its turn in the channel like any other,
         ahead of the routine ones."""
         self._finished = True
+        text = fit(text) if text is not None else None
         self._pacer.forget(self._channel.id, self)
         async with self._lock:  # a first post still on its way lands first
             pass

@@ -41,6 +41,7 @@ from nst.errors import ImageError, ParamError
 from .attachments import IMAGE_EXTENSIONS
 from .errors import UserError
 from .limits import NAME_RULE, check_name
+from .replies import quote
 from .store import StyleRecord
 
 if TYPE_CHECKING:
@@ -153,7 +154,7 @@ class StyleLibrary:
         names = [e.name for e in own + builtin]
         close = difflib.get_close_matches(name.strip().lower(), names, n=5, cutoff=0.5)
         where = "here" if guild_id else "in direct messages (only the built-in styles are)"
-        text = f"there is no style named `{name}` {where}"
+        text = f"there is no style named `{quote(name, 40)}` {where}"
         if close:
             return text + "; did you mean " + ", ".join(f"`{c}`" for c in close) + "?"
         return text + ("; see `style list`" if names else "; this server has no named styles yet")

@@ -11,7 +11,9 @@ from discord.ext import commands
 
 from ..errors import UserError
 from ..limits import GUILD_LIMITS, LimitError, check_guild_limit, effective_limits, parse_guild_limit
+from ..numbers import is_whole
 from ..options import normalise_name
+from ..replies import acknowledge, answer, quote, reply
 
 if TYPE_CHECKING:
     from ..app import StyleBot
@@ -102,7 +104,7 @@ class Limits(commands.Cog, name="Server limits"):
     async def unset_text(self, guild: discord.Guild, name: str) -> str:
         name = normalise_name(name)
         if name not in GUILD_LIMITS:
-            raise UserError(f"unknown limit `{name}`; limits are: {', '.join(GUILD_LIMITS)}")
+            raise UserError(f"unknown limit `{quote(name, 40)}`; limits are: {', '.join(GUILD_LIMITS)}")
         removed = await self.bot.store.unset_guild_limit(guild.id, name)
         return f"Removed this server's {name}." if removed else f"This server had no {name} set."
 
@@ -111,28 +113,27 @@ class Limits(commands.Cog, name="Server limits"):
         """A text channel of this server, as a mention (#art), an id or a name."""
         match = _CHANNEL.match(text)
         key = match.group(1) if match else text.lstrip("#")
-        channel = guild.get_channel(int(key)) if key.isdigit() else discord.utils.get(guild.text_channels, name=key)
+        channel = guild.get_channel(int(key)) if is_whole(key) else discord.utils.get(guild.text_channels, name=key)
         if not isinstance(channel, discord.TextChannel):
-            raise UserError(f"{text} is not a text channel of this server")
+            raise UserError(f"{quote(text, 40)} is not a text channel of this server")
         return channel.id
 
     # ------------------------------------------------------------------ prefix commands
 
     @commands.group(invoke_without_command=True, help="Show this server's limits for stylize.")
     async def limits(self, ctx: commands.Context):
-        await ctx.reply(await self.show_text(ctx.guild, ctx.clean_prefix), mention_author=False,
-                        allowed_mentions=discord.AllowedMentions.none())
+        await reply(ctx, await self.show_text(ctx.guild, ctx.clean_prefix))
 
     @limits.command(name="set", help="Set a limit: max_epochs, max_size, max_jobs_per_user, cooldown (seconds), "
                                       "channels (#a #b), style_editors (admins or everyone).")
     @manage_server_or_owner()
     async def set_(self, ctx: commands.Context, name: str, *values: str):
-        await ctx.reply(await self.set_text(ctx.guild, ctx.author.id, name, list(values), ctx.clean_prefix), mention_author=False)
+        await reply(ctx, await self.set_text(ctx.guild, ctx.author.id, name, list(values), ctx.clean_prefix))
 
     @limits.command(help="Remove a limit (the bot's cap applies again).")
     @manage_server_or_owner()
     async def unset(self, ctx: commands.Context, name: str):
-        await ctx.reply(await self.unset_text(ctx.guild, name), mention_author=False)
+        await reply(ctx, await self.unset_text(ctx.guild, name))
 
     # ------------------------------------------------------------------ /limits: hidden from members
     # by default_permissions (server admins can change who sees it); the check above still runs.
@@ -143,13 +144,14 @@ class Limits(commands.Cog, name="Server limits"):
     )
 
     async def _answer(self, interaction: discord.Interaction, make, *, check: bool = True) -> None:
+        await acknowledge(interaction)  # first: the store may be slow, Discord waits 3 s for an answer
         try:
             if check:
                 await may_change_limits(self.bot, interaction.user, interaction.guild)
             text = await make()
         except UserError as error:
             text = f"⚠️ {error}"
-        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+        await answer(interaction, text)
 
     @slash.command(name="show", description="Show this server's limits")
     async def slash_show(self, interaction: discord.Interaction):

@@ -18,8 +18,9 @@ import discord
 from ..errors import UserError
 from ..jobs import Destination, JobRequest
 from ..limits import USER_FIELDS
+from ..replies import acknowledge, answer
 from ..store import StoreError
-from .forms import OptionsForm, describe_options
+from .forms import describe_options, vary_form
 from .messages import details_text
 
 if TYPE_CHECKING:
@@ -45,14 +46,8 @@ async def may_manage(interaction: discord.Interaction, owner_id: int) -> bool:
 
 
 async def say(interaction: discord.Interaction, text: str) -> None:
-    """A private answer, whether or not the interaction was acknowledged yet."""
-    try:
-        if interaction.response.is_done():
-            await interaction.followup.send(text, ephemeral=True)
-        else:
-            await interaction.response.send_message(text, ephemeral=True)
-    except discord.HTTPException as error:
-        log.warning("could not answer an interaction: %s", error)
+    """A private answer, whether or not the interaction was acknowledged yet (bot.replies.answer)."""
+    await answer(interaction, text)
 
 
 def destination(interaction: discord.Interaction, *, reply_to=None) -> Destination:
@@ -121,6 +116,7 @@ class _JobButton(discord.ui.DynamicItem[discord.ui.Button], template=r"nst:(?P<a
         raise NotImplementedError
 
     async def record(self, interaction: discord.Interaction):
+        """The job's record, or None (said to the user). Acknowledge first: the store may be slow."""
         bot: "StyleBot" = interaction.client  # type: ignore[assignment]
         record = await bot.store.get_job(self.job_id)
         if record is None:
@@ -128,10 +124,21 @@ class _JobButton(discord.ui.DynamicItem[discord.ui.Button], template=r"nst:(?P<a
         return record
 
 
+_OWNER = re.compile(r"<@!?(\d+)>")
+
+
+def result_owner(message: discord.Message | None) -> int | None:
+    """Whose result a message is: the result line starts by naming its owner (``<@id> 500 epochs · …``),
+    so the message answers the question even after the job's record was pruned."""
+    match = _OWNER.match(message.content) if message is not None else None
+    return int(match.group(1)) if match else None
+
+
 class CancelButton(_JobButton, template=r"nst:cancel:" + _ID):
     action, label, emoji, style = "cancel", "Cancel", "🛑", discord.ButtonStyle.danger
 
     async def act(self, interaction: discord.Interaction) -> None:
+        await acknowledge(interaction)
         record = await self.record(interaction)
         if record is None:
             return
@@ -165,29 +172,16 @@ class VaryButton(_JobButton, template=r"nst:vary:" + _ID):
     action, label, emoji = "vary", "Vary", "🎛️"
 
     async def act(self, interaction: discord.Interaction) -> None:
+        """A form (the first response: it cannot follow a defer) pre-filled from the image cache's copy
+        of the job's parameters, a file beside its images: never waiting for the database."""
         bot: "StyleBot" = interaction.client  # type: ignore[assignment]
-        record = await self.record(interaction)
-        if record is None:
-            return
-        if not await bot.jobs.cache.styles_kept(self.job_id):
+        meta = await bot.jobs.cache.get_meta(self.job_id)
+        if meta is None or not meta.get("params") or not await bot.jobs.cache.styles_kept(self.job_id):
             await say(interaction, f"⚠️ {bot.jobs.expired_message()}")
             return
-        options = {name: record.params[name] for name in USER_FIELDS if name in record.params and name != "seed"}
-        job_id, message = self.job_id, interaction.message
-
-        async def submitted(form_interaction: discord.Interaction, values: dict[str, Any]) -> None:
-            request = JobRequest(
-                user_id=form_interaction.user.id,
-                destination=destination(form_interaction, reply_to=message),
-                rerun_of=job_id,
-                options=values,
-                new_seed="seed" not in values,
-                via="vary",
-                interactive=True,
-            )
-            await submit_from_interaction(form_interaction, request)
-
-        await interaction.response.send_modal(OptionsForm("Vary this job", describe_options(options), submitted))
+        params = meta["params"]
+        options = {name: params[name] for name in USER_FIELDS if name in params and name != "seed"}
+        await interaction.response.send_modal(vary_form(self.job_id, describe_options(options)))
 
 
 class DetailsButton(_JobButton, template=r"nst:details:" + _ID):
@@ -195,6 +189,7 @@ class DetailsButton(_JobButton, template=r"nst:details:" + _ID):
 
     async def act(self, interaction: discord.Interaction) -> None:
         bot: "StyleBot" = interaction.client  # type: ignore[assignment]
+        await acknowledge(interaction)
         record = await self.record(interaction)
         if record is None:
             return
@@ -202,20 +197,23 @@ class DetailsButton(_JobButton, template=r"nst:details:" + _ID):
         styles = await bot.jobs.cache.styles_kept(self.job_id) or 1
         text = details_text(self.job_id, record.params, meta, bot.config.defaults, bot.config.bot.command_prefix, styles,
                             record.info)
-        await say(interaction, text[:2000])
+        await say(interaction, text)
 
 
 class DeleteButton(_JobButton, template=r"nst:delete:" + _ID):
     action, label, emoji = "delete", "Delete", "🗑️"
 
     async def act(self, interaction: discord.Interaction) -> None:
-        record = await self.record(interaction)
-        if record is None:
+        await acknowledge(interaction)
+        owner = result_owner(interaction.message)  # named in the result: no record needed (it may be pruned)
+        if owner is None:
+            record = await self.record(interaction)
+            if record is None:
+                return
+            owner = record.user_id
+        if not await may_manage(interaction, owner):
+            await say(interaction, f"⚠️ only <@{owner}> or a server admin can delete this result.")
             return
-        if not await may_manage(interaction, record.user_id):
-            await say(interaction, f"⚠️ only <@{record.user_id}> or a server admin can delete this result.")
-            return
-        await interaction.response.defer(ephemeral=True, thinking=True)
         try:
             await interaction.message.delete()
         except discord.HTTPException as error:

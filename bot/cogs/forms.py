@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, Mapping
 
 import discord
 
@@ -13,9 +13,13 @@ from nst.params import FIELDS
 
 from ..errors import UserError
 from ..options import OptionError, normalise, option_name, shown_value
+from ..numbers import is_whole
+from ..replies import MAX_TEXT_INPUT, prefilled
 
 log = logging.getLogger(__name__)
 
+OPTIONS_LENGTH = MAX_TEXT_INPUT
+SEED_LENGTH = 10  # the largest seed, 2**32 - 1, has 10 digits
 _FLAG_VALUE = re.compile(r"--(\w+)\s+(.*?)(?=\s+--\w|\s*$)", re.S)
 
 
@@ -46,43 +50,115 @@ def parse_options(text: str) -> dict[str, str]:
     return values
 
 
-Submitted = Callable[[discord.Interaction, dict[str, str]], Awaitable[None]]
+FORM_PREFIX = "nst:form:"
+OPTIONS_ID, SEED_ID = "options", "seed"
+# The pictures of "Stylize with options" forms this process opened, by form id: a message's attachments
+# come with the menu's interaction (even without the Message Content intent), not with the form's.
+_menu_images: dict[str, list[discord.Attachment]] = {}
+_MENU_FORMS_KEPT = 500
 
 
 class OptionsForm(discord.ui.Modal):
-    def __init__(self, title: str, options_text: str, on_submit: Submitted, *, seed: str = ""):
-        super().__init__(title=title[:45], timeout=900)
-        self._on_submit = on_submit
-        self.options = discord.ui.TextInput(
+    """The form. It keeps nothing in memory that its submission needs: ``submitted`` (run for every
+    form's submission by the Stylize cog's listener) reads what to do from the form's custom id, so a
+    form opened before a restart works after it, like the buttons."""
+
+    def __init__(self, title: str, custom_id: str, options_text: str, *, seed: str = ""):
+        super().__init__(title=title[:45], custom_id=custom_id, timeout=900)
+        self.add_item(discord.ui.TextInput(
             label="Options (one per line, as in !stylize)",
+            custom_id=OPTIONS_ID,
             style=discord.TextStyle.paragraph,
-            default=options_text[:4000] or None,
+            default=prefilled(options_text, OPTIONS_LENGTH),
             required=False,
-            max_length=4000,
+            max_length=OPTIONS_LENGTH,
             placeholder="--epochs 300\n--style-weight 1e9",
-        )
-        self.seed = discord.ui.TextInput(
-            label="Seed (empty = a new random seed)", required=False, default=seed or None, max_length=10,
-            placeholder="random",
-        )
-        self.add_item(self.options)
-        self.add_item(self.seed)
+        ))
+        self.add_item(discord.ui.TextInput(
+            label="Seed (empty = a new random seed)", custom_id=SEED_ID, required=False,
+            default=prefilled(seed, SEED_LENGTH), max_length=SEED_LENGTH, placeholder="random",
+        ))
 
-    async def on_submit(self, interaction: discord.Interaction) -> None:
-        from .buttons import say
 
-        try:
-            values = parse_options(self.options.value or "")
-            values.pop("seed", None)
-            if (self.seed.value or "").strip():
-                values["seed"] = self.seed.value.strip()
-        except UserError as error:
-            await say(interaction, f"⚠️ {error}")
+def vary_form(job_id: str, options_text: str) -> OptionsForm:
+    """Vary: the job's options; submitting re-runs the job (its images from the cache)."""
+    return OptionsForm("Vary this job", f"{FORM_PREFIX}vary:{job_id}", options_text)
+
+
+def menu_form(message: discord.Message, options_text: str, seed: str) -> OptionsForm:
+    """"Stylize with options" on ``message``: submitting stylizes its pictures."""
+    form_id = f"{FORM_PREFIX}menu:{message.channel.id}:{message.id}"
+    _menu_images[form_id] = list(message.attachments)
+    while len(_menu_images) > _MENU_FORMS_KEPT:
+        del _menu_images[next(iter(_menu_images))]  # the oldest: a form left open very long re-reads its message
+    return OptionsForm("Stylize with options", form_id, options_text, seed=seed)
+
+
+def is_form_submission(interaction: discord.Interaction) -> bool:
+    return (interaction.type is discord.InteractionType.modal_submit
+            and str((interaction.data or {}).get("custom_id", "")).startswith(FORM_PREFIX))
+
+
+def _values(components: Any) -> dict[str, str]:
+    """``{custom_id: value}`` of the text inputs in a submitted modal (rows or labels around them)."""
+    values: dict[str, str] = {}
+    for component in components or []:
+        if component.get("type") == discord.ComponentType.text_input.value:
+            values[component.get("custom_id", "")] = component.get("value") or ""
+        values.update(_values(component.get("components")))
+        if isinstance(component.get("component"), dict):
+            values.update(_values([component["component"]]))
+    return values
+
+
+async def submitted(interaction: discord.Interaction) -> None:
+    """A form was submitted (by whichever process opened it): queue the job it describes, or say why not."""
+    from ..jobs import JobRequest
+    from .buttons import destination, say, submit_from_interaction
+
+    data = interaction.data or {}
+    kind, _, target = str(data.get("custom_id"))[len(FORM_PREFIX):].partition(":")
+    typed = _values(data.get("components"))
+    try:
+        values = parse_options(typed.get(OPTIONS_ID, ""))
+        values.pop("seed", None)
+        if typed.get(SEED_ID, "").strip():
+            values["seed"] = typed[SEED_ID].strip()
+    except UserError as error:
+        await say(interaction, f"⚠️ {error}")
+        return
+    user = interaction.user.id
+    if kind == "vary":
+        request = JobRequest(user_id=user, destination=destination(interaction, reply_to=interaction.message),
+                             rerun_of=target, options=values, new_seed="seed" not in values, via="vary", interactive=True)
+    elif kind == "menu":
+        inputs = await _menu_inputs(interaction, target)
+        if inputs is None:
+            await say(interaction, "⚠️ this form has expired (the bot restarted since it was opened) and its pictures "
+                                   "cannot be read again; pick **Stylize with options** on the message once more")
             return
-        await self._on_submit(interaction, values)
+        message, images = inputs
+        request = JobRequest(user_id=user, destination=destination(interaction, reply_to=message),
+                             attachments=images, options=values, via="menu", interactive=True)
+    else:
+        log.warning("a form of an unknown kind was submitted: %r", data.get("custom_id"))
+        await say(interaction, "⚠️ this form has expired; please open it again")
+        return
+    await submit_from_interaction(interaction, request)
 
-    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
-        from .buttons import say
 
-        log.error("options form failed", exc_info=(type(error), error, error.__traceback__))
-        await say(interaction, "⚠️ something went wrong on our side; the bot's operator can find the details in its logs")
+async def _menu_inputs(interaction: discord.Interaction, target: str):
+    """(the message a "Stylize with options" form is about, its pictures): as the menu saw them when this
+    process opened the form, else read again (possible with the Message Content intent); None if neither."""
+    channel_id, _, message_id = target.partition(":")
+    channel = interaction.channel
+    if channel is None or not (is_whole(channel_id) and is_whole(message_id)) or channel.id != int(channel_id):
+        return None
+    images = _menu_images.get(f"{FORM_PREFIX}menu:{target}")
+    if images is not None:
+        return channel.get_partial_message(int(message_id)), images
+    try:
+        message = await channel.fetch_message(int(message_id))
+    except discord.HTTPException:
+        return None
+    return (message, list(message.attachments)) if message.attachments else None

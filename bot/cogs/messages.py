@@ -15,6 +15,7 @@ from nst.params import FIELDS
 from ..executor.base import CANCELLED, Done, Failed, Preview, Progress, StyleJob
 from ..limits import USER_FIELDS
 from ..options import option_name, shown_value
+from ..replies import fit
 from ..status import StatusMessage
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ class JobMessages:
         reply_to = self.where.reply_to
         try:
             await self.where.channel.send(
-                f"<@{self.job.user_id}> {self.summary(done.stats)}{self.notes}",
+                fit(f"<@{self.job.user_id}> {self.summary(done.stats)}{self.notes}"),
                 file=file,
                 reference=reply_to.to_reference(fail_if_not_exists=False) if reply_to is not None else None,
                 view=result_view(self.job.job_id),

@@ -11,6 +11,7 @@ from discord.ext import commands
 
 from ..errors import UserError
 from ..presets import check_preset, describe, preset_name
+from ..replies import acknowledge, answer, reply
 from .admin import is_server_admin
 from .forms import parse_options
 
@@ -120,11 +121,12 @@ class Presets(commands.Cog, name="Presets"):
     slash = app_commands.Group(name="preset", description="Named sets of stylize options")
 
     async def _answer(self, interaction: discord.Interaction, make) -> None:
+        await acknowledge(interaction)  # first: the store may be slow, Discord waits 3 s for an answer
         try:
             text = await make()
         except UserError as error:
             text = f"⚠️ {error}"
-        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+        await answer(interaction, text)
 
     @slash.command(name="save", description="Save a preset of stylize options")
     @app_commands.describe(name="the preset's name", options="as in !stylize, e.g. --epochs 300 --style-weight 1e9",
@@ -154,4 +156,4 @@ class Presets(commands.Cog, name="Presets"):
 
 
 async def _reply(ctx: commands.Context, text: str) -> None:
-    await ctx.reply(text, mention_author=False, allowed_mentions=discord.AllowedMentions.none())
+    await reply(ctx, text)

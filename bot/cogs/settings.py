@@ -15,7 +15,8 @@ from nst.params import FIELDS, format_number
 
 from ..errors import UserError
 from ..limits import BOT_OPTIONS, SETTING_NAMES, SOURCE_BOT, check_option, effective_limits, option_help, resolve
-from ..options import normalise_name, option_name
+from ..options import normalise_name, option_refusal
+from ..replies import acknowledge, answer, quote, reply
 
 if TYPE_CHECKING:
     from ..app import StyleBot
@@ -27,7 +28,7 @@ def field_name(text: str) -> str:
     if name not in SETTING_NAMES:
         if (name in FIELDS and FIELDS[name].user_option) or name in BOT_OPTIONS:
             raise UserError(f"`{name}` is chosen per job (give it as an option to stylize), not kept as a setting")
-        raise UserError(f"unknown setting `{text}`; settings are: {', '.join(SETTING_NAMES)}")
+        raise UserError(f"unknown setting `{quote(text, 40)}`; settings are: {', '.join(SETTING_NAMES)}")
     return name
 
 
@@ -89,7 +90,7 @@ class Settings(commands.Cog, name="Your settings"):
             # the combination must still make a valid job (e.g. not both weights 0)
             resolve(self.bot.config.defaults, saved, {}, None, self.bot.config.caps)
         except ParamError as error:
-            raise UserError(f"`{option_name(error.field)}`: {error.reason}") from None
+            raise option_refusal(error) from None
         note = ""
         if field == "style":
             for style in typed:  # a typo would only show at the next job: refuse it now
@@ -122,31 +123,32 @@ class Settings(commands.Cog, name="Your settings"):
 
     @commands.group(invoke_without_command=True, help="Show your defaults for stylize, and where each value comes from.")
     async def settings(self, ctx: commands.Context):
-        await ctx.reply(await self.show_text(ctx.author.id, ctx.guild, ctx.clean_prefix), mention_author=False)
+        await reply(ctx, await self.show_text(ctx.author.id, ctx.guild, ctx.clean_prefix))
 
     @settings.command(name="set", help="Save a default for a stylize option, e.g. settings set style_weight 1e9")
     async def set_(self, ctx: commands.Context, name: str, *, value: str):
-        await ctx.reply(await self.set_text(ctx.author.id, ctx.guild, name, value), mention_author=False)
+        await reply(ctx, await self.set_text(ctx.author.id, ctx.guild, name, value))
 
     @settings.command(help="Forget one of your defaults.")
     async def unset(self, ctx: commands.Context, name: str):
-        await ctx.reply(await self.unset_text(ctx.author.id, name), mention_author=False)
+        await reply(ctx, await self.unset_text(ctx.author.id, name))
 
     @settings.command(help="Forget all your defaults.")
     async def reset(self, ctx: commands.Context):
-        await ctx.reply(await self.reset_text(ctx.author.id), mention_author=False)
+        await reply(ctx, await self.reset_text(ctx.author.id))
 
     # ------------------------------------------------------------------ /settings (the same, privately)
 
     slash = app_commands.Group(name="settings", description="Your defaults for /stylize and !stylize")
 
     async def _answer(self, interaction: discord.Interaction, action) -> None:
+        await acknowledge(interaction)  # first: the store may be slow, Discord waits 3 s for an answer
         async with self._lock(interaction.user.id):
             try:
                 text = await action
             except UserError as error:
                 text = f"⚠️ {error}"
-        await interaction.response.send_message(text, ephemeral=True)
+        await answer(interaction, text)
 
     @slash.command(name="show", description="Show your defaults and where each value comes from")
     async def slash_show(self, interaction: discord.Interaction):

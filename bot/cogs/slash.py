@@ -10,6 +10,7 @@ the interaction's 15-minute token.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from typing import TYPE_CHECKING, Any, Literal, Optional
@@ -23,7 +24,7 @@ from ..limits import BOT_OPTIONS, OPTION_NAMES, USER_FIELDS
 from ..errors import UserError
 from ..store import StoreError
 from .buttons import destination, say, submit_from_interaction
-from .forms import OptionsForm, describe_options
+from .forms import describe_options, menu_form
 from .messages import style_image_slots
 from ..jobs import JobRequest
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+FORM_STORE_WAIT = 1.5  # seconds a form waits for the store before opening (Discord's deadline: 3 s)
 MAX_OPTIONS = 25  # Discord's limit per command
 MAX_CHOICES = 25
 
@@ -173,32 +175,25 @@ async def _menu_stylize(interaction: discord.Interaction, message: discord.Messa
 
 
 async def _menu_with_options(interaction: discord.Interaction, message: discord.Message) -> None:
-    """Open the options form pre-filled with the user's defaults; submitting it queues the job."""
+    """Open the options form pre-filled with the user's defaults; submitting it queues the job
+    (bot.cogs.forms.submitted)."""
     bot: "StyleBot" = interaction.client  # type: ignore[assignment]
-    try:
-        saved = await bot.store.user_settings(interaction.user.id)
-    except StoreError as error:
-        log.error("store error: %s", error)
-        await say(interaction, "⚠️ the bot's database is unavailable right now; please try again later")
-        return
+    saved = await _saved_defaults(bot, interaction.user.id)
     defaults = bot.config.defaults
     current = {name: saved.get(name, getattr(defaults, name)) for name in USER_FIELDS}
-    images = list(message.attachments)
-
-    async def submitted(form_interaction: discord.Interaction, values: dict[str, Any]) -> None:
-        request = JobRequest(
-            user_id=form_interaction.user.id,
-            destination=destination(form_interaction, reply_to=message),
-            attachments=images,
-            options=values,
-            via="menu",
-            interactive=True,
-        )
-        await submit_from_interaction(form_interaction, request)
-
     seed = current.get("seed")
-    form = OptionsForm("Stylize with options", describe_options(current), submitted, seed="" if seed is None else str(seed))
-    await interaction.response.send_modal(form)
+    await interaction.response.send_modal(menu_form(message, describe_options(current), "" if seed is None else str(seed)))
+
+
+async def _saved_defaults(bot: "StyleBot", user_id: int) -> dict[str, Any]:
+    """The user's saved defaults, to pre-fill a form. A form must be the interaction's first response
+    (within Discord's 3 s): if the store is slow or failing, the form opens without them (they still
+    apply to what the user leaves out when the job is resolved)."""
+    try:
+        return await asyncio.wait_for(bot.store.user_settings(user_id), FORM_STORE_WAIT)
+    except (StoreError, asyncio.TimeoutError) as error:
+        log.warning("form opened without the user's saved defaults: %s", error or "the store is slow")
+        return {}
 
 
 # ---------------------------------------------------------------------------------- the rest

@@ -21,6 +21,8 @@ from .. import attachments
 from ..errors import UserError
 from ..jobs import UPLOAD_MARGIN
 from ..limits import NAME_RULE, effective_limits
+from ..numbers import NotANumber, foreign_digit, whole
+from ..replies import answer, quote, reply
 from ..styles import PER_SHEET, Entry, describe_bytes, style_name
 from .admin import is_server_admin
 
@@ -132,14 +134,16 @@ class Styles(commands.Cog, name="Named styles"):
     # ------------------------------------------------------------------ prefix commands
 
     async def _list_page(self, ctx: commands.Context, page: str, refusal: str) -> None:
-        if not page.isdigit():
-            raise UserError(refusal)
-        text, file = await self.listing(ctx.guild, int(page), ctx.clean_prefix)
+        try:
+            number = whole(page, "the sheet number")
+        except NotANumber as error:
+            raise UserError(str(error) if foreign_digit(page) else refusal) from None
+        text, file = await self.listing(ctx.guild, number, ctx.clean_prefix)
         await _reply(ctx, text, file)
 
     @commands.group(name="style", invoke_without_command=True, help=HELP)
     async def style(self, ctx: commands.Context, page: str = "1"):
-        await self._list_page(ctx, page, f"`{page[:40]}` is not a style command; see `{ctx.clean_prefix}help style`")
+        await self._list_page(ctx, page, f"`{quote(page, 40)}` is not a style command; see `{ctx.clean_prefix}help style`")
 
     @style.command(name="add", ignore_extra=False, help="Add a style: style add NAME, with one image attached (or replying to one).")
     async def add_(self, ctx: commands.Context, name: str):
@@ -171,13 +175,12 @@ class Styles(commands.Cog, name="Named styles"):
     async def _answer(self, interaction: discord.Interaction, make, *, public: bool = False) -> None:
         await interaction.response.defer(ephemeral=not public, thinking=True)
         try:
-            answer = await make()
+            made = await make()
         except UserError as error:
-            await interaction.followup.send(f"⚠️ {error}", ephemeral=True)
+            await answer(interaction, f"⚠️ {error}")
             return
-        text, file = answer if isinstance(answer, tuple) else (answer, None)
-        kwargs = {"file": file} if file is not None else {}
-        await interaction.followup.send(text, ephemeral=not public, allowed_mentions=discord.AllowedMentions.none(), **kwargs)
+        text, file = made if isinstance(made, tuple) else (made, None)
+        await answer(interaction, text, public=public, file=file)
 
     @slash.command(name="add", description="Add a style to this server's library")
     @app_commands.describe(name=f"its name: {NAME_RULE}", image="the style image")
@@ -221,5 +224,4 @@ async def complete_style(bot: "StyleBot", interaction: discord.Interaction, curr
 
 
 async def _reply(ctx: commands.Context, text: str, file: discord.File | None = None) -> None:
-    kwargs = {"file": file} if file is not None else {}
-    await ctx.reply(text, mention_author=False, allowed_mentions=discord.AllowedMentions.none(), **kwargs)
+    await reply(ctx, text, file=file)

@@ -13,7 +13,11 @@ from .. import attachments
 from ..errors import UserError
 from ..jobs import Destination, JobRequest, Silent
 from ..options import options_help
-from .forms import parse_options
+from ..replies import reply
+from ..store import StoreError
+from .buttons import say
+from .forms import is_form_submission, parse_options
+from .forms import submitted as form_submitted
 
 if TYPE_CHECKING:
     from ..app import StyleBot
@@ -60,6 +64,19 @@ class Stylize(commands.Cog, name="Style transfer"):
         except Silent as silent:
             log.warning("stylize from user %s not run: %s", ctx.author.id, silent)
 
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """Every options form's submission, whichever process opened the form (see bot.cogs.forms)."""
+        if is_form_submission(interaction):
+            try:
+                await form_submitted(interaction)
+            except StoreError as error:
+                log.error("store error: %s", error)
+                await say(interaction, "⚠️ the bot's database is unavailable right now; please try again later")
+            except Exception:  # noqa: BLE001 - a bug: logged, and a plain line instead of "interaction failed"
+                log.exception("options form failed")
+                await say(interaction, "⚠️ something went wrong on our side; the bot's operator can find the details in its logs")
+
     @commands.command(help="Cancel your queued or running job (a running job stops within one step).")
     async def cancel(self, ctx: commands.Context):
         handles = self.bot.jobs.handles_for_user(ctx.author.id)
@@ -67,12 +84,11 @@ class Stylize(commands.Cog, name="Style transfer"):
             raise UserError("you have no job queued or running")
         for handle in handles:
             await handle.cancel()
-        await ctx.reply("🛑 Cancelling your job.", mention_author=False)
+        await reply(ctx, "🛑 Cancelling your job.")
 
     @commands.command(name="queue", help="Show the jobs running and waiting.")
     async def queue(self, ctx: commands.Context):
-        await ctx.reply(queue_text(self.bot, ctx.guild, ctx.author.id), mention_author=False,
-                        allowed_mentions=discord.AllowedMentions.none())
+        await reply(ctx, queue_text(self.bot, ctx.guild, ctx.author.id))
 
     @commands.command(
         help="Bot owner: publish the slash commands and menus to Discord. "
@@ -88,17 +104,18 @@ class Stylize(commands.Cog, name="Style transfer"):
             raise UserError("give `global`, `here` or `clear`")
         if scope != "global" and ctx.guild is None:
             raise UserError(f"`{ctx.clean_prefix}sync {scope}` works in a server")
-        await ctx.reply(await sync_commands(self.bot, scope, ctx.guild), mention_author=False)
+        await reply(ctx, await sync_commands(self.bot, scope, ctx.guild))
 
 
 def queue_text(bot: "StyleBot", guild: discord.Guild | None, user_id: int) -> str:
     jobs = bot.executor.jobs()
     if not jobs:
         return "The queue is empty: your job would start at once."
-    here = guild.id if guild else None
     lines = []
     for info in jobs:
-        who = f"<@{info.user_id}>" if info.guild_id == here or info.user_id == user_id else "someone elsewhere"
+        # A job is named to its owner, and in the server it runs for; a direct message's job only to its owner.
+        shown = info.user_id == user_id or (guild is not None and info.guild_id == guild.id)
+        who = f"<@{info.user_id}>" if shown else "someone elsewhere"
         if info.state == "running":
             lines.append(f"🎨 {who}: {info.fraction:.0%} on {info.device}")
         else:
