@@ -164,7 +164,7 @@ async def test_start_up_problems_exit_2_with_one_clear_line(fake, tmp_path, weig
         token, expected = SECRET, "Discord requires more shards for this bot's servers (close code 4011, sharding required)"
     proc = await start(fake, config, token=token, args=args)
     code, err = await finish(proc)
-    assert code == 2
+    assert code == 2, err
     last = err.strip().splitlines()[-1]
     assert last.startswith("error: ") and expected in last, err
     assert "Traceback" not in err and SECRET not in err
