@@ -204,13 +204,17 @@ class StyleRecord:
 class Store:
     """The bot's database. Create with ``await Store.open(path)``; close with ``await store.close()``.
 
-    All work goes through one sqlite3 connection owned by one thread, which runs operations in the
-    order they were submitted, so concurrent callers are serialised first-come first-served.
+    Writes (and opening, migrating) go through one sqlite3 connection owned by one thread, which runs
+    them in the order they were submitted, so concurrent writers are serialised first-come first-served.
+    Reads go through a second, read-only connection on its own thread: in WAL mode a reader sees the
+    last committed state without the write lock, so a read never waits behind a write that is waiting
+    out the busy timeout (a backup or another process holding the lock).
     """
 
     def __init__(self, db: "_Connection", path: Path, timeout: float) -> None:
         # Use Store.open(); the constructor only wires up an already prepared connection.
         self._db: _Connection | None = db
+        self._reader: _Connection | None = None  # opened once the schema is known to be current
         self.path = path
         self._timeout = timeout
 
@@ -256,26 +260,33 @@ class Store:
                 f"{path} has schema version {found}, newer than this bot understands ({SCHEMA_VERSION}): "
                 "upgrade the bot, or restore a backup made by this version"
             )
+        reader = store._reader = _Connection(path, "nst-store-read")
+        try:
+            await store._read(lambda _: reader.connect(timeout, read_only=True), action="open")
+        except BaseException:
+            await store.close()
+            raise
         return store
 
     async def close(self) -> None:
         """Finish queued operations and close the file. Safe to call more than once."""
+        reader, self._reader = self._reader, None
         db, self._db = self._db, None
-        if db is None:
-            return
-        try:
-            await asyncio.wait_for(asyncio.shield(db.close()), _deadline(self._timeout))
-        except (sqlite3.Error, asyncio.TimeoutError) as exc:
-            # Everything acknowledged is already committed (and fsynced); failing to close
-            # cleanly only leaves a WAL file that SQLite replays on the next open.
-            log.warning("%s", _store_error(exc, self.path, "close", self._timeout))
+        for connection in (reader, db):
+            if connection is None:
+                continue
+            try:
+                await asyncio.wait_for(asyncio.shield(connection.close()), _deadline(self._timeout))
+            except (sqlite3.Error, asyncio.TimeoutError) as exc:
+                # Everything acknowledged is already committed (and fsynced); failing to close
+                # cleanly only leaves a WAL file that SQLite replays on the next open.
+                log.warning("%s", _store_error(exc, self.path, "close", self._timeout))
 
     # ------------------------------------------------------------------ user settings
 
     async def user_settings(self, user_id: int) -> dict[str, Any]:
         """All of a user's stored defaults, ``{name: value}``."""
-        rows = await self._run(
-            "read",
+        rows = await self._read(
             lambda conn: conn.execute(
                 "SELECT name, value FROM user_settings WHERE user_id = ? ORDER BY name", (user_id,)
             ).fetchall(),
@@ -311,8 +322,7 @@ class Store:
 
     async def guild_limits(self, guild_id: int) -> dict[str, Any]:
         """All of a server's stored limits, ``{name: value}``."""
-        rows = await self._run(
-            "read",
+        rows = await self._read(
             lambda conn: conn.execute(
                 "SELECT name, value FROM guild_limits WHERE guild_id = ? ORDER BY name", (guild_id,)
             ).fetchall(),
@@ -376,15 +386,14 @@ class Store:
             log.warning("update_job: no job %r in %s (was it never recorded, or pruned?)", job_id, self.path)
 
     async def get_job(self, job_id: str) -> JobRecord | None:
-        row = await self._run(
-            "read", lambda conn: conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        row = await self._read(
+            lambda conn: conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         )
         return None if row is None else _job(row)
 
     async def unfinished_jobs(self) -> list[JobRecord]:
         """Jobs still queued or running (e.g. when the bot stopped), oldest first."""
-        rows = await self._run(
-            "read",
+        rows = await self._read(
             lambda conn: conn.execute(
                 f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state IN ('queued', 'running') ORDER BY created_at, rowid"
             ).fetchall(),
@@ -394,8 +403,7 @@ class Store:
     async def last_job_started(self, user_id: int, guild_id: int | None) -> float | None:
         """created_at of the user's most recent job in that server (None = DMs), for cooldowns."""
         # "guild_id IS ?" matches NULL (DMs) as well as a real id, unlike "=".
-        return await self._run(
-            "read",
+        return await self._read(
             lambda conn: conn.execute(
                 "SELECT MAX(created_at) FROM jobs WHERE user_id = ? AND guild_id IS ?", (user_id, guild_id)
             ).fetchone()[0],
@@ -413,8 +421,7 @@ class Store:
 
     async def guild_styles(self, guild_id: int) -> list[StyleRecord]:
         """A server's styles, by name."""
-        rows = await self._run(
-            "read",
+        rows = await self._read(
             lambda conn: conn.execute(
                 f"SELECT {_STYLE_COLUMNS} FROM styles WHERE guild_id = ? ORDER BY name", (guild_id,)
             ).fetchall(),
@@ -422,8 +429,7 @@ class Store:
         return [StyleRecord(*row) for row in rows]
 
     async def get_style(self, guild_id: int, name: str) -> StyleRecord | None:
-        row = await self._run(
-            "read",
+        row = await self._read(
             lambda conn: conn.execute(
                 f"SELECT {_STYLE_COLUMNS} FROM styles WHERE guild_id = ? AND name = ?", (guild_id, name)
             ).fetchone(),
@@ -432,8 +438,7 @@ class Store:
 
     async def style_usage(self, guild_id: int) -> tuple[int, int]:
         """(names, bytes of the distinct files they use) of a server's library."""
-        return await self._run(
-            "read",
+        return await self._read(
             lambda conn: conn.execute(
                 "SELECT (SELECT COUNT(*) FROM styles WHERE guild_id = ?), "
                 "(SELECT COALESCE(SUM(bytes), 0) FROM (SELECT DISTINCT sha256, bytes FROM styles WHERE guild_id = ?))",
@@ -482,7 +487,7 @@ class Store:
 
     async def style_files(self) -> set[str]:
         """The file names (sha256.ext) that some named style uses."""
-        rows = await self._run("read", lambda conn: conn.execute("SELECT DISTINCT sha256, ext FROM styles").fetchall())
+        rows = await self._read(lambda conn: conn.execute("SELECT DISTINCT sha256, ext FROM styles").fetchall())
         return {f"{sha}.{ext}" for sha, ext in rows}
 
     # ------------------------------------------------------------------ presets
@@ -490,8 +495,7 @@ class Store:
     async def presets(self, scope: str, owner_id: int) -> dict[str, dict[str, Any]]:
         """A member's (scope "user") or a server's (scope "guild") presets, ``{name: options}``."""
         _check_scope(scope)
-        rows = await self._run(
-            "read",
+        rows = await self._read(
             lambda conn: conn.execute(
                 "SELECT name, options FROM presets WHERE scope = ? AND owner_id = ? ORDER BY name", (scope, owner_id)
             ).fetchall(),
@@ -539,14 +543,21 @@ class Store:
 
         return await self._run("write", transaction)
 
+    async def _read(self, fn: Callable[[sqlite3.Connection], T], *, action: str = "read") -> T:
+        """Run a query on the read-only connection (see the class): never queued behind a write."""
+        return await self._on(self._reader, action, fn)
+
     async def _run(self, action: str, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(connection)`` on the connection's thread, in submission order, with a time bound.
+        """Run ``fn`` on the writing connection (see ``_on``)."""
+        return await self._on(self._db, action, fn)
+
+    async def _on(self, db: "_Connection | None", action: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(connection)`` on ``db``'s thread, in submission order, with a time bound.
 
         A whole unit of work (a transaction, a query and its fetch) goes to the thread as one
         callable, so it can neither interleave with other coroutines nor be left half-done by a
         cancellation; a unit whose caller gave up before it started never runs.
         """
-        db = self._db
         if db is None:
             raise RuntimeError(f"the store for {self.path} is closed")
         call = db.submit(fn)
@@ -574,16 +585,18 @@ class _Connection:
     """One sqlite3 connection and the one thread that ever uses it: units of work run there one at a
     time, in submission order, and their results come back to the submitting event loop."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, name: str = "nst-store") -> None:
         self.path = path
         self._conn: sqlite3.Connection | None = None  # only touched on the thread
         self._work: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._serve, name="nst-store", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 
-    def connect(self, timeout: float) -> int:
-        """On the thread: open the file, then pragmas and migrations (returns the version found)."""
+    def connect(self, timeout: float, *, read_only: bool = False) -> int:
+        """On the thread: open the file (the writer's pragmas and migrations follow: ``_prepare``)."""
         self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=True)
+        if read_only:
+            self._conn.execute("PRAGMA query_only = ON")  # SQLite itself refuses a write through it
         return 0
 
     def submit(self, fn: Callable[[sqlite3.Connection], Any]) -> "_Call":
