@@ -168,23 +168,47 @@ async def test_a_dead_worker_fails_its_job_only_and_is_replaced(weights_file, mo
     assert joined_by and not any(name.startswith("nst-reader") for name in joined_by), joined_by
 
 
-async def test_a_job_sent_to_a_worker_that_had_just_died_is_queued_again(weights_file):
+async def test_a_job_sent_to_a_worker_that_had_just_died_is_queued_again_once(weights_file, monkeypatch):
     """Regression (issue 18, defect 6): a worker killed, its replacement killed a moment later, then a
     job sent: the job went to the dead replacement before its death was noticed, and was failed with
     "the worker running your job stopped unexpectedly". A job its worker never acknowledged (Started)
-    cannot have killed it: it goes back to the queue and runs on the next replacement."""
+    cannot have killed it: it goes back to the queue and runs on the next replacement. Once: if that
+    one dies before it starts the job too, the job is failed."""
     async with executor(weights_file) as ex:
         os.kill(ex._workers[0].process.pid, signal.SIGKILL)
         await asyncio.wait_for(until(lambda: ex.restarts == 1 and ex._workers[0].state == "idle"), BUDGET(10))
-        replacement = ex._workers[0].process
-        os.kill(replacement.pid, signal.SIGKILL)
-        wait_until_dead(replacement.pid)  # blocking the loop: the reader's report of the death waits behind us
+        replacement = kill_unnoticed(ex._workers[0])
         handle = await ex.submit(job(1), **LIMITS)
         assert [i.state for i in ex.jobs()] == ["running"] and ex._workers[0].process is replacement  # sent to the dead one
         stream = await events(handle)
         assert isinstance(stream[-1], Done), stream[-1]
         assert [type(e) for e in stream if not isinstance(e, Progress)] == [Queued, Started, Done]  # queued again, then ran once
         assert ex.restarts == 2 and ex.health()[0]
+
+        # The same, and the replacement that takes the job back is killed as it reports ready.
+        on_message, killed = ex._on_message, []
+
+        def killed_when_ready(worker, message):
+            if message[0] == "ready" and not killed:
+                killed.append(kill_unnoticed(worker))
+            on_message(worker, message)
+
+        monkeypatch.setattr(ex, "_on_message", killed_when_ready)
+        kill_unnoticed(ex._workers[0])
+        last = (await events(await ex.submit(job(2), **LIMITS)))[-1]
+        assert killed and last == Failed(CRASHED, "two workers stopped before your job could start "
+                                                  "(the last killed by SIGKILL, often the out-of-memory killer); please try again")
+        await asyncio.wait_for(until(lambda: ex.health()[0]), BUDGET(10))
+        assert ex.restarts == 4
+
+
+def kill_unnoticed(worker):
+    """SIGKILL the worker and wait, blocking the loop, until it is dead: the executor has not noticed yet
+    (the reader thread's report of the death waits in the loop's queue, behind whatever runs next)."""
+    process = worker.process
+    os.kill(process.pid, signal.SIGKILL)
+    wait_until_dead(process.pid)
+    return process
 
 
 def wait_until_dead(pid: int, timeout: float = 10.0) -> None:
