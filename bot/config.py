@@ -286,8 +286,20 @@ def _cross_checks(config: Config) -> None:
         _fail(source, "executor.visibility_timeout",
               f"{config.executor.visibility_timeout} s must exceed caps.job_timeout ({timeout:g} s), "
               "or a slow job would be handed to a second worker while it still runs")
+    if config.executor.kind == "celery":
+        redelivery = visibility_timeout(config) + config.executor.restore_interval
+        if config.executor.key_ttl <= redelivery:
+            _fail(source, "executor.key_ttl",
+                  f"{config.executor.key_ttl} s must exceed the {redelivery} s a dead worker's job may wait to be handed "
+                  "to another worker (the visibility timeout and the restore interval), or its images would expire first")
     if config.engine.weights not in ("torchvision", "random") and not Path(config.engine.weights).expanduser().is_file():
         _fail(source, "engine.weights", f"file not found: {config.engine.weights} (or use \"torchvision\")")
+
+
+def visibility_timeout(config: Config) -> int:
+    """Seconds before an unacknowledged Celery job is handed to another worker (0 in the file: the job
+    timeout and ten minutes)."""
+    return config.executor.visibility_timeout or int(config.caps.job_timeout) + 600
 
 
 def queue_settings(config: Config):
@@ -302,7 +314,7 @@ def queue_settings(config: Config):
     return QueueSettings(
         redis_url=url,
         key_ttl=section.key_ttl,
-        visibility_timeout=section.visibility_timeout or int(config.caps.job_timeout) + 600,
+        visibility_timeout=visibility_timeout(config),
         max_attempts=section.max_attempts,
         job_timeout=config.caps.job_timeout,
         restore_interval=section.restore_interval,

@@ -52,6 +52,8 @@ def test_the_example_documents_every_key():
         ({"caps": {"max_size": 16}}, "caps.max_size must be from 32 to 4096, got 16"),  # nst's own minimum
         ({"cache": {"ttl": 1}}, "cache.ttl must be from 60 to 2.592e+06, got 1"),
         ({"executor": {"kind": "k8s"}}, "executor.kind must be one of local, celery, got 'k8s'"),
+        ({"executor": {"kind": "celery", "key_ttl": 1500}},
+         "executor.key_ttl 1500 s must exceed the 1510 s a dead worker's job may wait to be handed to another worker"),
         ({"bot": {"shards": 0}}, 'bot.shards must be "auto" or a whole number from 1 to 4096, got 0'),
         ({"bot": {"shards": "many"}}, 'bot.shards must be "auto" or a whole number from 1 to 4096, got \'many\''),
         ({"bot": {"shards": 2.5}}, 'bot.shards must be "auto" or a whole number from 1 to 4096, got 2.5'),
