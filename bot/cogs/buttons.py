@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import discord
 
@@ -138,15 +138,15 @@ class CancelButton(_JobButton, template=r"nst:cancel:" + _ID):
     action, label, emoji, style = "cancel", "Cancel", "🛑", discord.ButtonStyle.danger
 
     async def act(self, interaction: discord.Interaction) -> None:
-        await acknowledge(interaction)
-        record = await self.record(interaction)
-        if record is None:
-            return
-        if not await may_manage(interaction, record.user_id):
-            await say(interaction, f"⚠️ only <@{record.user_id}> or a server admin can cancel this job.")
-            return
+        """From the running job's handle alone (in memory): no database, so the answer comes at once."""
         handle = interaction.client.jobs.handle(self.job_id)
-        if handle is None or not await handle.cancel():
+        if handle is None:
+            await say(interaction, "This job has already ended.")
+            return
+        if not await may_manage(interaction, handle.job.user_id):
+            await say(interaction, f"⚠️ only <@{handle.job.user_id}> or a server admin can cancel this job.")
+            return
+        if not await handle.cancel():
             await say(interaction, "This job has already ended.")
             return
         log.info("job %s cancelled by %s", self.job_id, interaction.user.id)

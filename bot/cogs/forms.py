@@ -114,8 +114,10 @@ def _values(components: Any) -> dict[str, str]:
 async def submitted(interaction: discord.Interaction) -> None:
     """A form was submitted (by whichever process opened it): queue the job it describes, or say why not."""
     from ..jobs import JobRequest
+    from ..replies import acknowledge
     from .buttons import destination, say, submit_from_interaction
 
+    await acknowledge(interaction)  # first: reading the message again, and the job service, may take a while
     data = interaction.data or {}
     kind, _, target = str(data.get("custom_id"))[len(FORM_PREFIX):].partition(":")
     typed = _values(data.get("components"))
