@@ -1,5 +1,6 @@
 """Persistence for the bot: one SQLite file (normally ``<data_dir>/bot.sqlite3``), through the standard
-library's sqlite3 on one dedicated thread (so the event loop never waits on the disk).
+library's sqlite3 on two dedicated threads (so the event loop never waits on the disk): one connection
+writes, a second, read-only one reads (so a read never waits behind a write; see ``Store``).
 
 This is the only module that touches the database. It stores values, it does not judge them:
 setting names and values are validated elsewhere; here they are kept as JSON text and come back
