@@ -22,15 +22,43 @@ from .params import MIN_SIDE, StyleParams, blend_weights
 PYRAMID_MIN_SIDE = 64  # no pyramid level below this on its shorter side
 MAX_LEVELS = 4
 LEVEL_FACTOR = 2  # each level is this many times smaller than the next, per side
-# Share of `epochs` each level may take at most, coarsest first (early stop usually ends it sooner).
-# The coarsest level builds the picture from the content and is cheap (about 1/10 of a full step's
-# time at 3 levels); each middle level only needs a couple of dozen steps to add its detail (a
-# 1/4-size step costs about a quarter of a full one); the final level gets the rest, which early
-# stop usually cuts short. Measured with bench/quality.py at 384 px: (0.2, 0.08, 0.72) reached the
-# seed loop's objective with ~35% less work than (0.45, 0.33, 0.22), which spent it converging
-# coarse levels the finer ones redo; (0.2, 0.05, 0.75) another 5-8% sooner on both image pairs.
-LEVEL_SHARES = {1: (1.0,), 2: (0.2, 0.8), 3: (0.2, 0.05, 0.75), 4: (0.2, 0.05, 0.05, 0.7)}
 MIN_LEVEL_STEPS = 3  # a level shorter than this is not worth its targets
+
+
+@dataclass(frozen=True)
+class Effort:
+    """How far a job optimises (``StyleParams.effort``); chosen by measurement with bench/quality.py.
+
+    ``shares``: the share of ``epochs`` each level may take at most, coarsest first, per number of
+    levels (early stop usually ends a level sooner). ``stop_tolerance``: a level ends once its best
+    loss improved by less than this over STOP_WINDOW steps. ``final_steps``: the most steps the final
+    level of a pyramid takes (None: its share).
+    """
+
+    shares: dict[int, tuple[float, ...]]
+    stop_tolerance: float
+    final_steps: int | None = None
+
+
+EFFORTS = {
+    # The seed loop's objective, and then stop (README, "How it works"). Measured at 256 and 384 px on
+    # both image pairs of bench/quality.py, fp32: a pyramid's final level reaches the seed loop's
+    # 500-step objective (each term within 1.25× of the loop's) after 20-30 steps, wherever the
+    # coarser levels left it, and from there each step improves the loss by ~1-2% for a full-size
+    # step's time: 38 steps leave a margin of 8-18 steps. The coarse levels only need to settle the
+    # composition: 40 steps at ¼ size (25 at ½ size, where a step costs a third of a full one) and 15
+    # at ½ size cost 3-8 full-size steps, where 100 + 25 cost 14-33 and moved the final level's
+    # arrival by at most 5 steps. A level whose loss improves by less than 12% over 10 steps (about
+    # 1.2% a step) ends sooner.
+    "standard": Effort({1: (1.0,), 2: (0.05, 0.95), 3: (0.08, 0.03, 0.89), 4: (0.08, 0.03, 0.03, 0.86)}, 0.12, 38),
+    # Refine until the loss is flat: about 40% lower objective than the seed loop's for about twice
+    # the time. The coarsest level may take 20% of the budget, each middle level 5% (it starts from a
+    # good picture and only adds its detail), the final level the rest; a level ends once its loss
+    # improves by less than 1% over 10 steps. Measured with bench/quality.py at 384 px: shares (0.2,
+    # 0.08, 0.72) reached the seed loop's objective with ~35% less work than (0.45, 0.33, 0.22);
+    # (0.2, 0.05, 0.75) another 5-8% sooner on both image pairs.
+    "high": Effort({1: (1.0,), 2: (0.2, 0.8), 3: (0.2, 0.05, 0.75), 4: (0.2, 0.05, 0.05, 0.7)}, 0.01),
+}
 
 
 @dataclass(frozen=True)
@@ -49,7 +77,11 @@ class Level:
 class Plan:
     levels: tuple[Level, ...]
     blend: tuple[float, ...]  # normalised weight of each style image
-    early_stop: bool
+    stop_tolerance: float  # a level ends once its best loss improved by less than this over STOP_WINDOW steps; 0 = never
+
+    @property
+    def early_stop(self) -> bool:
+        return self.stop_tolerance > 0
 
     @property
     def total_steps(self) -> int:
@@ -95,13 +127,22 @@ def plan(content_size: tuple[int, int], style_sizes: Sequence[tuple[int, int]], 
                 f"{needed:.2g} or a larger size",
             )
     sizes = [final] if params.schedule != "pyramid" else _pyramid_sizes(final, style_sizes, params)
-    shares = LEVEL_SHARES[len(sizes)]
-    steps = _split_steps(params.epochs, shares)
+    effort = EFFORTS[params.effort]
+    steps = _split_steps(params.epochs, effort.shares[len(sizes)])
+    if len(sizes) > 1 and effort.final_steps is not None:
+        steps[-1] = min(steps[-1], effort.final_steps)
     levels = tuple(
         Level(i + 1, size, _styles_at(size, style_sizes, params), n) for i, (size, n) in enumerate(zip(sizes, steps)) if n
     )
     levels = tuple(Level(i + 1, lv.size, lv.style_sizes, lv.steps) for i, lv in enumerate(levels))
-    return Plan(levels, blend, early_stop=params.schedule != "reference" and params.stop_tolerance > 0)
+    return Plan(levels, blend, stop_tolerance(params))
+
+
+def stop_tolerance(params: StyleParams) -> float:
+    """The early-stop tolerance a job runs with: none for the seed's loop, else the one given, else its effort's."""
+    if params.schedule == "reference":
+        return 0.0
+    return params.stop_tolerance if params.stop_tolerance is not None else EFFORTS[params.effort].stop_tolerance
 
 
 def _check_content(original: tuple[int, int], final: tuple[int, int], size: int) -> None:

@@ -135,9 +135,9 @@ def test_several_styles_blend_colors_and_the_reference_schedule(weights_file, tm
 
 def test_the_bar_shows_level_step_and_eta(weights_file, tmp_path, capsys):
     out = tmp_path / "o.png"
-    # 192×144 has two levels (96×72, then 192×144): 3 + 12 steps of 15 (the 20% / 80% shares)
+    # 192×144 has two levels (96×72, then 192×144): 3 + 12 steps of 15 (the high effort's 20% / 80% shares)
     code = cli(EXAMPLES / "content.jpg", EXAMPLES / "style.jpg", "-o", out, "--weights", weights_file,
-               "--epochs", 15, "--size", 192, "--seed", 1, "--stop-tolerance", 0)
+               "--epochs", 15, "--size", 192, "--seed", 1, "--stop-tolerance", 0, "--effort", "high")
     captured = capsys.readouterr()
     assert code == 0
     assert "level 1/2" in captured.err and "level 2/2" in captured.err and "ETA " in captured.err

@@ -37,12 +37,38 @@ def sizes(content, params, styles=((400, 400),)):
     ],
 )
 def test_pyramid_levels_and_sizes(content, size, expected):
-    levels = plan(content, [(400, 400)], StyleParams(size=size)).levels
+    levels = plan(content, [(400, 400)], StyleParams(size=size, effort="high")).levels
     assert [level.size for level in levels] == expected
     assert [level.index for level in levels] == list(range(1, len(expected) + 1))
     assert all(min(level.size) >= PYRAMID_MIN_SIDE for level in levels[:-1])
     assert sum(level.steps for level in levels) == 500  # epochs is the budget of the whole schedule
     assert all(level.steps >= 3 for level in levels)
+    standard = plan(content, [(400, 400)], StyleParams(size=size)).levels
+    assert [level.size for level in standard] == expected  # the effort changes the budgets, not the sizes
+
+
+@pytest.mark.parametrize(
+    "size, levels, steps",
+    [
+        (384, 3, [40, 15, 38]),  # 8% and 3% of 500 for the coarse levels, the final level at most 38 steps
+        (256, 2, [25, 38]),  # two levels: the coarse one at half size, dearer per step, takes 5%
+        (1024, 4, [40, 15, 15, 38]),
+        (100, 1, [500]),  # no pyramid: the tolerance alone ends it
+    ],
+)
+def test_the_standard_effort_budgets_each_level(size, levels, steps):
+    the_plan = plan((1024, 768), [(400, 400)], StyleParams(size=size))
+    assert len(the_plan.levels) == levels and [level.steps for level in the_plan.levels] == steps
+    assert the_plan.stop_tolerance == 0.12
+
+
+def test_the_high_effort_is_the_deeper_schedule_and_a_given_tolerance_wins():
+    high = plan((640, 480), [(400, 400)], StyleParams(size=384, effort="high"))
+    assert [level.steps for level in high.levels] == [100, 25, 375] and high.stop_tolerance == 0.01
+    given = plan((640, 480), [(400, 400)], StyleParams(size=384, stop_tolerance=0.05))
+    assert given.stop_tolerance == 0.05 and [level.steps for level in given.levels] == [40, 15, 38]
+    reference = plan((640, 480), [(400, 400)], StyleParams(size=384, schedule="reference", effort="high", stop_tolerance=0.05))
+    assert reference.stop_tolerance == 0 and [level.steps for level in reference.levels] == [500]
 
 
 def test_style_sizes_follow_each_level():
@@ -58,8 +84,9 @@ def test_single_and_reference_schedules_have_one_level():
     assert plan((640, 480), [(1, 1)], StyleParams(stop_tolerance=0)).early_stop is False
 
 
-def test_few_epochs_fold_into_the_finer_levels():
-    levels = plan((640, 480), [(400, 400)], StyleParams(size=384, epochs=5)).levels
+@pytest.mark.parametrize("effort", ["standard", "high"])
+def test_few_epochs_fold_into_the_finer_levels(effort):
+    levels = plan((640, 480), [(400, 400)], StyleParams(size=384, epochs=5, effort=effort)).levels
     assert sum(level.steps for level in levels) == 5 and all(level.steps >= 3 for level in levels[:-1])
 
 
@@ -140,6 +167,26 @@ def test_early_stop_does_not_trigger_while_the_loss_falls():
     assert not any(noisy.update(100 * 0.98**t * (1.3 if t % 2 else 1.0)) for t in range(200))
 
 
+def test_the_standard_tolerance_stops_once_a_step_gains_little_and_not_while_it_gains_much():
+    tolerance = plan((640, 480), [(400, 400)], StyleParams(size=384)).stop_tolerance
+    falling = EarlyStop(tolerance, window=10)  # 2.5% a step: 22% per window, as early in a final level
+    assert not any(falling.update(100 * 0.975**t) for t in range(100))
+    slowing = EarlyStop(tolerance, window=10)  # 1% a step: ~10% per window, where it stops paying
+    assert [slowing.update(100 * 0.99**t) for t in range(12)] == [False] * 10 + [True, True]
+
+
+def test_the_high_effort_runs_the_deeper_schedule_on_the_same_job(model):
+    """The same job at both efforts: high stops only once the loss is flat, so it takes more steps and
+    ends lower (tiny image, a budget the standard final level fits)."""
+    params = StyleParams(size=128, seed=4, epochs=80, precision="fp32")
+    content, style = make_content(128, 128), make_style(64)
+    standard = stylize(content, style, params, model=model)
+    high = stylize(content, style, params.replace(effort="high"), model=model)
+    assert standard.stats.levels == high.stats.levels == 2
+    assert standard.stats.level_steps[-1] <= 38 < high.stats.steps
+    assert high.stats.total_loss < standard.stats.total_loss
+
+
 def test_early_stop_off():
     stop = EarlyStop(0.0, window=10)
     assert not any(stop.update(1.0) for _ in range(50))
@@ -188,7 +235,7 @@ class TimedModel:
 
 def pyramid_run(model, timed, **changes):
     # Adam: one forward pass per step, so the fake clock's cost per step is exact (L-BFGS's line search varies)
-    params = StyleParams(size=128, seed=3, epochs=20, stop_tolerance=0.0, precision="fp32", optimizer="adam", **changes)
+    params = StyleParams(size=128, seed=3, epochs=20, stop_tolerance=0.0, precision="fp32", optimizer="adam", effort="high", **changes)
     seen = []
     result = stylize(make_content(128, 128), make_style(64), params, model=timed, on_progress=seen.append, clock=timed.clock)
     return result, seen

@@ -178,7 +178,7 @@ def test_the_reference_schedule_reproduces_the_plain_loop(model, weights_file):
 def test_the_pyramid_beats_the_reference_on_the_same_budget_of_full_size_steps(model):
     # 192×128 has two levels: 96×64 and 192×128
     content, style = make_content(192, 128), make_style(96)
-    pyramid = stylize(content, style, StyleParams(size=192, seed=4, epochs=30, precision="fp32"), model=model)
+    pyramid = stylize(content, style, StyleParams(size=192, seed=4, epochs=30, precision="fp32", effort="high"), model=model)
     reference = stylize(content, style, StyleParams(size=192, seed=4, epochs=30, precision="fp32", schedule="reference"), model=model)
     assert pyramid.stats.levels == 2 and pyramid.stats.schedule == "pyramid"
     assert sum(pyramid.stats.level_steps) == pyramid.stats.steps <= 30
@@ -249,12 +249,27 @@ def test_colors_match_uses_the_recoloured_style(model, content_image):
 
 def test_previews_and_progress_span_the_levels(model):
     previews, seen = [], []
-    stylize(make_content(128, 128), make_style(64), StyleParams(size=128, seed=1, epochs=15, stop_tolerance=0), model=model,
-            on_progress=seen.append, on_preview=lambda step, image: previews.append((step, image.size)), preview_every=2)
+    stylize(make_content(128, 128), make_style(64), StyleParams(size=128, seed=1, epochs=15, stop_tolerance=0, effort="high"),
+            model=model, on_progress=seen.append, on_preview=lambda step, image: previews.append((step, image.size)), preview_every=2)
     assert [step for step, _ in previews] == [2, 4, 6, 8, 10, 12, 14]
     sizes = [size for _, size in previews]
     assert sizes == [(64, 64)] + [(128, 128)] * 6  # level 1 has 3 of 15 steps (its 20% share)
     assert {p.level for p in seen} == {1, 2} and seen[-1].step == seen[-1].total == 15
+
+
+def test_the_first_timed_preview_comes_when_the_coarsest_level_ends(model):
+    """The bot's previews are timed (preview_seconds); the first one should not wait for the timer when
+    the cheap coarse level already has a picture: one preview at its end, then the timer's cadence."""
+    previews = []
+    params = StyleParams(size=128, seed=1, epochs=15, stop_tolerance=0, effort="high")
+    result = stylize(make_content(128, 128), make_style(64), params, model=model, preview_seconds=1e6,
+                     on_preview=lambda step, image: previews.append((step, image.size)))
+    assert result.stats.level_steps == (3, 12)
+    assert previews == [(3, (64, 64))]
+    single = []
+    stylize(make_content(128, 128), make_style(64), params.replace(schedule="single"), model=model, preview_seconds=1e6,
+            on_preview=lambda step, image: single.append(step))
+    assert single == []  # one level: nothing earlier to show
 
 
 def test_lbfgs_iterates_stay_in_range_so_the_delivered_picture_scores_as_reported(model, content_image, style_image):
