@@ -6,6 +6,8 @@
     result = nst.stylize(Image.open("content.jpg"), Image.open("style.jpg"),
                          nst.StyleParams(epochs=300, size=384), model=model)
     result.image.save("out.png"); print(result.stats)
+    clip = nst.stylize_animation(nst.images.decode_animation("clip.gif"), Image.open("style.jpg"), model=model)
+    nst.images.write_animation(clip.animation, "out.gif")   # one shared palette, the clip's timing and loop
 
 Importing the package is cheap: ``nst.params``, ``nst.errors``, ``nst.images`` and ``nst.schedule``
 never import torch, so a process that only validates options and images (the bot's main process)
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import Cancelled, ImageError, NSTError, ParamError, WeightsError
 from .params import FIELDS, StyleParams
+from .images import Animation, check_animation
 from .schedule import check_runnable
 
 # name -> module that defines it; imported on first attribute access (PEP 562)
@@ -28,6 +31,9 @@ _LAZY = {
     "export_features": "model",
     "load_vgg19": "model",
     "resolve_device": "model",
+    "AnimationProgress": "animation",
+    "AnimationResult": "animation",
+    "stylize_animation": "animation",
     "Progress": "transfer",
     "Result": "transfer",
     "Stats": "transfer",
@@ -35,6 +41,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from .animation import AnimationProgress, AnimationResult, stylize_animation
     from .model import VGGFeatures, export_features, load_vgg19, resolve_device
     from .transfer import Progress, Result, Stats, stylize
 
@@ -53,6 +60,9 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "Animation",
+    "AnimationProgress",
+    "AnimationResult",
     "Cancelled",
     "FIELDS",
     "ImageError",
@@ -64,9 +74,11 @@ __all__ = [
     "StyleParams",
     "VGGFeatures",
     "WeightsError",
+    "check_animation",
     "check_runnable",
     "export_features",
     "load_vgg19",
     "resolve_device",
     "stylize",
+    "stylize_animation",
 ]

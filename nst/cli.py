@@ -18,7 +18,9 @@ from .schedule import check_runnable
 
 # A 500-step job at 512 px takes minutes on a CPU; 384 px keeps it reasonable (about 2.5x fewer pixels).
 CPU_DEFAULT_SIZE = 384
-OUTPUT_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
+OUTPUT_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".mp4")
+ANIMATION_EXTENSIONS = (".gif", ".webp", ".mp4")  # an animated content is written as one of these
+ANIMATION_ONLY_EXTENSIONS = (".gif", ".mp4")
 
 EPILOG = """\
 examples:
@@ -27,6 +29,8 @@ examples:
   python -m nst examples/content.jpg examples/style.jpg -o smoke.png --weights random --epochs 20
   python -m nst photo.jpg a.jpg b.jpg -o blend.png --style-blend 0.7,0.3 --colors content
   python -m nst photo.jpg painting.jpg -o seed-loop.png --schedule reference   # the original 500-step loop
+  python -m nst clip.gif painting.jpg -o out.gif             # every frame, held still where nothing moves
+  python -m nst clip.mp4 painting.jpg -o out.mp4 --animation-size 192   # videos need: pip install ".[video]"
   python -m nst export-weights vgg19-features.pth            # compact weights file (~52 MB)
 
 weights: 'torchvision' (default) downloads VGG-19 once into torchvision's cache; a path loads a local
@@ -69,7 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "style", nargs="+", help="image(s) whose style (colours, strokes, texture) to take; several are blended"
     )
-    parser.add_argument("-o", "--output", required=True, help="where to write the result (.png, .jpg, .webp)")
+    parser.add_argument(
+        "-o", "--output", required=True,
+        help="where to write the result (.png, .jpg, .webp; an animation: .gif, .webp or .mp4)",
+    )
     for name, spec in FIELDS.items():
         default = getattr(defaults, name)
         if name == "size":
@@ -148,9 +155,13 @@ def _run(args: argparse.Namespace) -> int:
         raise NSTError(f"output: {output.name} must end in one of {', '.join(OUTPUT_EXTENSIONS)}")
     if not output.parent.is_dir():
         raise NSTError(f"output: the folder {output.parent} does not exist")
+    clip = images.decode_animation(args.content, name="content image", max_frames=params.max_frames)
+    if clip.animated:
+        return _run_animation(args, params, clip, output, device)
+    if output.suffix.lower() in ANIMATION_ONLY_EXTENSIONS:
+        raise NSTError(f"output: {output.name}: the content is a still picture, written as .png, .jpg or .webp")
     content = images.decode_image(args.content, name="content image")
-    names = ["style image"] if len(args.style) == 1 else [f"style image {i + 1}" for i in range(len(args.style))]
-    styles = [images.decode_image(path, name=name) for path, name in zip(args.style, names)]
+    styles = _styles(args)
     check_runnable(content.size, [s.size for s in styles], params)  # before loading anything heavy
     model = load_vgg19(args.weights, device=device, progress=not args.quiet)
 
@@ -182,6 +193,57 @@ def _run(args: argparse.Namespace) -> int:
         f"({s.steps_per_second:.2f} steps/s) on {s.device} ({s.dtype}) · seed {s.seed} → {output}"
     )
     return 0
+
+
+def _run_animation(args: argparse.Namespace, params: StyleParams, clip, output: Path, device) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from .animation import stylize_animation
+    from .model import load_vgg19
+
+    out_of_memory = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    if output.suffix.lower() not in ANIMATION_EXTENSIONS:
+        raise NSTError(f"output: an animation is written as .gif, .webp or .mp4, not {output.suffix}")
+    if args.size is not None and args.animation_size is None:
+        params = params.replace(animation_size=params.size)  # --size alone sizes the animation too
+    styles = _styles(args)
+    images.check_animation(clip.size, len(clip.frames), clip.duration_ms, [s.size for s in styles], params)
+    model = load_vgg19(args.weights, device=device, progress=not args.quiet)
+    bar = tqdm(
+        total=1, unit="step", disable=args.quiet, dynamic_ncols=True, leave=False,
+        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} steps [{elapsed}{postfix}]",
+    )
+
+    def on_progress(progress) -> None:
+        bar.total = progress.total
+        bar.set_postfix_str(
+            f"frame {progress.frame}/{progress.frames} · ETA {_duration(progress.eta)} · loss {progress.total_loss:.4g}",
+            refresh=False,
+        )
+        bar.update(progress.step - bar.n)
+
+    try:
+        result = stylize_animation(clip, styles, params, model=model, on_progress=on_progress)
+    except out_of_memory:
+        print(f"error: out of memory at animation size {params.animation_size} on {device}; try a smaller --animation-size", file=sys.stderr)
+        return 1
+    finally:
+        bar.close()
+    encoded = images.write_animation(result.animation, output, quality=args.quality)
+    first = result.first.stats
+    given_up = f" · to fit: {', '.join(encoded.given_up)}" if encoded.given_up else ""
+    print(
+        f"done: {encoded.frames} frames · {sum(result.frame_steps)} steps ({result.frame_steps[0]} for the first frame) · "
+        f"{encoded.size[0]}×{encoded.size[1]} · {result.seconds:.1f} s on {first.device} ({first.dtype}) · "
+        f"seed {first.seed}{given_up} → {output}"
+    )
+    return 0
+
+
+def _styles(args: argparse.Namespace) -> list:
+    names = ["style image"] if len(args.style) == 1 else [f"style image {i + 1}" for i in range(len(args.style))]
+    return [images.decode_image(path, name=name) for path, name in zip(args.style, names)]
 
 
 def _duration(seconds: float) -> str:

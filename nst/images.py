@@ -12,7 +12,8 @@ Decoding policy, and why:
 * The pixel count declared in the header is checked before any pixel data is decoded, so a
   50000×50000 "decompression bomb" of a few hundred bytes is refused without allocating memory.
 * Truncated files are refused rather than silently padded with grey.
-* Only the first frame of an animation is used; EXIF orientation is applied so phone photos come
+* :func:`decode_image` uses only the first frame of an animation (:func:`decode_animation` reads
+  them all, under the same rules plus caps on frames and frames × pixels); EXIF orientation is applied so phone photos come
   out upright; transparency is flattened onto white (what a viewer shows); high bit depths are
   scaled, not clipped, to 8 bits. Metadata (EXIF incl. GPS position, ICC profile) is dropped.
 """
@@ -27,6 +28,7 @@ import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
@@ -38,18 +40,26 @@ if TYPE_CHECKING:  # torch is imported lazily: decoding/encoding must not pay fo
     import torch
 
 __all__ = [
+    "DEFAULT_MAX_ANIMATION_PIXELS",
     "DEFAULT_MAX_PIXELS",
+    "Animation",
+    "EncodedAnimation",
     "READABLE_FORMATS",
     "EncodedImage",
+    "check_animation",
+    "decode_animation",
     "decode_image",
     "describe_pixels",
+    "encode_animation",
     "encode_image",
     "fit_within",
     "fitted_size",
     "match_scale",
     "matched_size",
     "to_image",
+    "shared_palette",
     "to_tensor",
+    "write_animation",
     "write_image",
 ]
 
@@ -587,3 +597,381 @@ def to_image(tensor: torch.Tensor) -> Image.Image:
     values = torch.nan_to_num(tensor.detach().to(torch.float32), nan=0.0).clamp_(0.0, 1.0)
     pixels = values.mul_(255.0).round_().to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()
     return Image.fromarray(pixels)
+
+
+# ------------------------------------------------------------------------------------------ animations
+
+DEFAULT_MAX_ANIMATION_PIXELS = 150_000_000
+"""Largest frames × declared width×height :func:`decode_animation` decodes (about 450 MB as 8-bit RGB)."""
+
+DEFAULT_FRAME_MS = 100  # what browsers (and Discord) show for a GIF frame without a usable delay
+VIDEO_EXTRA = 'pip install ".[video]"'
+_ANIMATION_FORMATS = ("GIF", "WEBP")  # animations Pillow decodes; other readable formats give one frame
+_GIF_COLOURS = (256, 128, 64, 32)  # palette sizes tried, largest first, before anything else is given up
+_GIF_MIN_SCALE = 0.5  # a GIF is shrunk to at most half its side before frames are dropped
+
+
+@dataclass(frozen=True)
+class Animation:
+    """Decoded frames (8-bit RGB, all one size) with how long each shows and how often the clip plays.
+
+    ``loop`` is the number of repeats after the first play as GIF counts them: 0 = forever,
+    None = play once (a GIF without a loop block)."""
+
+    frames: tuple[Image.Image, ...]
+    durations: tuple[int, ...]  # milliseconds per frame
+    loop: int | None = 0
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.frames[0].size
+
+    @property
+    def duration_ms(self) -> int:
+        return sum(self.durations)
+
+    @property
+    def animated(self) -> bool:
+        return len(self.frames) > 1
+
+
+def decode_animation(
+    source: bytes | bytearray | memoryview | str | os.PathLike[str],
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_frames: int = 1000,
+    max_total_pixels: int = DEFAULT_MAX_ANIMATION_PIXELS,
+    name: str = "image",
+) -> Animation:
+    """Decode an animated GIF or WebP (Pillow), an MP4/WebM/QuickTime clip (PyAV, the ``video`` extra)
+    or any still :func:`decode_image` reads (one frame) into an :class:`Animation`.
+
+    The stills' rules apply to every frame (format allow-list, header size check, truncation refused,
+    transparency onto white). The frame count and frames × pixels are checked from the header before
+    any frame is decoded, so a clip of a million frames is refused as cheaply as a decompression bomb.
+    """
+    data = _read_source(source, name)
+    if _is_video(data[:64]):
+        return _decode_video(data, max_pixels, max_frames, max_total_pixels, name)
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+        try:
+            image = Image.open(io.BytesIO(data), formats=_ANIMATION_FORMATS)
+            count = getattr(image, "n_frames", 1)
+        except Exception:  # not a GIF/WebP, or a header a stills' decode explains better
+            image, count = None, 1
+        if image is not None and count > 1:
+            try:
+                _check_frames(name, image.size, count, max_pixels, max_frames, max_total_pixels)
+                return _pillow_frames(image, count, name)
+            finally:
+                image.close()
+        if image is not None:
+            image.close()
+    # outside the lock, which decode_image takes itself
+    return Animation((decode_image(data, max_pixels=max_pixels, name=name),), (0,), None)
+
+
+def _read_source(source, name: str) -> bytes:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    else:
+        path = os.fspath(source)
+        try:
+            with open(path, "rb") as file:
+                data = file.read()
+        except FileNotFoundError:
+            raise ImageError(f"the {name} file was not found: {path}") from None
+        except IsADirectoryError:
+            raise ImageError(f"the {name} path is a directory, not a file: {path}") from None
+        except OSError as err:
+            raise ImageError(f"the {name} file cannot be read ({err.strerror or err}): {path}") from None
+    if not data:
+        raise ImageError(f"the {name} is empty (0 bytes)")
+    return data
+
+
+def _is_video(head: bytes) -> bool:
+    """MP4/QuickTime (ISO media that is not a HEIF/AVIF photo) or WebM/Matroska, by magic number."""
+    if head.startswith(b"\x1aE\xdf\xa3"):
+        return True
+    return head[4:8] == b"ftyp" and head[8:12] not in (*_HEIF_BRANDS, b"avif", b"avis")
+
+
+def _check_frames(name: str, size: tuple[int, int], count: int, max_pixels: int, max_frames: int, max_total: int) -> None:
+    width, height = size
+    if width < 1 or height < 1:
+        raise ImageError(f"the {name} has no pixels ({width}×{height})")
+    if width * height > max_pixels:
+        raise ImageError(
+            f"the {name} is {width}×{height} = {describe_pixels(width * height)}; the limit is {describe_pixels(max_pixels)}"
+        )
+    if count > max_frames:
+        raise ImageError(f"the {name} has {count} frames; the limit is {max_frames}")
+    if count * width * height > max_total:
+        raise ImageError(
+            f"the {name} is {count} frames of {width}×{height} = {describe_pixels(count * width * height)}; "
+            f"the limit is {describe_pixels(max_total)}"
+        )
+
+
+def _pillow_frames(image: Image.Image, count: int, name: str) -> Animation:
+    fmt = {"WEBP": "WebP"}.get(image.format or "", image.format or "image")
+    frames, durations = [], []
+    try:
+        for index in range(count):
+            image.seek(index)
+            # RGBA composes the frame over what the previous frames left (GIF disposal, WebP blending)
+            frames.append(_to_rgb(image.convert("RGBA"), name))
+            durations.append(_frame_ms(image.info.get("duration")))
+    except MemoryError:
+        raise ImageError(f"the {name} is too large to decode in the memory available") from None
+    except ImageError:
+        raise
+    except Exception as err:
+        raise ImageError(_broken_message(name, fmt, err)) from None
+    loop = image.info.get("loop")
+    for frame in frames:
+        frame.info = {}
+    return Animation(tuple(frames), tuple(durations), int(loop) if loop is not None else None)
+
+
+def _frame_ms(value) -> int:
+    """A frame's delay in ms; 0 or missing shows as DEFAULT_FRAME_MS in browsers, so it is kept as that."""
+    try:
+        ms = int(round(float(value)))
+    except (TypeError, ValueError):
+        return DEFAULT_FRAME_MS
+    return ms if ms > 0 else DEFAULT_FRAME_MS
+
+
+def _decode_video(data: bytes, max_pixels: int, max_frames: int, max_total: int, name: str) -> Animation:
+    try:
+        import av
+    except ImportError:
+        raise ImageError(
+            f"the {name} is a video (MP4/WebM); reading videos needs the optional PyAV package: {VIDEO_EXTRA}, "
+            "or send it as a GIF"
+        ) from None
+    try:
+        with av.open(io.BytesIO(data), mode="r") as container:
+            if not container.streams.video:
+                raise ImageError(f"the {name} is a media file without a video track")
+            stream = container.streams.video[0]
+            size = (stream.codec_context.width, stream.codec_context.height)
+            declared = stream.frames or 1  # 0 when the container does not say: counted while decoding
+            _check_frames(name, size, declared, max_pixels, max_frames, max_total)
+            frames, stamps = [], []
+            for frame in container.decode(stream):
+                if len(frames) == max_frames:
+                    raise ImageError(f"the {name} has more than {max_frames} frames; the limit is {max_frames}")
+                frames.append(frame.to_image().convert("RGB"))
+                stamps.append(float(frame.pts * frame.time_base) if frame.pts is not None else None)
+    except ImageError:
+        raise
+    except MemoryError:
+        raise ImageError(f"the {name} is too large to decode in the memory available") from None
+    except Exception:
+        raise ImageError(f"the {name} is a corrupt or unsupported video: its frames cannot be decoded") from None
+    if not frames:
+        raise ImageError(f"the {name} is a video without any frames")
+    _check_frames(name, frames[0].size, len(frames), max_pixels, max_frames, max_total)
+    return Animation(tuple(frames), _video_durations(stamps, stream), 0)
+
+
+def _video_durations(stamps: list[float | None], stream) -> tuple[int, ...]:
+    rate = float(stream.average_rate) if stream.average_rate else 1000 / DEFAULT_FRAME_MS
+    default = max(1, round(1000 / rate))
+    if any(s is None for s in stamps):
+        return (default,) * len(stamps)
+    gaps = [round((b - a) * 1000) for a, b in zip(stamps, stamps[1:])]
+    return tuple(g if g > 0 else default for g in gaps) + (default,)
+
+
+@dataclass(frozen=True)
+class EncodedAnimation:
+    """An encoded animation and what fitting it into the byte budget cost."""
+
+    data: bytes
+    format: str  # "gif", "webp" or "mp4"
+    size: tuple[int, int]
+    frames: int
+    colours: int | None  # the GIF palette's size
+    given_up: tuple[str, ...] = ()  # e.g. ("colours 256→64", "size 128×96→96×72", "frames 24→12")
+
+    @property
+    def extension(self) -> str:
+        return "." + self.format
+
+    @property
+    def content_type(self) -> str:
+        return {"gif": "image/gif", "webp": "image/webp", "mp4": "video/mp4"}[self.format]
+
+
+def encode_animation(animation: Animation, fmt: str = "gif", *, max_bytes: int | None = None, quality: int = 90) -> EncodedAnimation:
+    """Encode ``animation`` keeping its timing and loop. ``fmt``: gif, webp or mp4 (PyAV).
+
+    A GIF uses one palette for all frames (a palette per frame makes still areas flicker) and no
+    dithering (error diffusion moves with every small change). Over ``max_bytes`` it gives up, in
+    this order, palette colours (down to 32), size (down to half each side), then every other frame
+    (their time goes to the frames kept, so the clip plays as long). Raises :class:`ImageError` when
+    even that does not fit. ``max_bytes`` applies to GIF only; ``quality`` to WebP and MP4.
+    """
+    fmt = fmt.lower().lstrip(".")
+    if fmt == "webp":
+        return EncodedAnimation(_webp_bytes(animation, quality), "webp", animation.size, len(animation.frames), None)
+    if fmt == "mp4":
+        return EncodedAnimation(_mp4_bytes(animation, quality), "mp4", animation.size, len(animation.frames), None)
+    if fmt != "gif":
+        raise ValueError(f"unknown animation format {fmt!r}; use gif, webp or mp4")
+    return _fitted_gif(animation, max_bytes)
+
+
+def _fitted_gif(animation: Animation, max_bytes: int | None) -> EncodedAnimation:
+    original = animation
+    current = animation
+    colours = _GIF_COLOURS[0]
+    data = _gif_bytes(current, colours)
+    if max_bytes is not None and len(data) > max_bytes:
+        for colours in _GIF_COLOURS[1:]:  # 1. fewer colours
+            data = _gif_bytes(current, colours)
+            if len(data) <= max_bytes:
+                break
+        width, height = original.size
+        smallest = (max(1, round(width * _GIF_MIN_SCALE)), max(1, round(height * _GIF_MIN_SCALE)))
+        while len(data) > max_bytes and current.size != smallest:  # 2. a smaller size
+            factor = min(0.9, max(0.5, 0.95 * math.sqrt(max_bytes / len(data))))
+            size = (max(smallest[0], round(current.size[0] * factor)), max(smallest[1], round(current.size[1] * factor)))
+            current = _resized_animation(original, size)
+            data = _gif_bytes(current, colours)
+        while len(data) > max_bytes and len(current.frames) > 1:  # 3. fewer frames
+            current = _every_other_frame(current)
+            data = _gif_bytes(current, colours)
+        if len(data) > max_bytes:
+            raise ImageError(f"cannot encode the animation under {max_bytes} bytes, even as one small frame")
+    return EncodedAnimation(data, "gif", current.size, len(current.frames), colours, _given_up(original, current, colours))
+
+
+def _given_up(original: Animation, result: Animation, colours: int) -> tuple[str, ...]:
+    given = []
+    if colours != _GIF_COLOURS[0]:
+        given.append(f"colours {_GIF_COLOURS[0]}→{colours}")
+    if result.size != original.size:
+        given.append(f"size {original.size[0]}×{original.size[1]}→{result.size[0]}×{result.size[1]}")
+    if len(result.frames) != len(original.frames):
+        given.append(f"frames {len(original.frames)}→{len(result.frames)}")
+    return tuple(given)
+
+
+def _resized_animation(animation: Animation, size: tuple[int, int]) -> Animation:
+    frames = tuple(frame.resize(size, Image.Resampling.LANCZOS) for frame in animation.frames)
+    return Animation(frames, animation.durations, animation.loop)
+
+
+def _every_other_frame(animation: Animation) -> Animation:
+    """Every other frame, each showing for its own time plus the dropped one's: the clip's length is kept."""
+    frames = animation.frames[::2]
+    durations = tuple(sum(animation.durations[i : i + 2]) for i in range(0, len(animation.durations), 2))
+    return Animation(frames, durations, animation.loop)
+
+
+def shared_palette(frames: Sequence[Image.Image], colours: int) -> Image.Image:
+    """One palette ("P" image) for all ``frames``: median cut over a sample of every frame's pixels."""
+    sample_side = 64  # enough pixels per frame to see its colours, cheap for a few hundred frames
+    tiles = [frame.resize((min(sample_side, frame.width), min(sample_side, frame.height))) for frame in frames]
+    mosaic = Image.new("RGB", (sum(t.width for t in tiles), max(t.height for t in tiles)))
+    x = 0
+    for tile in tiles:
+        mosaic.paste(tile, (x, 0))
+        x += tile.width
+    return mosaic.quantize(colors=colours, method=Image.Quantize.MEDIANCUT)
+
+
+def _gif_bytes(animation: Animation, colours: int) -> bytes:
+    palette = shared_palette(animation.frames, colours)
+    frames = [frame.quantize(palette=palette, dither=Image.Dither.NONE) for frame in animation.frames]
+    options = {} if animation.loop is None else {"loop": animation.loop}
+    buffer = io.BytesIO()
+    # palette=: without it Pillow writes a local palette with every frame after the first; optimize=False:
+    # with it Pillow would shrink each frame's palette to the colours that frame uses. (Pillow merges a
+    # frame identical to the one before into it, adding its duration: the timing is kept.)
+    frames[0].save(
+        buffer, "GIF", save_all=True, append_images=frames[1:], duration=list(animation.durations),
+        palette=bytes(palette.getpalette()[: 3 * colours]), optimize=False, disposal=1, **options,
+    )
+    return buffer.getvalue()
+
+
+def _webp_bytes(animation: Animation, quality: int) -> bytes:
+    buffer = io.BytesIO()
+    animation.frames[0].save(
+        buffer, "WEBP", save_all=True, append_images=list(animation.frames[1:]), duration=list(animation.durations),
+        loop=animation.loop if animation.loop is not None else 1, quality=quality, method=4,
+    )
+    return buffer.getvalue()
+
+
+def _mp4_bytes(animation: Animation, quality: int) -> bytes:
+    try:
+        import av
+    except ImportError:
+        raise ImageError(f"writing MP4 needs the optional PyAV package: {VIDEO_EXTRA}; or write a .gif") from None
+    width, height = (side - side % 2 for side in animation.size)  # H.264 (4:2:0) needs even sides
+    if width < 2 or height < 2:
+        raise ImageError(f"the animation is too small for MP4 ({animation.size[0]}×{animation.size[1]})")
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=1000)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)  # timestamps in ms keep each frame's own duration
+        stream.options = {"crf": str(round(51 - quality * 0.4))}
+        at = 0
+        for frame, ms in zip(animation.frames, animation.durations):
+            picture = av.VideoFrame.from_image(frame.crop((0, 0, width, height)))
+            picture.pts, picture.time_base = at, Fraction(1, 1000)
+            at += ms
+            container.mux(stream.encode(picture))
+        container.mux(stream.encode(None))
+    return buffer.getvalue()
+
+
+_ANIMATION_EXTENSIONS = {".gif": "gif", ".webp": "webp", ".mp4": "mp4"}
+
+
+def write_animation(animation: Animation, path: str | os.PathLike[str], *, quality: int = 90, max_bytes: int | None = None) -> EncodedAnimation:
+    """Write ``animation`` to ``path`` as its extension says (.gif, .webp, .mp4); encoded in memory first."""
+    target = os.fspath(path)
+    fmt = _ANIMATION_EXTENSIONS.get(os.path.splitext(target)[1].lower())
+    if fmt is None:
+        raise ImageError(f"cannot write {os.path.basename(target) or target!r} as an animation: use .gif, .webp or .mp4")
+    encoded = encode_animation(animation, fmt, max_bytes=max_bytes, quality=quality)
+    try:
+        with open(target, "wb") as file:
+            file.write(encoded.data)
+    except OSError as err:
+        raise ImageError(f"cannot write {target}: {err.strerror or err}") from None
+    return encoded
+
+
+def check_animation(
+    size: tuple[int, int], frames: int, duration_ms: int, style_sizes: Sequence[tuple[int, int]], params
+) -> None:
+    """Refuse, before any tensor work, a clip over the caps in ``params`` (a StyleParams): frames,
+    playing time and frames × pixels at ``params.animation_size``; then what
+    :func:`nst.check_runnable` refuses for its frames at that size. Raises ImageError/ParamError."""
+    from .schedule import check_runnable  # here, not at the top: schedule imports this module
+
+    if frames > params.max_frames:
+        raise ImageError(f"the animation has {frames} frames; the limit is {params.max_frames}")
+    seconds = duration_ms / 1000
+    if seconds > params.max_clip_seconds:
+        raise ImageError(f"the animation plays for {seconds:g} s; the limit is {params.max_clip_seconds:g} s")
+    width, height = fitted_size(size, params.animation_size)
+    cost = frames * width * height
+    if cost > params.max_clip_pixels:
+        raise ImageError(
+            f"the animation is {frames} frames of {width}×{height} = {describe_pixels(cost)} to stylize; the limit "
+            f"is {describe_pixels(params.max_clip_pixels)}: use fewer frames or a smaller animation_size"
+        )
+    check_runnable(size, style_sizes, params.replace(size=params.animation_size))

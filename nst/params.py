@@ -143,6 +143,22 @@ FIELDS: dict[str, FieldSpec] = {
         FieldSpec(
             "precision", str, "auto = bf16 where the device is fast at it", choices=PRECISIONS, user_option=False
         ),
+        # Animations (nst.animation): the size of their frames, the later frames' budget, the temporal term, the caps.
+        FieldSpec("animation_size", int, "longer side of an animation's frames in pixels (stills use size)", MIN_SIZE, 4096, user_option=False),
+        FieldSpec(
+            "frame_steps", int, "most steps for each frame of an animation after the first (it starts from the "
+            "previous stylized frame and stops early)", 1, 1000, user_option=False,
+        ),
+        FieldSpec(
+            "temporal_weight", float, "how strongly the parts of an animation that do not move keep the previous "
+            "frame's picture (0 = off)", 0.0, 1e6, user_option=False,
+        ),
+        FieldSpec("max_frames", int, "most frames an animation may have", 1, 100_000, user_option=False),
+        FieldSpec("max_clip_seconds", float, "longest animation in seconds of playing time", 0.0, 86_400, min_exclusive=True, user_option=False),
+        FieldSpec(
+            "max_clip_pixels", int, "most frames × pixels per frame (at the animation size) one animation may cost",
+            1, 10**12, user_option=False,
+        ),
     )
 }
 
@@ -171,6 +187,12 @@ class StyleParams:
     style_layer_weights: tuple[float, ...] = (1.0, 0.8, 0.4, 0.2, 0.1)
     content_layer: str = "conv4_2"
     precision: str = "auto"
+    animation_size: int = 256
+    frame_steps: int = 12
+    temporal_weight: float = 30.0
+    max_frames: int = 120
+    max_clip_seconds: float = 30.0
+    max_clip_pixels: int = 8_000_000
 
     def __post_init__(self) -> None:
         for spec in FIELDS.values():

@@ -90,7 +90,8 @@ def test_bad_inputs_exit_2(weights_file, tmp_path, capsys):
     w = ["--weights", weights_file]
     assert "content image" in _bad(tmp_path, capsys, tmp_path / "missing.jpg", ok, "-o", tmp_path / "o.png", *w)
     assert "style image" in _bad(tmp_path, capsys, ok, text, "-o", tmp_path / "o.png", *w)
-    assert "must end in one of" in _bad(tmp_path, capsys, ok, ok, "-o", tmp_path / "o.gif", *w)
+    assert "must end in one of" in _bad(tmp_path, capsys, ok, ok, "-o", tmp_path / "o.bmp", *w)
+    assert "the content is a still picture" in _bad(tmp_path, capsys, ok, ok, "-o", tmp_path / "o.gif", *w)
     assert "does not exist" in _bad(tmp_path, capsys, ok, ok, "-o", tmp_path / "nowhere" / "o.png", *w)
     assert "weights file not found" in _bad(tmp_path, capsys, ok, ok, "-o", tmp_path / "o.png", "--weights", tmp_path / "x.pth")
 
