@@ -434,7 +434,7 @@ def database_intact(tools: Tools, image: str, volume: str) -> None:
     passes integrity_check, records the delivered job as done and no job as unfinished."""
     script = """
 import asyncio, json, os, sqlite3
-from bot.store import Store
+from bot.core.store import Store
 path = '/data/bot.sqlite3'
 wal = path + '-wal'
 conn = sqlite3.connect(f'file:{path}?mode=ro', uri=True)

@@ -58,7 +58,7 @@ async def run(config, token: str) -> int:
 
     from .app import StyleBot
     from .executor import ExecutorError
-    from .store import StoreError
+    from bot.core.store import StoreError
 
     bot = StyleBot(config)
     loop = asyncio.get_running_loop()

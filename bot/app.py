@@ -16,15 +16,17 @@ from dataclasses import dataclass
 import discord
 from discord.ext import commands
 
-from .config import Config
-from .errors import UserError
-from .executor import Executor, make_executor
-from .imagecache import ImageCache
-from .jobs import JobService
-from .status import CHANNEL_EDIT_GAP, ChannelPacer
-from .store import Store, StoreError, prune_periodically
-from .styles import StyleLibrary
-from .web import Metrics, WebServer
+from bot.config import Config, make_executor
+from bot.core.imagecache import ImageCache
+from bot.core.jobs import JobService
+from bot.core.store import Store, prune_periodically
+from bot.core.styles import StyleLibrary
+from bot.executor import Executor
+from bot.frontend.errors import on_interaction_error, on_prefix_error
+from bot.frontend.help import HelpCommand
+from bot.frontend.job_view import DiscordJobs
+from bot.frontend.status import CHANNEL_EDIT_GAP, ChannelPacer
+from bot.web import Metrics, WebServer
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,7 @@ class StyleBot(commands.AutoShardedBot):
             case_insensitive=True,
             strip_after_prefix=True,  # "@bot stylize" and "! stylize" work too
             allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True, replied_user=True),
-            help_command=commands.DefaultHelpCommand(no_category="Other", dm_help=False),
+            help_command=HelpCommand(no_category="Other", dm_help=False),
             shard_count=config.bot.shards,  # None ("auto"): discord.py asks Discord's /gateway/bot
             **options,
         )
@@ -81,16 +83,17 @@ class StyleBot(commands.AutoShardedBot):
         # Edits in one channel: at most one per CHANNEL_EDIT_GAP (Discord's limit); a status_interval
         # set below it (a private test server) lowers the gap to match.
         self.pacer = ChannelPacer(min(CHANNEL_EDIT_GAP, config.bot.status_interval))
-        self.jobs = JobService(self, ImageCache(config.cache_dir, max_bytes=config.cache.max_bytes, ttl=config.cache.ttl))
+        cache = ImageCache(config.cache_dir, max_bytes=config.cache.max_bytes, ttl=config.cache.ttl)
+        self.jobs = JobService(config, cache, self.metrics, DiscordJobs(self))
 
     async def setup_hook(self) -> None:
-        from .cogs import slash
-        from .cogs.admin import Limits
-        from .cogs.buttons import DYNAMIC_ITEMS
-        from .cogs.presets import Presets
-        from .cogs.settings import Settings
-        from .cogs.styles import Styles
-        from .cogs.stylize import Stylize
+        from bot.frontend import slash
+        from bot.frontend.cogs.limits import Limits
+        from bot.frontend.components import DYNAMIC_ITEMS
+        from bot.frontend.cogs.presets import Presets
+        from bot.frontend.cogs.settings import Settings
+        from bot.frontend.cogs.styles import Styles
+        from bot.frontend.cogs.stylize import Stylize
 
         self.store = await Store.open(self.config.database_path)
         self.styles = StyleLibrary(self.config, self.store)
@@ -98,11 +101,12 @@ class StyleBot(commands.AutoShardedBot):
         if self.executor is None:
             self.executor = make_executor(self.config)
         await self.executor.start()
+        self.jobs.start(store=self.store, styles=self.styles, executor=self.executor)
         for cog in (Stylize(self), Styles(self), Presets(self), Settings(self), Limits(self)):
             await self.add_cog(cog)
         slash.register(self)  # published by the owner's `sync`, never at start (Discord limits creates)
         self.add_dynamic_items(*DYNAMIC_ITEMS)  # buttons of earlier processes' messages work too
-        self.tree.on_error = self.on_app_command_error
+        self.tree.on_error = on_interaction_error
         await self.jobs.cache.prune()
         self._lag_sampler = asyncio.create_task(self.metrics.sample_loop_lag())
         self._pruner = asyncio.create_task(prune_periodically(self.store, self.config.bot.job_history_days * 86400))
@@ -169,45 +173,8 @@ class StyleBot(commands.AutoShardedBot):
                  len(self.guilds), self.shard_count or 0)
         await self.jobs.resume()
 
-    async def on_app_command_error(self, interaction: discord.Interaction, error: discord.app_commands.AppCommandError) -> None:
-        from .cogs.buttons import say
-
-        original = getattr(error, "original", error)
-        if isinstance(original, UserError):
-            await say(interaction, f"⚠️ {original}")
-            return
-        if isinstance(error, discord.app_commands.CommandSignatureMismatch):  # published commands older than this code
-            log.warning("%s", error)
-            await say(interaction, "⚠️ this command has changed since the bot's commands were last published; "
-                                   "the bot's owner needs to run `sync` again")
-            return
-        if isinstance(error, discord.app_commands.CheckFailure):
-            await say(interaction, f"⚠️ {error or 'you cannot use this command here'}")
-            return
-        if isinstance(original, StoreError):
-            log.error("store error: %s", original)
-            await say(interaction, "⚠️ the bot's database is unavailable right now; please try again later")
-            return
-        log.error("application command failed", exc_info=(type(original), original, original.__traceback__))
-        await say(interaction, "⚠️ something went wrong on our side; the bot's operator can find the details in its logs")
-
     async def on_command_error(self, ctx: commands.Context, error: commands.CommandError) -> None:
-        if isinstance(error, commands.CommandNotFound):
-            return
-        message = describe_error(ctx, error)
-        if message is None:
-            original = getattr(error, "original", error)
-            log.error("command %r failed", ctx.message.content[:100], exc_info=(type(original), original, original.__traceback__))
-            message = "something went wrong on our side; the bot's operator can find the details in its logs"
-        try:
-            await ctx.reply(f"⚠️ {message}", mention_author=False, allowed_mentions=discord.AllowedMentions.none())
-        except discord.Forbidden:  # e.g. no Read Message History, which replies need: say it plainly
-            try:
-                await ctx.send(f"<@{ctx.author.id}> ⚠️ {message}", allowed_mentions=discord.AllowedMentions(users=[ctx.author]))
-            except discord.HTTPException as send_error:
-                log.warning("could not answer a failed command: %s", send_error)
-        except discord.HTTPException as reply_error:
-            log.warning("could not reply to a failed command: %s", reply_error)
+        await on_prefix_error(ctx, error)
 
     # ------------------------------------------------------------------------------ shutdown
 
@@ -229,28 +196,3 @@ class StyleBot(commands.AutoShardedBot):
             await self.web.stop()
         if self.store is not None:
             await self.store.close()
-
-
-def describe_error(ctx: commands.Context, error: commands.CommandError) -> str | None:
-    """The reply for an expected error, or None for a bug (logged, answered with a generic line)."""
-    prefix = ctx.clean_prefix
-    if isinstance(error, UserError):
-        return str(error)
-    if isinstance(error, commands.BadFlagArgument):
-        return f"`--{error.flag.name.replace('_', '-')}`: {error.original}"
-    if isinstance(error, commands.TooManyFlags):
-        return f"give `--{error.flag.name.replace('_', '-')}` only once"
-    if isinstance(error, commands.MissingRequiredArgument):
-        usage = f"{prefix}{ctx.command.qualified_name} {ctx.command.signature}".strip()
-        return f"missing `{error.param.name}`; usage: `{usage}`"
-    if isinstance(error, commands.TooManyArguments):
-        usage = f"{prefix}{ctx.command.qualified_name} {ctx.command.signature}".strip()
-        return f"too many words (a name has no spaces); usage: `{usage}`"
-    if isinstance(error, (commands.BadArgument, commands.ArgumentParsingError)):
-        return str(error)
-    if isinstance(error, commands.CheckFailure):
-        return str(error) or "you cannot use this command here"
-    if isinstance(error, commands.CommandInvokeError) and isinstance(error.original, StoreError):
-        log.error("store error: %s", error.original)
-        return "the bot's database is unavailable right now; please try again later"
-    return None

@@ -14,10 +14,13 @@ import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import TYPE_CHECKING, Any, get_type_hints
 
 from nst.errors import ParamError
 from nst.params import FIELDS, StyleParams, parse_value
+
+if TYPE_CHECKING:
+    from .executor import Executor
 
 TOKEN_ENV = "DISCORD_TOKEN"
 DISCORD_CDN_HOSTS = ("cdn.discordapp.com", "media.discordapp.net")
@@ -319,6 +322,26 @@ def queue_settings(config: Config):
         job_timeout=config.caps.job_timeout,
         restore_interval=section.restore_interval,
         preview_interval=config.bot.preview_interval,
+    )
+
+
+def make_executor(config: Config) -> "Executor":
+    """The executor the config asks for, with its settings: the one place the config becomes them."""
+    if config.executor.kind == "celery":
+        from .executor.distributed import CeleryExecutor  # lazily: Celery, and the engine's worker code
+
+        return CeleryExecutor(queue_settings(config))
+    from .executor.local import LocalExecutor
+
+    return LocalExecutor(
+        weights=config.engine.weights,
+        devices=config.engine.devices,
+        cpu_threads=config.engine.cpu_threads,
+        job_timeout=config.caps.job_timeout,
+        preview_interval=config.bot.preview_interval,
+        precision=config.engine.precision,
+        log_level=config.bot.log_level.upper(),
+        log_json=config.bot.log_json,
     )
 
 

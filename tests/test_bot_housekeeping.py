@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bot.store import JobRecord, Store
+from bot.core.store import JobRecord, Store
 from bot_harness import make_config, running_bot
 
 DAY = 86400.0

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.store import Store
+from bot.core.store import Store
 from bot_harness import IMAGES, command, config_values, make_world, reply_to, step_seconds, time_budget
 from bot_harness import write_config as write_test_config
 

@@ -4,7 +4,7 @@ Discord, with nst's one rule and a message that names the image, its size and th
 
 from __future__ import annotations
 
-from bot.store import Store
+from bot.core.store import Store
 from bot_harness import IMAGES, command, make_config, png, reply_to, running_bot
 from conftest import make_content
 

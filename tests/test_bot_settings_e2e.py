@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 
 
-from bot.store import Store
+from bot.core.store import Store
 from bot_harness import IMAGES, command, make_config, reply_to, running_bot
 
 

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from bot.imagecache import ImageCache
+from bot.core.imagecache import ImageCache
 
 
 class Clock:

@@ -1,7 +1,7 @@
 import pytest
 
 from bot.config import CapsSection
-from bot.limits import (
+from bot.core.limits import (
     REASON_BOT,
     REASON_SERVER,
     SOURCE_BOT,

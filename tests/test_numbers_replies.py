@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 from nst.errors import ParamError
 
-from bot import numbers, replies
-from bot.limits import LimitError, check_option, parse_guild_limit
+from bot.core import numbers
+from bot.frontend import replies
+from bot.core.limits import LimitError, check_option, parse_guild_limit
 from bot_harness import make_config
 
 

@@ -1,12 +1,11 @@
 import pytest
 
-from bot.limits import OPTION_NAMES, USER_FIELDS
-from bot.options import OptionError, StyleOptions, normalise, options_help
+from bot.core.limits import OPTION_NAMES, USER_FIELDS
+from bot.core.options import OptionError, normalise, options_help
 from nst.params import StyleParams
 
 
-def test_the_converter_offers_exactly_the_user_fields_and_the_bots_options():
-    assert [flag.name for flag in StyleOptions.get_flags().values()] == list(OPTION_NAMES)
+def test_the_options_are_exactly_the_user_fields_and_the_bots_options():
     assert OPTION_NAMES == ("style", "preset", *USER_FIELDS)
     assert {"epochs", "lr", "content_weight", "style_weight", "tv_weight", "size", "style_scale", "pool", "init",
             "seed"} <= set(USER_FIELDS)

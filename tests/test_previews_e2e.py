@@ -3,7 +3,7 @@ message showing a preview of its picture, with every edit in the channel paced t
 
 from __future__ import annotations
 
-from bot.status import CHANNEL_EDIT_GAP
+from bot.frontend.status import CHANNEL_EDIT_GAP
 from bot_harness import IMAGES, command, make_config, reply_to, running_bot
 
 LONG = "--epochs 50000 --size 64"  # stopped by the test once it has seen enough

@@ -11,7 +11,7 @@ import math
 
 from nst.params import FIELDS
 
-from bot.limits import USER_FIELDS
+from bot.core.limits import USER_FIELDS
 from bot_harness import IMAGES, command, make_config, png, reply_to, running_bot, step_seconds, submitted_jobs, time_budget
 from conftest import make_content, make_style
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bot.status import ChannelPacer
+from bot.frontend.status import ChannelPacer
 
 
 async def test_edits_in_one_channel_keep_the_gap_and_coalesce():

@@ -1,4 +1,4 @@
-"""bot.store against a real SQLite file in tmp_path: schema, round-trips, failures an operator meets, concurrency."""
+"""bot.core.store against a real SQLite file in tmp_path: schema, round-trips, failures an operator meets, concurrency."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-import bot.store as store_module
-from bot.store import SCHEMA_VERSION, JobRecord, Store, StoreError
+import bot.core.store as store_module
+from bot.core.store import SCHEMA_VERSION, JobRecord, Store, StoreError
 
 SNOWFLAKE = 2**63 - 1  # the largest id SQLite's INTEGER holds; Discord ids are below it
 

@@ -14,11 +14,11 @@ import pytest
 from PIL import Image
 
 from bot.config import parse_config
-from bot.errors import UserError
-from bot.limits import SOURCE_BOT, SOURCE_OPTION, SOURCE_USER, resolve
-from bot.presets import check_preset
-from bot.store import MIGRATIONS, SCHEMA_VERSION, JobRecord, Store, _statements
-from bot.styles import CELL, COLUMNS, PER_SHEET, StyleLibrary, render_sheet
+from bot.core.errors import UserError
+from bot.core.limits import SOURCE_BOT, SOURCE_OPTION, SOURCE_USER, resolve
+from bot.core.presets import check_preset
+from bot.core.store import MIGRATIONS, SCHEMA_VERSION, JobRecord, Store, _statements
+from bot.core.styles import CELL, COLUMNS, PER_SHEET, StyleLibrary, render_sheet
 from conftest import make_content, make_style
 
 
@@ -171,7 +171,7 @@ async def test_builtins_the_sweep_and_lookup(tmp_path, store):
 
 
 def test_the_contact_sheet_is_a_grid_with_names(tmp_path):
-    from bot.styles import Entry
+    from bot.core.styles import Entry
 
     paths = []
     for i in range(5):

@@ -7,7 +7,7 @@ import io
 
 from PIL import Image
 
-from bot.styles import CELL
+from bot.core.styles import CELL
 from bot_harness import CONTENT_PNG, IMAGES, STYLE_PNG, command, make_config, png, reply_to, running_bot, time_budget
 from conftest import make_content, make_style
 

@@ -2,7 +2,7 @@
 goes through here, so Discord's documented limits hold whatever a user typed (a message's content at
 most 2,000 characters; a text input's pre-filled value within 1..its max_length). User text quoted in
 a reply is shortened with an ellipsis (``quote``) so the reason stays readable; ``fit`` is the
-guarantee for the whole message.
+guarantee for the whole message. The limits themselves are plain functions in bot.core.text.
 
 Limits: discord-api-docs developers/resources/message.mdx ("Create Message": content up to 2000
 characters) and developers/components/reference.mdx ("Text Input": value max 4000 characters).
@@ -16,41 +16,9 @@ from typing import Any
 import discord
 from discord.ext import commands
 
+from bot.core.text import MAX_CONTENT, MAX_QUOTE, MAX_TEXT_INPUT, fit, prefilled, quote, shorten  # noqa: F401 (the front-end's one import)
+
 log = logging.getLogger(__name__)
-
-MAX_CONTENT = 2000  # a message's content
-MAX_TEXT_INPUT = 4000  # a text input's value (and its max_length)
-MAX_QUOTE = 100  # user text quoted inside a reply
-ELLIPSIS = "…"
-
-
-def shorten(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters, the cut marked with an ellipsis."""
-    text = str(text)
-    return text if len(text) <= limit else text[: max(0, limit - len(ELLIPSIS))] + ELLIPSIS
-
-
-def quote(text: Any, limit: int = MAX_QUOTE) -> str:
-    """User text as a reply quotes it: at most ``limit`` characters (an ellipsis marks a cut)."""
-    return shorten(str(text), limit)
-
-
-def fit(text: str) -> str:
-    """A message's content within Discord's limit."""
-    return shorten(text, MAX_CONTENT)
-
-
-def prefilled(text: str | None, max_length: int = MAX_TEXT_INPUT) -> str | None:
-    """A text input's pre-filled value: None when empty (Discord refuses an empty one), else at most
-    ``max_length`` characters, cut at a line break where there is one (the options form has a line per
-    option)."""
-    if not text:
-        return None
-    if len(text) <= max_length:
-        return text
-    cut = text[:max_length]
-    return cut[: cut.rfind("\n")] if "\n" in cut else cut
-
 
 async def reply(ctx: commands.Context, text: str, *, file: discord.File | None = None,
                 mentions: discord.AllowedMentions | None = None) -> discord.Message:

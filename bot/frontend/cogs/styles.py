@@ -17,17 +17,18 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from .. import attachments
-from ..errors import UserError
-from ..jobs import UPLOAD_MARGIN
-from ..limits import NAME_RULE, effective_limits
-from ..numbers import NotANumber, foreign_digit, whole
-from ..replies import answer, quote, reply
-from ..styles import PER_SHEET, Entry, describe_bytes, style_name
-from .admin import is_server_admin
+from bot.frontend import attachments
+from bot.core.errors import UserError
+from bot.core.jobs import UPLOAD_MARGIN
+from bot.core.limits import NAME_RULE, effective_limits
+from bot.core.numbers import NotANumber, foreign_digit, whole
+from bot.frontend.errors import answer_from
+from bot.frontend.replies import quote, reply
+from bot.core.styles import PER_SHEET, Entry, describe_bytes, style_name
+from bot.frontend.checks import may_configure
 
 if TYPE_CHECKING:
-    from ..app import StyleBot
+    from bot.app import StyleBot
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class Styles(commands.Cog, name="Named styles"):
     async def may_edit(self, user: discord.abc.User, guild: discord.Guild | None) -> None:
         if guild is None:
             raise UserError("named styles belong to a server: use this command in the server")
-        if await is_server_admin(self.bot, user):
+        if await may_configure(self.bot, user):
             return
         limits = effective_limits(await self.bot.store.guild_limits(guild.id), self.bot.config.caps)
         if limits.style_editors != "everyone":
@@ -173,14 +174,7 @@ class Styles(commands.Cog, name="Named styles"):
     slash = app_commands.Group(name="style", description="This server's named styles")
 
     async def _answer(self, interaction: discord.Interaction, make, *, public: bool = False) -> None:
-        await interaction.response.defer(ephemeral=not public, thinking=True)
-        try:
-            made = await make()
-        except UserError as error:
-            await answer(interaction, f"⚠️ {error}")
-            return
-        text, file = made if isinstance(made, tuple) else (made, None)
-        await answer(interaction, text, public=public, file=file)
+        await answer_from(interaction, make, public=public)
 
     @slash.command(name="add", description="Add a style to this server's library")
     @app_commands.describe(name=f"its name: {NAME_RULE}", image="the style image")

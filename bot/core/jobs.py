@@ -14,10 +14,12 @@ Named styles (``--style NAME``, or a preset's or the user's default style when n
 attached) are read from the server's library at admission: the job carries those bytes from then on,
 so removing the style later cannot break it, and Again/Vary re-run from the image cache's copy.
 
-Every refusal is a :class:`~bot.errors.UserError` (the front-end replies with it, ephemerally where
-it can) or :class:`Silent` (the bot cannot speak in that channel at all: logged, nothing runs).
-Events go into the store and the metrics here, and into messages through
-:class:`~bot.cogs.messages.JobMessages`. On start the service resumes the unfinished jobs of an
+Every refusal is a :class:`~bot.core.errors.UserError` (the front-end replies with it, ephemerally
+where it can) or :class:`Silent` (the bot cannot speak in that channel at all: logged, nothing runs).
+Events go into the store and the metrics here, and into messages through the front-end's
+:class:`JobView` (a :class:`JobFrontend` supplies it, with everything else that is Discord's: the
+attachments' metadata and downloads, the bot's permissions, a channel found again on resume). This
+module never imports discord (an import contract in .ci/run). On start the service resumes the unfinished jobs of an
 *earlier* process only (jobs this process submitted before ``on_ready`` are its own), and at shutdown
 it stops accepting and waits, bounded, for every job's last message.
 """
@@ -29,15 +31,12 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
-
-import discord
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
 
 from nst.errors import ParamError
 
-from . import attachments
-from .errors import UserError
-from .executor.base import (
+from bot.core.errors import UserError
+from bot.executor.base import (
     CANCELLED,
     SHUTDOWN,
     SHUTTING_DOWN,
@@ -53,18 +52,22 @@ from .executor.base import (
     StyleJob,
     check_admission,
 )
-from .imagecache import ImageCache
-from .limits import SOURCE_OPTION, SOURCE_USER, USER_FIELDS, Resolved, effective_limits, resolve
-from .options import option_refusal
-from .presets import find_preset
-from .store import JobRecord, StoreError
+from bot.core.imagecache import ImageCache
+from bot.core.inputs import check_runnable
+from bot.core.limits import SOURCE_OPTION, SOURCE_USER, USER_FIELDS, Resolved, effective_limits, resolve
+from bot.core.options import option_refusal
+from bot.core.presets import find_preset
+from bot.core.store import JobRecord, StoreError
 
 if TYPE_CHECKING:
-    from .app import StyleBot
-    from .cogs.messages import JobMessages
+    from bot.config import Config
+    from bot.core.store import Store
+    from bot.core.styles import StyleLibrary
+    from bot.executor import Executor
 
 log = logging.getLogger(__name__)
 
+DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024  # Discord's upload limit outside a boosted server (discord.py's default)
 UPLOAD_MARGIN = 64 * 1024  # room for the multipart envelope and the message text next to the file
 SEED_RANGE = 2**32
 LOST = "the bot restarted and your job was lost; please send it again"
@@ -80,17 +83,17 @@ class Destination:
     """Where a job's messages go."""
 
     channel: Any  # a messageable channel (text channel, thread, DM) with .id
-    guild: discord.Guild | None
-    reply_to: discord.Message | discord.PartialMessage | None = None  # status and result reply to it
-    upload_limit: int = discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
-    permissions: discord.Permissions | None = None  # the bot's, when the front-end knows them (interactions)
+    guild: Any  # the server (with .id), None in a DM
+    reply_to: Any = None  # the message status and result reply to, if any
+    upload_limit: int = DEFAULT_UPLOAD_LIMIT
+    permissions: Any = None  # the bot's, when the front-end knows them (interactions)
 
 
 @dataclass(frozen=True)
 class JobRequest:
     user_id: int
     destination: Destination
-    attachments: Sequence[discord.Attachment] = ()  # new inputs: content first, then the style(s)
+    attachments: Sequence[Any] = ()  # new inputs: content first, then the style(s)
     rerun_of: str | None = None  # or: the inputs and options of this earlier job (Again, Vary)
     options: Mapping[str, Any] = field(default_factory=dict)  # what the user set (text or typed)
     new_seed: bool = False  # a re-run with a fresh random seed unless options name one
@@ -105,21 +108,67 @@ class Submitted:
     notes: tuple[str, ...]
 
 
+class JobView(Protocol):
+    """How a job looks where it was asked for; the front-end renders each event."""
+
+    async def queued(self, position: int) -> None: ...
+    async def started(self, device: str) -> None: ...
+    async def progress(self, event: Progress) -> None: ...
+    def preview(self, event: Preview) -> None: ...
+    async def deliver(self, done: Done) -> str | None: ...  # a problem, or None once the result is posted
+    async def delivered(self) -> None: ...
+    async def failed(self, event: Failed, *, retry: bool = False) -> None: ...
+    async def detached(self, reason: str) -> None: ...
+    def summary(self, stats: Mapping[str, Any]) -> str: ...
+
+
+class JobFrontend(Protocol):
+    """What the job service asks of the front-end that received the request."""
+
+    def view(self, job: StyleJob, where: Destination, notes: Sequence[str], *, existing_status: Any = None,
+             on_status: Any = None, named: Sequence[str] = ()) -> JobView: ...
+
+    def missing_permissions(self, where: Destination) -> list[str]:
+        """The bot's missing permissions in the destination, by their names in Discord's settings."""
+
+    def check_attachments(self, attached: Sequence[Any], *, max_bytes: int, max_pixels: int, max_styles: int,
+                          named_styles: int) -> None:
+        """Refuse (UserError) attachments that are too many, too big or not images, from their metadata."""
+
+    async def download(self, attached: Sequence[Any], *, max_bytes: int, max_pixels: int,
+                       allowed_hosts: Sequence[str]) -> Sequence[bytes]: ...
+
+    async def find_destination(self, channel_id: int, message_id: int | None,
+                               status_message_id: int | None) -> tuple[Destination, Any] | None:
+        """Where a job of an earlier process posts (and its status message), or None: the channel is gone."""
+
+
 class JobService:
-    def __init__(self, bot: "StyleBot", cache: ImageCache):
-        self.bot = bot
+    """Admits, submits and follows jobs. ``start`` hands it the collaborators that exist only once the
+    bot is set up (the store, the style library, the executor)."""
+
+    def __init__(self, config: "Config", cache: ImageCache, metrics: Any, frontend: JobFrontend):
+        self.config = config
         self.cache = cache
+        self.metrics = metrics
+        self.frontend = frontend
+        self.store: "Store | None" = None
+        self.styles: "StyleLibrary | None" = None
+        self.executor: "Executor | None" = None
         self.accepting = True
         self._mine: set[str] = set()  # ids this process submitted: never "interrupted" by resume()
         self._handles: dict[str, JobHandle] = {}  # unfinished jobs this process follows
         self._tasks: set[asyncio.Task] = set()
         self._resumed = False
 
+    def start(self, *, store: "Store", styles: "StyleLibrary", executor: "Executor") -> None:
+        self.store, self.styles, self.executor = store, styles, executor
+
     # ------------------------------------------------------------------------------ submit
 
     async def submit(self, request: JobRequest) -> Submitted:
-        config = self.bot.config
-        store = self.bot.store
+        config = self.config
+        store = self.store
         where = request.destination
         if not self.accepting:
             raise UserError(SHUTTING_DOWN)
@@ -151,7 +200,7 @@ class JobService:
         attached = list(request.attachments)
         names = self._style_names(request, resolved, rerun=cached is not None)
         if cached is None:
-            attachments.check_attachments(
+            self.frontend.check_attachments(
                 attached, max_bytes=config.caps.max_attachment_bytes, max_pixels=config.caps.max_pixels,
                 max_styles=config.caps.max_styles, named_styles=len(names),
             )
@@ -169,22 +218,12 @@ class JobService:
 
         content, styles, labels = await self._read_inputs(guild_id, names, attached, cached, earlier)
         params = resolved.params
-        await attachments.check_runnable(content, styles, params, max_pixels=config.caps.max_pixels)
+        await check_runnable(content, styles, params, max_pixels=config.caps.max_pixels)
         if params.seed is None:  # pick it here, so the result and Details can say how to get it again
             params = params.replace(seed=self._fresh_seed(None))
-        job = StyleJob(
-            user_id=request.user_id,
-            guild_id=guild_id,
-            channel_id=where.channel.id,
-            message_id=where.reply_to.id if where.reply_to is not None else 0,
-            content=content,
-            styles=styles,
-            params=params.as_dict(),
-            max_result_bytes=where.upload_limit - UPLOAD_MARGIN,
-            max_pixels=config.caps.max_pixels,
-        )
+        job = self._style_job(request, content, styles, params)
         try:
-            handle = await self.bot.executor.submit(job, max_per_user=limits.max_jobs_per_user, max_queue=config.caps.max_queue)
+            handle = await self.executor.submit(job, max_per_user=limits.max_jobs_per_user, max_queue=config.caps.max_queue)
         except Refused as refusal:
             raise UserError(str(refusal)) from None
         self._mine.add(job.job_id)  # before the record exists: resume() must never see it as an orphan
@@ -200,6 +239,20 @@ class JobService:
         self._spawn(self._follow(handle, self._messages(job, where, notes, named=[label for label in labels if label])))
         return Submitted(job, resolved, notes)
 
+    def _style_job(self, request: JobRequest, content: bytes, styles: Sequence[bytes], params) -> StyleJob:
+        where = request.destination
+        return StyleJob(
+            user_id=request.user_id,
+            guild_id=where.guild.id if where.guild else None,
+            channel_id=where.channel.id,
+            message_id=where.reply_to.id if where.reply_to is not None else 0,
+            content=content,
+            styles=styles,
+            params=params.as_dict(),
+            max_result_bytes=where.upload_limit - UPLOAD_MARGIN,
+            max_pixels=self.config.caps.max_pixels,
+        )
+
     @staticmethod
     def _style_names(request: JobRequest, resolved: Resolved, rerun: bool) -> tuple[str, ...]:
         """The named styles a job uses. A re-run keeps its own styles unless the form names others; a new
@@ -212,12 +265,12 @@ class JobService:
     async def _check_style_names(self, guild_id: int | None, names: Sequence[str], resolved: Resolved) -> None:
         """Refuse, before anything is read, more named styles than the caps allow or a name this server
         does not have (the reply offers the close names and says where the name came from)."""
-        max_styles = self.bot.config.caps.max_styles
+        max_styles = self.config.caps.max_styles
         if len(names) > max_styles:
             raise UserError(f"a job takes at most {max_styles} styles (I found {len(names)})")
         for name in names:
-            if await self.bot.styles.find(guild_id, name) is None:
-                text = await self.bot.styles.unknown(guild_id, name)
+            if await self.styles.find(guild_id, name) is None:
+                text = await self.styles.unknown(guild_id, name)
                 source = resolved.sources["style"]
                 if source == SOURCE_USER:
                     text += " (it is your default style: `settings unset style`, or attach a style image)"
@@ -225,17 +278,17 @@ class JobService:
                     text += f" (it comes from the {source})"
                 raise UserError(text)
 
-    async def _read_inputs(self, guild_id: int | None, names: Sequence[str], attached: Sequence[discord.Attachment],
+    async def _read_inputs(self, guild_id: int | None, names: Sequence[str], attached: Sequence[Any],
                            cached, earlier: Mapping[str, Any]):
         """(content, styles, labels) of an admitted job: the named styles' bytes read from the library now
         (the job no longer depends on it), after the attached images (downloaded and decoded) or in place
         of a re-run's cached styles; a label per style, its name or None for an attached image."""
-        config = self.bot.config
-        named = tuple(await self.bot.styles.load(guild_id, names))
+        config = self.config
+        named = tuple(await self.styles.load(guild_id, names))
         if cached is not None:
             labels = list(names) if names else earlier.get("styles", [None] * len(cached.styles))
             return cached.content, named or cached.styles, labels
-        content, *rest = await attachments.download(
+        content, *rest = await self.frontend.download(
             attached, max_bytes=config.caps.max_attachment_bytes, max_pixels=config.caps.max_pixels,
             allowed_hosts=config.bot.attachment_hosts,
         )
@@ -244,7 +297,7 @@ class JobService:
     def check_permissions(self, request: JobRequest) -> None:
         """Refuse before queueing when the bot could not post the status or the result here."""
         where = request.destination
-        missing = missing_permissions(where)
+        missing = self.frontend.missing_permissions(where)
         if not missing:
             return
         if not request.interactive and ("View Channel" in missing or "Send Messages" in missing):
@@ -255,7 +308,7 @@ class JobService:
 
     async def _rerun_inputs(self, job_id: str):
         """(cached images, the earlier job's options, its info) of a re-run."""
-        record = await self.bot.store.get_job(job_id)
+        record = await self.store.get_job(job_id)
         cached = await self.cache.get(job_id) if record is not None else None
         if record is None or cached is None:
             raise UserError(self.expired_message())
@@ -278,7 +331,7 @@ class JobService:
     async def _check_cooldown(self, user_id: int, guild_id: int | None, cooldown: float) -> None:
         if cooldown <= 0:
             return
-        last = await self.bot.store.last_job_started(user_id, guild_id)
+        last = await self.store.last_job_started(user_id, guild_id)
         if last is not None and time.time() - last < cooldown:
             wait = cooldown - (time.time() - last)
             raise UserError(f"please wait {wait:.0f} s before your next job (the cooldown here is {cooldown:g} s)")
@@ -286,25 +339,23 @@ class JobService:
     def _precheck_queue(self, user_id: int, max_per_user: int) -> None:
         """The executor's own check, on what it reported last, before anything is downloaded."""
         try:
-            jobs = self.bot.executor.jobs()
+            jobs = self.executor.jobs()
             mine = sum(1 for info in jobs if info.user_id == user_id)
-            check_admission(mine, len(jobs), max_per_user=max_per_user, max_queue=self.bot.config.caps.max_queue)
+            check_admission(mine, len(jobs), max_per_user=max_per_user, max_queue=self.config.caps.max_queue)
         except Refused as refusal:
             raise UserError(str(refusal)) from None
 
     # ------------------------------------------------------------------------------ follow
 
     def _messages(self, job: StyleJob, where: Destination, notes: Sequence[str], existing_status=None,
-                  named: Sequence[str] = ()) -> "JobMessages":
-        from .cogs.messages import JobMessages
-
-        async def remember_status(message: discord.Message) -> None:
+                  named: Sequence[str] = ()) -> JobView:
+        async def remember_status(message: Any) -> None:
             await self._update(job.job_id, status_message_id=message.id)
 
-        return JobMessages(self.bot, job, where, notes, existing_status=existing_status, on_status=remember_status,
-                           named=named)
+        return self.frontend.view(job, where, notes, existing_status=existing_status, on_status=remember_status,
+                                  named=named)
 
-    async def _follow(self, handle: JobHandle, messages: "JobMessages") -> None:
+    async def _follow(self, handle: JobHandle, messages: JobView) -> None:
         job = handle.job
         self._handles[job.job_id] = handle
         try:
@@ -321,7 +372,7 @@ class JobService:
                 elif isinstance(event, Done):
                     await self._done(job, event, messages)
                 elif isinstance(event, Failed):
-                    self.bot.metrics.job_finished(event.kind)
+                    self.metrics.job_finished(event.kind)
                     state = {CANCELLED: "cancelled", SHUTDOWN: "interrupted"}.get(event.kind, "failed")
                     await self._update(job.job_id, state=state, outcome=event.reason, finished_at=time.time())
                     await messages.failed(event)
@@ -330,14 +381,14 @@ class JobService:
         finally:
             self._handles.pop(job.job_id, None)
 
-    async def _done(self, job: StyleJob, done: Done, messages: "JobMessages") -> None:
+    async def _done(self, job: StyleJob, done: Done, messages: JobView) -> None:
         await self.cache.put_meta(job.job_id, {"stats": done.stats, "params": job.params})
         problem = await messages.deliver(done)
         if problem is not None:
-            self.bot.metrics.job_finished("undelivered")
+            self.metrics.job_finished("undelivered")
             await self._update(job.job_id, state="failed", outcome=problem, finished_at=time.time())
             return
-        self.bot.metrics.job_finished("done", done.stats)
+        self.metrics.job_finished("done", done.stats)
         # Recorded before the status message is removed: that edit waits its turn in the channel, and a
         # shutdown must not find a delivered job still 'running'.
         await self._update(job.job_id, state="done", outcome=messages.summary(done.stats), finished_at=time.time())
@@ -359,7 +410,7 @@ class JobService:
             return
         self._resumed = True
         try:
-            records = await self.bot.store.unfinished_jobs()
+            records = await self.store.unfinished_jobs()
         except StoreError as error:
             log.error("cannot look for jobs from before the restart: %s", error)
             return
@@ -369,20 +420,12 @@ class JobService:
             self._spawn(self._resume(record))
 
     async def _resume(self, record: JobRecord) -> None:
-        try:
-            channel = self.bot.get_channel(record.channel_id) or await self.bot.fetch_channel(record.channel_id)
-        except discord.HTTPException as error:
-            log.warning("job %s: its channel is gone (%s); dropping it", record.job_id, error)
+        found = await self.frontend.find_destination(record.channel_id, record.message_id, record.status_message_id)
+        if found is None:
+            log.warning("job %s: its channel is gone; dropping it", record.job_id)
             await self._update(record.job_id, state="failed", outcome="channel gone", finished_at=time.time())
             return
-        guild = getattr(channel, "guild", None)
-        where = Destination(
-            channel=channel,
-            guild=guild,
-            reply_to=channel.get_partial_message(record.message_id) if record.message_id else None,
-            upload_limit=guild.filesize_limit if guild else discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES,
-        )
-        existing = channel.get_partial_message(record.status_message_id) if record.status_message_id else None
+        where, existing = found
         job = StyleJob(
             user_id=record.user_id, guild_id=record.guild_id, channel_id=record.channel_id, message_id=record.message_id,
             content=b"", styles=(b"",), params=record.params, max_result_bytes=0, max_pixels=0,
@@ -390,7 +433,7 @@ class JobService:
         )
         messages = self._messages(job, where, (), existing_status=existing,
                                   named=[label for label in record.info.get("styles") or () if label])
-        handle = await self.bot.executor.reattach(job)
+        handle = await self.executor.reattach(job)
         if handle is None:
             await self._update(record.job_id, state="interrupted", outcome=LOST, finished_at=time.time())
             retry = await self.cache.styles_kept(record.job_id) > 0  # its images are still here: offer Again
@@ -425,37 +468,16 @@ class JobService:
             attempts=0, created_at=job.submitted_at, updated_at=job.submitted_at, finished_at=None, info=info,
         )
         try:
-            await self.bot.store.add_job(record)
+            await self.store.add_job(record)
         except StoreError as error:  # bookkeeping must not stop the job itself
             log.error("could not record job %s: %s", job.job_id, error)
 
     async def _update(self, job_id: str, **fields) -> None:
         fields = {k: v for k, v in fields.items() if v is not None}
         try:
-            await self.bot.store.update_job(job_id, **fields)
+            await self.store.update_job(job_id, **fields)
         except StoreError as error:
             log.error("could not update job %s: %s", job_id, error)
-
-
-def missing_permissions(where: Destination) -> list[str]:
-    """The permissions the bot lacks in the destination, by their names in Discord's settings."""
-    if where.guild is None:
-        return []  # a DM: the bot may always answer there
-    permissions = where.permissions
-    me = where.guild.me
-    if me is not None and hasattr(where.channel, "permissions_for"):
-        permissions = where.channel.permissions_for(me)
-    if permissions is None:
-        return []  # nothing known: Discord will say at the first post (logged there)
-    in_thread = isinstance(where.channel, discord.Thread)
-    needed = [
-        ("view_channel", "View Channel"),
-        ("send_messages_in_threads" if in_thread else "send_messages", "Send Messages in Threads" if in_thread else "Send Messages"),
-        ("attach_files", "Attach Files"),
-    ]
-    if where.reply_to is not None:  # Discord needs it to reply to a message
-        needed.append(("read_message_history", "Read Message History"))
-    return [name for flag, name in needed if not getattr(permissions, flag)]
 
 
 def _log_crash(task: asyncio.Task) -> None:

@@ -9,18 +9,17 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
-from .. import attachments
-from ..errors import UserError
-from ..jobs import Destination, JobRequest, Silent
-from ..options import options_help
-from ..replies import reply
-from ..store import StoreError
-from .buttons import say
-from .forms import is_form_submission, parse_options
-from .forms import submitted as form_submitted
+from bot.frontend import attachments
+from bot.core.errors import UserError
+from bot.core.jobs import Destination, JobRequest, Silent
+from bot.core.options import options_help
+from bot.frontend.errors import errors_answered
+from bot.frontend.replies import reply
+from bot.frontend.forms import is_form_submission, parse_options
+from bot.frontend.forms import submitted as form_submitted
 
 if TYPE_CHECKING:
-    from ..app import StyleBot
+    from bot.app import StyleBot
 
 log = logging.getLogger(__name__)
 
@@ -68,23 +67,12 @@ class Stylize(commands.Cog, name="Style transfer"):
     async def on_interaction(self, interaction: discord.Interaction) -> None:
         """Every options form's submission, whichever process opened the form (see bot.cogs.forms)."""
         if is_form_submission(interaction):
-            try:
+            async with errors_answered(interaction):
                 await form_submitted(interaction)
-            except StoreError as error:
-                log.error("store error: %s", error)
-                await say(interaction, "⚠️ the bot's database is unavailable right now; please try again later")
-            except Exception:  # noqa: BLE001 - a bug: logged, and a plain line instead of "interaction failed"
-                log.exception("options form failed")
-                await say(interaction, "⚠️ something went wrong on our side; the bot's operator can find the details in its logs")
 
     @commands.command(help="Cancel your queued or running job (a running job stops within one step).")
     async def cancel(self, ctx: commands.Context):
-        handles = self.bot.jobs.handles_for_user(ctx.author.id)
-        if not handles:
-            raise UserError("you have no job queued or running")
-        for handle in handles:
-            await handle.cancel()
-        await reply(ctx, "🛑 Cancelling your job.")
+        await reply(ctx, await cancel_jobs(self.bot, ctx.author.id))
 
     @commands.command(name="queue", help="Show the jobs running and waiting.")
     async def queue(self, ctx: commands.Context):
@@ -97,14 +85,48 @@ class Stylize(commands.Cog, name="Style transfer"):
     )
     @commands.is_owner()
     async def sync(self, ctx: commands.Context, scope: str = "global"):
-        from .slash import sync_commands
-
-        scope = scope.lower()
-        if scope not in ("global", "here", "clear"):
-            raise UserError("give `global`, `here` or `clear`")
-        if scope != "global" and ctx.guild is None:
-            raise UserError(f"`{ctx.clean_prefix}sync {scope}` works in a server")
+        scope = sync_scope(scope, ctx.guild, f"{ctx.clean_prefix}sync")
         await reply(ctx, await sync_commands(self.bot, scope, ctx.guild))
+
+
+# One implementation per command: !cancel and /cancel, !queue and /queue, !sync and /sync call these.
+
+
+async def cancel_jobs(bot: "StyleBot", user_id: int) -> str:
+    handles = bot.jobs.handles_for_user(user_id)
+    if not handles:
+        raise UserError("you have no job queued or running")
+    for handle in handles:
+        await handle.cancel()
+    return "🛑 Cancelling your job."
+
+
+def sync_scope(scope: str, guild: discord.Guild | None, command: str) -> str:
+    scope = scope.lower()
+    if scope not in ("global", "here", "clear"):
+        raise UserError("give `global`, `here` or `clear`")
+    if scope != "global" and guild is None:
+        raise UserError(f"`{command} {scope}` works in a server")
+    return scope
+
+
+async def sync_commands(bot: "StyleBot", scope: str, guild: discord.Guild | None) -> str:
+    """Publish the command tree: globally, to one server (a copy, visible at once), or clear that copy."""
+    try:
+        if scope == "global":
+            synced = await bot.tree.sync()
+            return (f"Synced {len(synced)} commands everywhere: {', '.join(c.name for c in synced)}. "
+                    "Discord may take a little while to show them in every server.")
+        if scope == "here":
+            bot.tree.copy_global_to(guild=guild)
+            synced = await bot.tree.sync(guild=guild)
+            return f"Synced {len(synced)} commands to this server (visible at once)."
+        bot.tree.clear_commands(guild=guild)
+        await bot.tree.sync(guild=guild)
+        return "Removed this server's copy of the commands; the global ones stay."
+    except discord.HTTPException as error:
+        log.error("command sync failed: %s", error)
+        return f"⚠️ Discord refused the sync: {error.text or error.status}"
 
 
 def queue_text(bot: "StyleBot", guild: discord.Guild | None, user_id: int) -> str:

@@ -17,9 +17,9 @@ from typing import Any, Mapping
 from nst.errors import ParamError
 from nst.params import FIELDS, StyleParams, check_value
 
-from .config import CapsSection
-from .numbers import NotANumber, check_option_text, number
-from .replies import quote
+from bot.config import CapsSection
+from bot.core.numbers import NotANumber, check_option_text, number
+from bot.core.text import quote
 
 # Style parameters users may set per command or as their defaults.
 USER_FIELDS: tuple[str, ...] = tuple(name for name, spec in FIELDS.items() if spec.user_option)

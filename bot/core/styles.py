@@ -38,15 +38,16 @@ from typing import TYPE_CHECKING, Sequence
 from nst import images
 from nst.errors import ImageError, ParamError
 
-from .attachments import IMAGE_EXTENSIONS
-from .errors import UserError
-from .limits import NAME_RULE, check_name
-from .replies import quote
-from .store import StyleRecord
+from bot.core.errors import UserError
+from bot.core.limits import NAME_RULE, check_name
+from bot.core.text import quote
+from bot.core.store import StyleRecord
 
 if TYPE_CHECKING:
-    from .config import Config
-    from .store import Store
+    from bot.config import Config
+    from bot.core.store import Store
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 
 log = logging.getLogger(__name__)
 

@@ -15,73 +15,21 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from ..errors import UserError
-from ..jobs import Destination, JobRequest
-from ..limits import USER_FIELDS
-from ..replies import acknowledge, answer
-from ..store import StoreError
-from .forms import describe_options, vary_form
-from .messages import details_text
+from bot.core.jobs import JobRequest
+from bot.core.limits import USER_FIELDS
+from bot.frontend.checks import may_moderate
+from bot.frontend.errors import errors_answered
+from bot.frontend.interactions import destination, say, submit_from_interaction
+from bot.frontend.replies import acknowledge
+from bot.frontend.forms import describe_options, vary_form
+from bot.frontend.render import details_text
 
 if TYPE_CHECKING:
-    from ..app import StyleBot
+    from bot.app import StyleBot
 
 log = logging.getLogger(__name__)
 
 _ID = r"(?P<job>[0-9a-f]{32})"
-
-
-def is_admin(interaction: discord.Interaction) -> bool:
-    """A server admin for our purposes: Manage Server or Manage Messages in this channel."""
-    permissions = interaction.permissions
-    member = interaction.user
-    if isinstance(member, discord.Member):
-        permissions = permissions | member.guild_permissions
-    return permissions.administrator or permissions.manage_guild or permissions.manage_messages
-
-
-async def may_manage(interaction: discord.Interaction, owner_id: int) -> bool:
-    bot: "StyleBot" = interaction.client  # type: ignore[assignment]
-    return interaction.user.id == owner_id or is_admin(interaction) or await bot.is_owner(interaction.user)
-
-
-async def say(interaction: discord.Interaction, text: str) -> None:
-    """A private answer, whether or not the interaction was acknowledged yet (bot.replies.answer)."""
-    await answer(interaction, text)
-
-
-def destination(interaction: discord.Interaction, *, reply_to=None) -> Destination:
-    """Where a job started from an interaction posts: the interaction's channel, within its upload limit."""
-    guild = interaction.guild
-    limit = interaction.filesize_limit
-    if guild is not None:
-        limit = min(limit, guild.filesize_limit)
-    return Destination(
-        channel=interaction.channel,
-        guild=guild,
-        reply_to=reply_to,
-        upload_limit=limit,
-        permissions=interaction.app_permissions,
-    )
-
-
-async def submit_from_interaction(interaction: discord.Interaction, request: JobRequest) -> None:
-    """Submit and answer privately: the refusal, or where the job's messages will appear."""
-    bot: "StyleBot" = interaction.client  # type: ignore[assignment]
-    if not interaction.response.is_done():
-        await interaction.response.defer(ephemeral=True, thinking=True)
-    try:
-        submitted = await bot.jobs.submit(request)
-    except UserError as error:
-        await say(interaction, f"⚠️ {error}")
-        return
-    except StoreError as error:
-        log.error("store error: %s", error)
-        await say(interaction, "⚠️ the bot's database is unavailable right now; please try again later")
-        return
-    notes = "".join(f"\n⚠️ {note}" for note in submitted.notes)
-    seed = submitted.job.params.get("seed")
-    await say(interaction, f"✅ Queued (seed {seed}). Progress and the result appear in this channel.{notes}")
 
 
 class _JobButton(discord.ui.DynamicItem[discord.ui.Button], template=r"nst:(?P<action>[a-z]+):" + _ID):
@@ -103,14 +51,8 @@ class _JobButton(discord.ui.DynamicItem[discord.ui.Button], template=r"nst:(?P<a
         return cls(match["job"])
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        try:
+        async with errors_answered(interaction):
             await self.act(interaction)
-        except StoreError as error:
-            log.error("store error: %s", error)
-            await say(interaction, "⚠️ the bot's database is unavailable right now; please try again later")
-        except Exception:  # noqa: BLE001 - a bug: logged, and a plain line for the user instead of "interaction failed"
-            log.exception("%s button of job %s failed", self.action, self.job_id)
-            await say(interaction, "⚠️ something went wrong on our side; the bot's operator can find the details in its logs")
 
     async def act(self, interaction: discord.Interaction) -> None:
         raise NotImplementedError
@@ -143,7 +85,7 @@ class CancelButton(_JobButton, template=r"nst:cancel:" + _ID):
         if handle is None:
             await say(interaction, "This job has already ended.")
             return
-        if not await may_manage(interaction, handle.job.user_id):
+        if not await may_moderate(interaction, handle.job.user_id):
             await say(interaction, f"⚠️ only <@{handle.job.user_id}> or a server admin can cancel this job.")
             return
         if not await handle.cancel():
@@ -211,7 +153,7 @@ class DeleteButton(_JobButton, template=r"nst:delete:" + _ID):
             if record is None:
                 return
             owner = record.user_id
-        if not await may_manage(interaction, owner):
+        if not await may_moderate(interaction, owner):
             await say(interaction, f"⚠️ only <@{owner}> or a server admin can delete this result.")
             return
         try:

@@ -13,13 +13,14 @@ from discord.ext import commands
 from nst.errors import ParamError
 from nst.params import FIELDS, format_number
 
-from ..errors import UserError
-from ..limits import BOT_OPTIONS, SETTING_NAMES, SOURCE_BOT, check_option, effective_limits, option_help, resolve
-from ..options import normalise_name, option_refusal
-from ..replies import acknowledge, answer, quote, reply
+from bot.core.errors import UserError
+from bot.core.limits import BOT_OPTIONS, SETTING_NAMES, SOURCE_BOT, check_option, effective_limits, option_help, resolve
+from bot.core.options import normalise_name, option_refusal
+from bot.frontend.errors import answer_from
+from bot.frontend.replies import quote, reply
 
 if TYPE_CHECKING:
-    from ..app import StyleBot
+    from bot.app import StyleBot
 
 
 def field_name(text: str) -> str:
@@ -142,13 +143,11 @@ class Settings(commands.Cog, name="Your settings"):
     slash = app_commands.Group(name="settings", description="Your defaults for /stylize and !stylize")
 
     async def _answer(self, interaction: discord.Interaction, action) -> None:
-        await acknowledge(interaction)  # first: the store may be slow, Discord waits 3 s for an answer
-        async with self._lock(interaction.user.id):
-            try:
-                text = await action
-            except UserError as error:
-                text = f"⚠️ {error}"
-        await answer(interaction, text)
+        async def locked():  # one change at a time per user
+            async with self._lock(interaction.user.id):
+                return await action
+
+        await answer_from(interaction, locked)
 
     @slash.command(name="show", description="Show your defaults and where each value comes from")
     async def slash_show(self, interaction: discord.Interaction):

@@ -20,16 +20,19 @@ from discord import app_commands
 
 from nst.params import FIELDS, FieldSpec, format_number
 
-from ..limits import BOT_OPTIONS, OPTION_NAMES, USER_FIELDS
-from ..errors import UserError
-from ..store import StoreError
-from .buttons import destination, say, submit_from_interaction
-from .forms import describe_options, menu_form
-from .messages import style_image_slots
-from ..jobs import JobRequest
+from bot.core.limits import BOT_OPTIONS, OPTION_NAMES, USER_FIELDS
+from bot.core.errors import UserError
+from bot.core.store import StoreError
+from bot.frontend.interactions import destination, say, submit_from_interaction
+from bot.frontend.replies import acknowledge
+from bot.frontend.cogs.styles import complete_style
+from bot.frontend.cogs.stylize import cancel_jobs, queue_text, sync_commands, sync_scope
+from bot.frontend.forms import describe_options, menu_form
+from bot.frontend.render import style_image_slots
+from bot.core.jobs import JobRequest
 
 if TYPE_CHECKING:
-    from ..app import StyleBot
+    from bot.app import StyleBot
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +133,6 @@ def build_stylize(bot: "StyleBot") -> app_commands.Command:
 
 async def _complete_styles(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
     """Style names here; after a comma (blending), the next name."""
-    from .styles import complete_style
-
     done, _, typed = current.rpartition(",")
     lead = f"{done}," if done else ""
     choices = await complete_style(interaction.client, interaction, typed)  # type: ignore[arg-type]
@@ -200,52 +201,20 @@ async def _saved_defaults(bot: "StyleBot", user_id: int) -> dict[str, Any]:
 
 
 async def _cancel(interaction: discord.Interaction) -> None:
-    bot: "StyleBot" = interaction.client  # type: ignore[assignment]
-    handles = bot.jobs.handles_for_user(interaction.user.id)
-    if not handles:
-        await say(interaction, "⚠️ you have no job queued or running")
-        return
-    for handle in handles:
-        await handle.cancel()
-    await say(interaction, "🛑 Cancelling your job.")
+    await say(interaction, await cancel_jobs(interaction.client, interaction.user.id))
 
 
 async def _queue(interaction: discord.Interaction) -> None:
-    from .stylize import queue_text
-
-    bot: "StyleBot" = interaction.client  # type: ignore[assignment]
-    await say(interaction, queue_text(bot, interaction.guild, interaction.user.id))
+    await say(interaction, queue_text(interaction.client, interaction.guild, interaction.user.id))
 
 
 async def _sync(interaction: discord.Interaction, scope: Literal["global", "here", "clear"] = "global") -> None:
     bot: "StyleBot" = interaction.client  # type: ignore[assignment]
     if not await bot.is_owner(interaction.user):
-        await say(interaction, "⚠️ only the bot's owner can sync its commands")
-        return
-    if scope != "global" and interaction.guild is None:
-        await say(interaction, f"⚠️ `/sync {scope}` works in a server")
-        return
-    await interaction.response.defer(ephemeral=True, thinking=True)
+        raise UserError("only the bot's owner can sync its commands")
+    scope = sync_scope(scope, interaction.guild, "/sync")
+    await acknowledge(interaction)
     await say(interaction, await sync_commands(bot, scope, interaction.guild))
-
-
-async def sync_commands(bot: "StyleBot", scope: str, guild: discord.Guild | None) -> str:
-    """Publish the command tree: globally, to one server (a copy, visible at once), or clear that copy."""
-    try:
-        if scope == "global":
-            synced = await bot.tree.sync()
-            return (f"Synced {len(synced)} commands everywhere: {', '.join(c.name for c in synced)}. "
-                    "Discord may take a little while to show them in every server.")
-        if scope == "here":
-            bot.tree.copy_global_to(guild=guild)
-            synced = await bot.tree.sync(guild=guild)
-            return f"Synced {len(synced)} commands to this server (visible at once)."
-        bot.tree.clear_commands(guild=guild)
-        await bot.tree.sync(guild=guild)
-        return "Removed this server's copy of the commands; the global ones stay."
-    except discord.HTTPException as error:
-        log.error("command sync failed: %s", error)
-        return f"⚠️ Discord refused the sync: {error.text or error.status}"
 
 
 def register(bot: "StyleBot") -> None:

@@ -9,24 +9,16 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from ..errors import UserError
-from ..limits import GUILD_LIMITS, LimitError, check_guild_limit, effective_limits, parse_guild_limit
-from ..numbers import is_whole
-from ..options import normalise_name
-from ..replies import acknowledge, answer, quote, reply
+from bot.core.errors import UserError
+from bot.core.limits import GUILD_LIMITS, LimitError, check_guild_limit, effective_limits, parse_guild_limit
+from bot.core.numbers import is_whole
+from bot.core.options import normalise_name
+from bot.frontend.checks import manage_server_or_owner, may_change_limits
+from bot.frontend.errors import answer_from
+from bot.frontend.replies import quote, reply
 
 if TYPE_CHECKING:
-    from ..app import StyleBot
-
-
-def manage_server_or_owner():
-    """Members with Manage Server, or the bot's owner; anyone else is refused before anything changes."""
-
-    async def predicate(ctx: commands.Context) -> bool:
-        await may_change_limits(ctx.bot, ctx.author, ctx.guild)
-        return True
-
-    return commands.check(predicate)
+    from bot.app import StyleBot
 
 
 def shown(name: str, value) -> str:
@@ -35,21 +27,6 @@ def shown(name: str, value) -> str:
     if name == "cooldown":
         return f"{value:g} s"
     return str(value)
-
-
-async def is_server_admin(bot: "StyleBot", user: discord.abc.User) -> bool:
-    """A member with Manage Server (in the server of the command), or the bot's owner."""
-    if await bot.is_owner(user):
-        return True
-    return isinstance(user, discord.Member) and user.guild_permissions.manage_guild
-
-
-async def may_change_limits(bot: "StyleBot", user: discord.abc.User, guild: discord.Guild | None) -> None:
-    """Members with Manage Server, or the bot's owner; anyone else is refused before anything changes."""
-    if guild is None:
-        raise UserError("limits are per server: use this command in the server you want to change")
-    if not await is_server_admin(bot, user):
-        raise UserError("only members with the Manage Server permission can change this server's limits")
 
 
 _CHANNEL = re.compile(r"^<#(\d+)>$")
@@ -144,14 +121,12 @@ class Limits(commands.Cog, name="Server limits"):
     )
 
     async def _answer(self, interaction: discord.Interaction, make, *, check: bool = True) -> None:
-        await acknowledge(interaction)  # first: the store may be slow, Discord waits 3 s for an answer
-        try:
+        async def checked():
             if check:
                 await may_change_limits(self.bot, interaction.user, interaction.guild)
-            text = await make()
-        except UserError as error:
-            text = f"⚠️ {error}"
-        await answer(interaction, text)
+            return await make()
+
+        await answer_from(interaction, checked)
 
     @slash.command(name="show", description="Show this server's limits")
     async def slash_show(self, interaction: discord.Interaction):

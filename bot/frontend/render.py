@@ -1,115 +1,15 @@
-"""What a job looks like in its channel, whichever front-end it came from: a status message (queue
-position, progress, a live preview, a Cancel button) and then the result with Again / Vary /
-Details / Delete under it. Ordinary channel messages, so a job outlives any interaction token."""
+"""How a job's numbers read: progress and result lines, the options that differ from the defaults, the
+commands that reproduce a job (prefix and slash), and the Details text. Text only, no I/O."""
 
 from __future__ import annotations
 
-import io
-import logging
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
-
-import discord
+from typing import Any, Sequence
 
 from nst.params import FIELDS
 
-from ..executor.base import CANCELLED, Done, Failed, Preview, Progress, StyleJob
-from ..limits import USER_FIELDS
-from ..options import option_name, shown_value
-from ..replies import fit
-from ..status import StatusMessage
-
-if TYPE_CHECKING:
-    from ..app import StyleBot
-    from ..jobs import Destination
-
-log = logging.getLogger(__name__)
-
-
-class JobMessages:
-    def __init__(
-        self,
-        bot: "StyleBot",
-        job: StyleJob,
-        where: "Destination",
-        notes: Sequence[str],
-        *,
-        existing_status: discord.PartialMessage | None = None,
-        on_status: Callable[[discord.Message], Awaitable[None]] | None = None,
-        named: Sequence[str] = (),
-    ):
-        from .buttons import cancel_view
-
-        self.bot = bot
-        self.job = job
-        self.where = where
-        self.named = tuple(named)  # the named styles the job uses, for the result line
-        self.notes = "".join(f"\n⚠️ {note}" for note in notes)
-        # Not a reply (slash command): say whose job it is (status messages never ping anyone).
-        self.who = "" if where.reply_to is not None else f"<@{job.user_id}> "
-        self.status = StatusMessage(
-            where.channel,
-            bot.pacer,
-            bot.config.bot.status_interval,
-            reply_to=where.reply_to,
-            existing=existing_status,
-            on_created=on_status,
-            view=cancel_view(job.job_id),
-            preview_interval=bot.config.bot.preview_interval,
-        )
-
-    async def queued(self, position: int) -> None:
-        await self.status.show(f"{self.who}⏳ Queued, position {position}. **Cancel** withdraws it.{self.notes}")
-
-    async def started(self, device: str) -> None:
-        await self.status.show(f"{self.who}🎨 Started on {device}…{self.notes}", now=True)
-
-    async def progress(self, event: Progress) -> None:
-        await self.status.show(f"{self.who}🎨 {progress_line(event)}{self.notes}")
-
-    def preview(self, event: Preview) -> None:
-        self.status.preview(event.image, event.filename)
-
-    async def failed(self, event: Failed, *, retry: bool = False) -> None:
-        """``retry``: offer an Again button (a job lost in a restart whose images are still cached)."""
-        from .buttons import again_view
-
-        icon = "🛑" if event.kind == CANCELLED else "❌"
-        view = again_view(self.job.job_id) if retry else None
-        await self.status.finish(f"{self.who}{icon} Your job did not finish: {event.reason}", view=view)
-
-    async def detached(self, reason: str) -> None:
-        await self.status.finish(f"{self.who}⏸️ {reason}{self.notes}")
-
-    def summary(self, stats: dict[str, Any]) -> str:
-        return result_line(stats, self.job.params, self.bot.config.defaults, self.named)
-
-    async def deliver(self, done: Done) -> str | None:
-        """Post the result with its buttons; the reason for the user when Discord refused it. On success
-        the status message stays until ``delivered()``, so the outcome is recorded first."""
-        from .buttons import result_view
-
-        file = discord.File(io.BytesIO(done.image), filename=done.filename)
-        reply_to = self.where.reply_to
-        try:
-            await self.where.channel.send(
-                fit(f"<@{self.job.user_id}> {self.summary(done.stats)}{self.notes}"),
-                file=file,
-                reference=reply_to.to_reference(fail_if_not_exists=False) if reply_to is not None else None,
-                view=result_view(self.job.job_id),
-                allowed_mentions=discord.AllowedMentions(users=[discord.Object(self.job.user_id)], replied_user=False),
-            )
-        except discord.HTTPException as error:
-            log.error("could not deliver job %s: %s", self.job.job_id, error)
-            reason = "the result was made, but Discord refused the upload; please try a smaller --size"
-            if error.status == 403:
-                reason = "the result was made, but I am no longer allowed to post it in this channel"
-            await self.status.finish(f"{self.who}❌ {reason}")
-            return reason
-        return None
-
-    async def delivered(self) -> None:
-        """The result is posted (and recorded): the status message goes."""
-        await self.status.finish()
+from bot.core.limits import USER_FIELDS
+from bot.core.options import option_name, shown_value
+from bot.executor.base import Progress
 
 
 def progress_line(event: Progress) -> str:

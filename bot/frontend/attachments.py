@@ -21,19 +21,13 @@ import discord
 from nst import images
 from nst.errors import ImageError
 
-from .config import DISCORD_CDN_HOSTS
-from .errors import UserError
+from bot.config import DISCORD_CDN_HOSTS
+from bot.core.errors import UserError
+from bot.core.inputs import roles
+from bot.core.styles import IMAGE_EXTENSIONS
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 DOWNLOAD_TIMEOUT = 60.0
 CHUNK = 64 * 1024
-
-
-def roles(count: int) -> list[str]:
-    """How each of ``count`` images is named in messages: the content first, then the style(s)."""
-    if count <= 2:
-        return ["content image", "style image"][:count]
-    return ["content image", *(f"style image {i}" for i in range(1, count))]
 
 
 async def find_images(message: discord.Message) -> list[discord.Attachment]:
@@ -122,28 +116,6 @@ async def download(
             return data
 
         return tuple(await asyncio.gather(*(fetch(a, r) for a, r in named)))
-
-
-async def check_runnable(content: bytes, styles: Sequence[bytes], params, *, max_pixels: int) -> None:
-    """Refuse, before queueing, images VGG-19 cannot process at ``params`` (too small, too elongated,
-    a style scaled below the minimum): nst.check_runnable's rule, the same as the CLI's and the
-    library's, with its message naming the image, its size and the minimum."""
-    from nst import check_runnable as engine_check
-    from nst.errors import ParamError
-
-    def sizes() -> list[tuple[int, int]]:
-        names = roles(1 + len(styles))
-        return [images.decode_image(data, max_pixels=max_pixels, name=name).size for data, name in zip([content, *styles], names)]
-
-    try:
-        found = await asyncio.to_thread(sizes)
-        engine_check(found[0], found[1:], params)
-    except ImageError as error:
-        raise UserError(str(error)) from None
-    except ParamError as error:
-        from .options import option_refusal
-
-        raise option_refusal(error) from None
 
 
 async def fetch_capped(session: aiohttp.ClientSession, url: str, *, max_bytes: int, role: str) -> bytes:

@@ -11,10 +11,12 @@ import discord
 
 from nst.params import FIELDS
 
-from ..errors import UserError
-from ..options import OptionError, normalise, option_name, shown_value
-from ..numbers import is_whole
-from ..replies import MAX_TEXT_INPUT, prefilled
+from bot.core.errors import UserError
+from bot.core.options import OptionError, normalise, option_name, shown_value
+from bot.core.numbers import is_whole
+from bot.core.jobs import JobRequest
+from bot.frontend.interactions import destination, say, submit_from_interaction
+from bot.frontend.replies import MAX_TEXT_INPUT, acknowledge, prefilled
 
 log = logging.getLogger(__name__)
 
@@ -113,22 +115,14 @@ def _values(components: Any) -> dict[str, str]:
 
 async def submitted(interaction: discord.Interaction) -> None:
     """A form was submitted (by whichever process opened it): queue the job it describes, or say why not."""
-    from ..jobs import JobRequest
-    from ..replies import acknowledge
-    from .buttons import destination, say, submit_from_interaction
-
     await acknowledge(interaction)  # first: reading the message again, and the job service, may take a while
     data = interaction.data or {}
     kind, _, target = str(data.get("custom_id"))[len(FORM_PREFIX):].partition(":")
     typed = _values(data.get("components"))
-    try:
-        values = parse_options(typed.get(OPTIONS_ID, ""))
-        values.pop("seed", None)
-        if typed.get(SEED_ID, "").strip():
-            values["seed"] = typed[SEED_ID].strip()
-    except UserError as error:
-        await say(interaction, f"⚠️ {error}")
-        return
+    values = parse_options(typed.get(OPTIONS_ID, ""))  # a refusal: answered by the caller's errors_answered
+    values.pop("seed", None)
+    if typed.get(SEED_ID, "").strip():
+        values["seed"] = typed[SEED_ID].strip()
     user = interaction.user.id
     if kind == "vary":
         request = JobRequest(user_id=user, destination=destination(interaction, reply_to=interaction.message),

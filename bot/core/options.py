@@ -1,32 +1,25 @@
 """Parsing ``!stylize`` options: ``--epochs 300 --style-weight 1e9 --size 384 --seed 7``, and the bot's
 own ``--style NAME`` and ``--preset NAME`` (bot.limits.BOT_OPTIONS).
 
-discord.py's FlagConverter does the parsing; it cannot have hyphens in flag names when the prefix
-is ``--``, and it silently folds unknown flags into the previous value, so the raw text is checked
-and normalised first (``--style-weight`` and ``--style_weight=1e9`` both work; ``--colour`` is
-refused by name). Values stay text here and are validated by ``nst.params`` like everywhere else.
+The raw text is checked and normalised (``--style-weight`` and ``--style_weight=1e9`` both work;
+``--colour`` is refused by name). Values stay text here and are validated by ``nst.params`` like
+everywhere else.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Optional
-
-from discord.ext import commands
+from typing import Any
 
 from nst.params import FIELDS, StyleParams, format_number
 
 from nst.errors import ParamError
 
-from .errors import UserError
-from .limits import BOT_OPTIONS, OPTION_NAMES, USER_FIELDS, option_help
-from .replies import quote
+from bot.core.errors import OptionError, UserError
+from bot.core.limits import BOT_OPTIONS, OPTION_NAMES, USER_FIELDS
+from bot.core.text import quote
 
 _FLAG = re.compile(r"(?<!\S)--([A-Za-z][\w-]*)(=(\S*))?")
-
-
-class OptionError(commands.BadArgument):
-    """An option the user typed cannot be understood; str() is the reply."""
 
 
 def option_refusal(error: ParamError) -> UserError:
@@ -86,31 +79,6 @@ _EXAMPLES = {"style": "starry", "preset": "fast", "seed": 7}
 def _example(field: str) -> str:
     value = _EXAMPLES.get(field) or getattr(StyleParams(), field)
     return f"{option_name(field)} {format_number(value) if isinstance(value, (int, float)) else value}"
-
-
-class _OptionsBase:
-    @classmethod
-    async def convert(cls, ctx: commands.Context, argument: str) -> "StyleOptions":
-        return await super().convert(ctx, normalise(argument))
-
-    def given(self) -> dict[str, str]:
-        """Only the options the user typed."""
-        return {name: value for name, value in self if value is not None}
-
-
-def _options_class() -> type:
-    """The converter with one text flag per user option of nst.params (declared there, once): values
-    stay text here and are validated by nst.params (the same code as !settings)."""
-    namespace: dict[str, Any] = {"__annotations__": {}, "__module__": __name__, "__doc__": "Every option a user may set."}
-    for name in OPTION_NAMES:
-        namespace["__annotations__"][name] = Optional[str]
-        namespace[name] = commands.flag(default=None, description=option_help(name)[:100])
-    return type(commands.FlagConverter)(
-        "StyleOptions", (_OptionsBase, commands.FlagConverter), namespace, prefix="--", delimiter=" ", case_insensitive=True
-    )
-
-
-StyleOptions = _options_class()
 
 
 def options_help(defaults: StyleParams) -> str:

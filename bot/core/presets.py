@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from nst.errors import ParamError
 
-from .errors import UserError
-from .limits import NAME_RULE, PRESET_NAMES, check_name, check_option, resolve, source_of_preset
-from .options import option_name, option_refusal, shown_value
-from .replies import quote
+from bot.core.errors import UserError
+from bot.core.limits import NAME_RULE, PRESET_NAMES, check_name, check_option, resolve, source_of_preset
+from bot.core.options import option_name, option_refusal, shown_value
+from bot.core.text import quote
 
 if TYPE_CHECKING:
-    from .config import Config
-    from .store import Store
+    from bot.config import Config
+    from bot.core.store import Store
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import discord
 from discord.ext import commands
 
-from .replies import fit, quote
+from bot.frontend.replies import fit, quote
 
 
 class HelpCommand(commands.DefaultHelpCommand):

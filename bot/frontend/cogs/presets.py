@@ -9,14 +9,15 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from ..errors import UserError
-from ..presets import check_preset, describe, preset_name
-from ..replies import acknowledge, answer, reply
-from .admin import is_server_admin
-from .forms import parse_options
+from bot.core.errors import UserError
+from bot.core.presets import check_preset, describe, preset_name
+from bot.frontend.errors import answer_from
+from bot.frontend.replies import reply
+from bot.frontend.checks import may_configure
+from bot.frontend.forms import parse_options
 
 if TYPE_CHECKING:
-    from ..app import StyleBot
+    from bot.app import StyleBot
 
 HELP = (
     "Named sets of stylize options, used with `stylize --preset NAME`.\n\n"
@@ -50,7 +51,7 @@ class Presets(commands.Cog, name="Presets"):
             return "user", user.id
         if guild is None:
             raise UserError("server presets belong to a server: use this command in the server")
-        if not await is_server_admin(self.bot, user):
+        if not await may_configure(self.bot, user):
             raise UserError("only members with the Manage Server permission can change this server's presets")
         return "guild", guild.id
 
@@ -120,28 +121,20 @@ class Presets(commands.Cog, name="Presets"):
 
     slash = app_commands.Group(name="preset", description="Named sets of stylize options")
 
-    async def _answer(self, interaction: discord.Interaction, make) -> None:
-        await acknowledge(interaction)  # first: the store may be slow, Discord waits 3 s for an answer
-        try:
-            text = await make()
-        except UserError as error:
-            text = f"⚠️ {error}"
-        await answer(interaction, text)
-
     @slash.command(name="save", description="Save a preset of stylize options")
     @app_commands.describe(name="the preset's name", options="as in !stylize, e.g. --epochs 300 --style-weight 1e9",
                            server="this server's preset, for everyone (Manage Server)")
     async def slash_save(self, interaction: discord.Interaction, name: str, options: str, server: bool = False):
-        await self._answer(interaction, lambda: self.save(interaction.user, interaction.guild, name, options, server))
+        await answer_from(interaction, lambda: self.save(interaction.user, interaction.guild, name, options, server))
 
     @slash.command(name="list", description="Your presets and this server's")
     async def slash_list(self, interaction: discord.Interaction):
-        await self._answer(interaction, lambda: self.listing(interaction.user, interaction.guild))
+        await answer_from(interaction, lambda: self.listing(interaction.user, interaction.guild))
 
     @slash.command(name="remove", description="Remove a preset")
     @app_commands.describe(server="remove this server's preset of that name (Manage Server)")
     async def slash_remove(self, interaction: discord.Interaction, name: str, server: bool = False):
-        await self._answer(interaction, lambda: self.remove(interaction.user, interaction.guild, name, server))
+        await answer_from(interaction, lambda: self.remove(interaction.user, interaction.guild, name, server))
 
     @slash_remove.autocomplete("name")
     async def _complete_remove(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:

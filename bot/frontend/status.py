@@ -19,7 +19,7 @@ from typing import Awaitable, Callable
 
 import discord
 
-from .replies import fit
+from bot.frontend.replies import fit
 
 log = logging.getLogger(__name__)
 

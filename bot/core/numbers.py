@@ -12,7 +12,7 @@ import unicodedata
 
 from nst.errors import ParamError
 
-from .replies import quote
+from bot.core.text import quote
 
 _WHOLE = re.compile(r"[0-9]+", re.ASCII)
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
