@@ -37,15 +37,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", default="config.toml", help="path to the TOML config (default: config.toml)")
     args = parser.parse_args(argv)
 
-    from .config import ConfigError, load_config, read_token
+    from .config import load_or_report, read_token
     from .logs import setup_logging
 
-    try:
-        config = load_config(args.config)
-        token = read_token(config)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
+    loaded = load_or_report(args.config, read_token)
+    if loaded is None:
         return 2
+    config, token = loaded
     setup_logging(config.bot.log_level, config.bot.log_json, secrets=[token])
     try:
         return asyncio.run(run(config, token))

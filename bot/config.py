@@ -11,16 +11,19 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import sys
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_type_hints
+from typing import TYPE_CHECKING, Any, Callable, TypeVar, get_type_hints
 
 from nst.errors import ParamError
 from nst.params import FIELDS, StyleParams, parse_value
 
 if TYPE_CHECKING:
     from .executor import Executor
+
+T = TypeVar("T")
 
 TOKEN_ENV = "DISCORD_TOKEN"
 DISCORD_CDN_HOSTS = ("cdn.discordapp.com", "media.discordapp.net")
@@ -343,6 +346,17 @@ def make_executor(config: Config) -> "Executor":
         log_level=config.bot.log_level.upper(),
         log_json=config.bot.log_json,
     )
+
+
+def load_or_report(path: str | os.PathLike, then: Callable[[Config], T]) -> tuple[Config, T] | None:
+    """For the entry points (python -m bot, nst-worker): the config at ``path`` and ``then(config)``, or
+    None after printing the problem to stderr as one line (the caller exits with status 2)."""
+    try:
+        config = load_config(path)
+        return config, then(config)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return None
 
 
 def read_token(config: Config, environ: dict[str, str] | None = None) -> str:

@@ -85,7 +85,7 @@ class _ExecutorCollector:
         running = GaugeMetricFamily("nst_jobs_running", "Jobs running on a worker")
         running.add_metric([], sum(1 for j in jobs if j.state == "running"))
         restarts = CounterMetricFamily("nst_worker_restarts", "Workers replaced after dying")
-        restarts.add_metric([], getattr(executor, "restarts", 0))
+        restarts.add_metric([], executor.restarts)
         return [queued, running, restarts]
 
 

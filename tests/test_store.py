@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import bot.core.store as store_module
+import bot.core.store.schema as store_module
 from bot.core.store import SCHEMA_VERSION, JobRecord, Store, StoreError
 
 SNOWFLAKE = 2**63 - 1  # the largest id SQLite's INTEGER holds; Discord ids are below it
@@ -471,3 +471,15 @@ async def test_job_records(store: Store):
     assert await store.get_job("a") is not None  # finished after the cutoff
     assert await store.get_job("c") is not None  # still running
     assert await store.prune_jobs(450.0) == 0
+
+
+async def test_one_scoped_settings_api_keeps_users_and_servers_apart(store: Store):
+    """User settings and server limits are one API with a scope; the same id in both scopes never mixes."""
+    await store.set_setting("user", 5, "epochs", 300)
+    await store.set_setting("guild", 5, "max_epochs", 200, changed_by=9)
+    assert await store.settings("user", 5) == {"epochs": 300} == await store.user_settings(5)
+    assert await store.settings("guild", 5) == {"max_epochs": 200} == await store.guild_limits(5)
+    assert await store.unset_setting("guild", 5, "epochs") is False  # the user's name, not the server's
+    assert await store.reset_settings("user", 5) == 1 and await store.guild_limits(5) == {"max_epochs": 200}
+    with pytest.raises(ValueError, match="unknown settings scope"):
+        await store.settings("channel", 5)

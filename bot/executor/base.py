@@ -263,7 +263,6 @@ class JobHandle:
         self._events: asyncio.Queue[Event] = asyncio.Queue()
         self._canceller = canceller
         self.finished = False
-        self.last_event: Event | None = None
         self.last_progress: Progress | None = None
 
     def emit(self, event: Event) -> None:
@@ -272,7 +271,6 @@ class JobHandle:
             return
         if isinstance(event, TERMINAL):
             self.finished = True
-        self.last_event = event
         if isinstance(event, Progress):
             self.last_progress = event
         self._events.put_nowait(event)
@@ -295,6 +293,8 @@ class JobHandle:
 
 
 class Executor(Protocol):
+    restarts: int  # workers replaced after dying (/metrics); 0 for executors whose workers are not theirs
+
     async def start(self) -> None:
         """Bring workers up; raise ExecutorError with a human message if they cannot start."""
 
@@ -304,8 +304,9 @@ class Executor(Protocol):
     def jobs(self) -> list[JobInfo]:
         """Running jobs, then queued ones in order."""
 
-    def handles_for_user(self, user_id: int) -> list[JobHandle]:
-        """The user's unfinished jobs."""
+    async def cancel(self, job_id: str) -> bool:
+        """Stop a job (queued: removed; running: stops within a step); JobHandle.cancel calls it. False if
+        it already ended."""
 
     async def reattach(self, job: StyleJob) -> JobHandle | None:
         """Follow a job submitted before the bot restarted, or None if it did not survive the restart."""

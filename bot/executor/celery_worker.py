@@ -226,15 +226,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--name", default=None, help="worker name (default: nst-<device>@<hostname>)")
     args = parser.parse_args(argv)
 
-    from ..config import ConfigError, load_config, queue_settings
+    from ..config import load_or_report, queue_settings
     from ..logs import setup_logging
 
-    try:
-        config = load_config(args.config)
-        settings = queue_settings(config)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
+    loaded = load_or_report(args.config, queue_settings)
+    if loaded is None:
         return 2
+    config, settings = loaded
     setup_logging(config.bot.log_level, config.bot.log_json, secrets=[settings.redis_url])
     STATE.settings = settings
     STATE.weights = config.engine.weights

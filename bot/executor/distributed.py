@@ -211,9 +211,6 @@ class CeleryExecutor:
     def jobs(self) -> list[JobInfo]:
         return list(self._snapshot)
 
-    def handles_for_user(self, user_id: int) -> list[JobHandle]:
-        return [f.handle for f in self._followed.values() if f.handle.job.user_id == user_id]
-
     def health(self) -> tuple[bool, str]:
         if not self._redis_ok:
             return False, f"cannot reach Redis at {safe_url(self.settings.redis_url)}"

@@ -301,9 +301,6 @@ class LocalExecutor:
         ]
         return infos
 
-    def handles_for_user(self, user_id: int) -> list[JobHandle]:
-        return [e.handle for e in self._entries.values() if e.job.user_id == user_id]
-
     async def reattach(self, job: StyleJob) -> JobHandle | None:
         return None  # local workers die with the bot: a job from before a restart is gone
 
