@@ -1,5 +1,5 @@
 """The container image, checked without Docker: hadolint on the Dockerfile, and the Dockerfile,
-docker/config.toml, compose.yaml, pyproject.toml and README.md naming the same things (the console
+docker/config.toml, compose.yaml, pyproject.toml and README.md and docs/ naming the same things (the console
 script, the config path, the weights path, the health endpoint). Renaming or moving one of these in
 one place only fails here, not at `docker run` time."""
 
@@ -217,10 +217,10 @@ def test_the_dockerfile_takes_the_torch_pins_from_constraints():
         assert f"sed -n 's/^{name}==//p' constraints.txt" in deps
 
 
-def test_the_readme_names_the_commands_the_image_runs():
-    readme = (ROOT / "README.md").read_text()
+def test_the_docs_name_the_commands_the_image_runs():
+    docs = (ROOT / "README.md").read_text() + "".join(page.read_text() for page in sorted((ROOT / "docs").glob("*.md")))
     for words in ("nst-bot", "python -m bot", "python -m nst export-weights"):
-        assert words in readme, f"README.md does not mention {words!r}"
+        assert words in docs, f"neither README.md nor docs/ mentions {words!r}"
 
 
 # ------------------------------------------------------------------------------------ healthcheck.py
@@ -316,13 +316,13 @@ def test_a_local_weights_file_is_checked_against_its_sha256():
     assert 'export-weights /opt/nst/vgg19-features.pth --weights "/vgg19-weights/${VGG19_WEIGHTS_FILE}"' in command
 
 
-def test_the_readme_documents_the_ci_build_and_its_arguments():
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Self-hosting with Docker"):readme.index("### Health, metrics and logs")]
+def test_the_docs_document_the_ci_build_and_its_arguments():
+    page = (ROOT / "docs" / "self-hosting.md").read_text()
+    section = page[page.index("# Self-hosting with Docker"):page.index("## Health, metrics and logs")]
     assert section.index("docker compose up") < section.index(".ci/container_check.py"), "the user path comes first"
     for name in ("PYTHON_IMAGE", "TORCH_VARIANT=pypi", "VGG19_WEIGHTS_FILE", "VGG19_WEIGHTS_SHA256",
                  "--build-context vgg19-weights="):
-        assert name in section, f"README's self-hosting section does not mention {name}"
+        assert name in section, f"docs/self-hosting.md does not mention {name}"
     assert "estimated" not in section, "sizes are measured, not estimated"
     assert "podman image inspect" in section, "the command that measured the sizes"
 
