@@ -207,3 +207,17 @@ def test_presets_are_checked_like_options_and_rank_between_command_and_defaults(
     assert resolved.explain("epochs") == "preset fast 30, lowered by this server's limit"
     assert resolved.explain("size") == SOURCE_OPTION and resolved.explain("style_weight") == SOURCE_USER
     assert resolved.explain("content_weight") == SOURCE_BOT and resolved.explain("style") == "preset fast"
+
+
+async def test_an_unknown_preset_suggests_the_close_names(tmp_path):
+    from bot.core.presets import find_preset
+
+    store = await Store.open(tmp_path / "bot.sqlite3")
+    try:
+        await store.save_preset("user", 1, "fast", {"epochs": 5})
+        with pytest.raises(UserError, match=r"no preset named `fsat`; did you mean `fast`\?"):
+            await find_preset(store, 1, None, "fsat")
+        with pytest.raises(UserError, match=r"no preset named `zzz`; see `preset list`"):
+            await find_preset(store, 1, None, "zzz")
+    finally:
+        await store.close()

@@ -8,7 +8,6 @@ command's options and over the member's defaults (bot.limits.resolve decides).
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -17,7 +16,7 @@ from nst.errors import ParamError
 from bot.core.errors import UserError
 from bot.core.limits import NAME_RULE, PRESET_NAMES, check_name, check_option, resolve, source_of_preset
 from bot.core.options import option_name, option_refusal, shown_value
-from bot.core.text import quote
+from bot.core.text import did_you_mean, quote
 
 if TYPE_CHECKING:
     from bot.config import Config
@@ -73,10 +72,10 @@ async def find_preset(store: "Store", user_id: int, guild_id: int | None, name: 
     server = await store.presets("guild", guild_id) if guild_id else {}
     if name in server:
         return Preset(name, "guild", server[name])
-    close = difflib.get_close_matches(name, [*mine, *server], n=5, cutoff=0.5)
+    suggestion = did_you_mean(name, [*mine, *server])
     text = f"you have no preset named `{name}`" + (" and neither has this server" if guild_id else "")
-    if close:
-        raise UserError(text + "; did you mean " + ", ".join(f"`{c}`" for c in close) + "?")
+    if suggestion:
+        raise UserError(text + suggestion)
     raise UserError(text + "; see `preset list`")
 
 

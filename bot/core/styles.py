@@ -23,7 +23,6 @@ File work and image decoding run in threads (asyncio.to_thread); the event loop 
 from __future__ import annotations
 
 import asyncio
-import difflib
 import hashlib
 import io
 import logging
@@ -40,7 +39,7 @@ from nst.errors import ImageError, ParamError
 
 from bot.core.errors import UserError
 from bot.core.limits import NAME_RULE, check_name
-from bot.core.text import quote
+from bot.core.text import did_you_mean, quote
 from bot.core.store import StyleRecord
 
 if TYPE_CHECKING:
@@ -153,11 +152,11 @@ class StyleLibrary:
     async def unknown(self, guild_id: int | None, name: str) -> str:
         own, builtin = await self.entries(guild_id)
         names = [e.name for e in own + builtin]
-        close = difflib.get_close_matches(name.strip().lower(), names, n=5, cutoff=0.5)
+        suggestion = did_you_mean(name.strip().lower(), names)
         where = "here" if guild_id else "in direct messages (only the built-in styles are)"
         text = f"there is no style named `{quote(name, 40)}` {where}"
-        if close:
-            return text + "; did you mean " + ", ".join(f"`{c}`" for c in close) + "?"
+        if suggestion:
+            return text + suggestion
         return text + ("; see `style list`" if names else "; this server has no named styles yet")
 
     async def load(self, guild_id: int | None, names: Sequence[str]) -> list[bytes]:

@@ -8,7 +8,8 @@ characters) and developers/components/reference.mdx ("Text Input": value max 400
 
 from __future__ import annotations
 
-from typing import Any
+import difflib
+from typing import Any, Iterable
 
 MAX_CONTENT = 2000  # a message's content
 MAX_TEXT_INPUT = 4000  # a text input's value (and its max_length)
@@ -42,3 +43,9 @@ def prefilled(text: str | None, max_length: int = MAX_TEXT_INPUT) -> str | None:
         return text
     cut = text[:max_length]
     return cut[: cut.rfind("\n")] if "\n" in cut else cut
+
+
+def did_you_mean(name: str, names: Iterable[str]) -> str:
+    """``; did you mean `a`, `b`?`` with the names close to ``name``, or "" when none is."""
+    close = difflib.get_close_matches(name, list(names), n=5, cutoff=0.5)
+    return "; did you mean " + ", ".join(f"`{c}`" for c in close) + "?" if close else ""
