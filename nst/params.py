@@ -188,7 +188,7 @@ class StyleParams:
     content_layer: str = "conv4_2"
     precision: str = "auto"
     animation_size: int = 256
-    frame_steps: int = 12
+    frame_steps: int = 10
     temporal_weight: float = 30.0
     max_frames: int = 120
     max_clip_seconds: float = 30.0
