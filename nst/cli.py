@@ -160,7 +160,7 @@ def _run(args: argparse.Namespace) -> int:
         return _run_animation(args, params, clip, output, device)
     if output.suffix.lower() in ANIMATION_ONLY_EXTENSIONS:
         raise NSTError(f"output: {output.name}: the content is a still picture, written as .png, .jpg or .webp")
-    content = images.decode_image(args.content, name="content image")
+    content = clip.frames[0]  # a still: decode_animation decoded it with decode_image
     styles = _styles(args)
     check_runnable(content.size, [s.size for s in styles], params)  # before loading anything heavy
     model = load_vgg19(args.weights, device=device, progress=not args.quiet)
