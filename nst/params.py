@@ -129,8 +129,8 @@ FIELDS: dict[str, FieldSpec] = {
         ),
         FieldSpec(
             "effort", str, "standard = stop once more steps stop paying (the original 500-step loop's "
-            "objective in about a tenth of its time); high = refine until the loss is flat (a lower objective "
-            "for about twice the time); the reference schedule ignores it", choices=EFFORTS,
+            "objective in about a tenth of its time); high = refine until the loss is flat (a 20-30% lower objective "
+            "for about 3x the time); the reference schedule ignores it", choices=EFFORTS,
         ),
         FieldSpec(
             "stop_tolerance", float, "end a level once the loss improved by less than this fraction over "

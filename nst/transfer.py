@@ -533,6 +533,11 @@ def stylize(
     pixels: torch.Tensor | None = None
     previous_loss: float | None = None  # the best loss the previous level reached
 
+    def preview(level_size: tuple[int, int]) -> None:
+        nonlocal last_preview, previewed
+        on_preview(done, images.fit_within(_finished(pixels, pictures, level_size), PREVIEW_SIDE))
+        last_preview, previewed = clock(), True
+
     def to_device(image: Image.Image) -> torch.Tensor:
         return images.to_tensor(image).to(target).contiguous(memory_format=memory_format)
 
@@ -580,8 +585,7 @@ def stylize(
                 (preview_every and done % preview_every == 0)
                 or (preview_seconds and clock() - last_preview >= preview_seconds)
             ):
-                on_preview(done, images.fit_within(_finished(pixels, pictures, level.size), PREVIEW_SIDE))
-                last_preview, previewed = clock(), True
+                preview(level.size)
             if stop_level:
                 break
         level_steps.append(taken)
@@ -593,8 +597,7 @@ def stylize(
             # The first picture early: the coarsest level is cheap (about 3 s of a 384 px job on a
             # 2-core CPU), and its result already shows the composition, where the time-based cadence
             # alone would wait preview_seconds.
-            on_preview(done, images.fit_within(_finished(pixels, pictures, level.size), PREVIEW_SIDE))
-            last_preview, previewed = clock(), True
+            preview(level.size)
     loop_seconds = eta.loop_seconds
 
     with torch.no_grad():
