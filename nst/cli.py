@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
             dest=name,
             metavar=spec.choices and "{" + ",".join(spec.choices) + "}" or name.upper(),
             default=None,
-            help=f"{spec.help}; {spec.describe_range()} (default: {shown})",
+            # argparse treats "%" in help as a format directive; the table's text is plain prose.
+            help=f"{spec.help}; {spec.describe_range()} (default: {shown})".replace("%", "%%"),
         )
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     parser.add_argument(
