@@ -356,7 +356,7 @@ def test_out_of_memory_is_caught_on_every_supported_torch(monkeypatch, model):
     import torch
 
     import nst.transfer
-    from bot.executor.jobrun import OUT_OF_MEMORY, out_of_memory_errors, run_job
+    from bot.executor.jobrun import OUT_OF_MEMORY, JobPayload, out_of_memory_errors, run_job
 
     cuda_oom = type("OutOfMemoryError", (RuntimeError,), {})  # torch.cuda's class before 2.5
     monkeypatch.delattr(torch, "OutOfMemoryError")
@@ -367,8 +367,8 @@ def test_out_of_memory_is_caught_on_every_supported_torch(monkeypatch, model):
         raise cuda_oom("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(nst.transfer, "stylize", out_of_memory)
-    payload = {"job_id": "j", "content": CONTENT_PNG, "styles": [STYLE_PNG], "params": StyleParams(epochs=2, size=32).as_dict(),
-               "max_result_bytes": 10**6, "max_pixels": 10**7, "timeout": 60.0, "preview_interval": 0.0}
+    payload = JobPayload(job_id="j", params=StyleParams(epochs=2, size=32).as_dict(), max_result_bytes=10**6,
+                         max_pixels=10**7, timeout=60.0, preview_interval=0.0, content=CONTENT_PNG, styles=(STYLE_PNG,))
     assert run_job(model, payload, emit=lambda event: None, should_stop=lambda: False) == Failed(ERROR, OUT_OF_MEMORY)
 
 

@@ -234,11 +234,16 @@ SHUTTING_DOWN = "the bot is shutting down and not taking new jobs; please try ag
 
 def check_admission(mine: int, total: int, *, max_per_user: int, max_queue: int) -> None:
     """Fair use, the same for every executor: ``mine`` of the user's and ``total`` jobs queued or running."""
+    if mine >= max_per_user or total >= max_queue:
+        raise admission_refusal(mine, total, max_per_user=max_per_user, max_queue=max_queue)
+
+
+def admission_refusal(mine: int, total: int, *, max_per_user: int, max_queue: int) -> Refused:
+    """Why a job over one of check_admission's two limits is refused (the user's own limit first)."""
     if mine >= max_per_user:
         jobs = "job" if mine == 1 else "jobs"
-        raise Refused(f"you already have {mine} {jobs} queued or running (the limit is {max_per_user}); wait for it or cancel it")
-    if total >= max_queue:
-        raise Refused(f"the queue is full ({max_queue} jobs); please try again later")
+        return Refused(f"you already have {mine} {jobs} queued or running (the limit is {max_per_user}); wait for it or cancel it")
+    return Refused(f"the queue is full ({max_queue} jobs); please try again later")
 
 
 @dataclass

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 from .base import CANCELLED, CRASHED, ERROR, TIMEOUT, Done, Failed, Preview, encode_event, timeout_reason
 from .jobqueue import ACTIVE, HEARTBEAT_EVERY, HEARTBEAT_TTL, PENDING, QUEUE, TASK_NAME, WORKERS, JobKeys, make_celery, safe_url
-from .jobrun import run_job
+from .jobrun import JobPayload, run_job
 
 log = logging.getLogger("bot.worker")
 
@@ -72,17 +72,10 @@ def load_model_in_pool_process(**_: Any) -> None:
     log.info("model loaded on %s in process %d", STATE.model.device, os.getpid())
 
 
-def stylize_task(
-    job_id: str,
-    params: dict,
-    max_result_bytes: int,
-    max_pixels: int,
-    timeout: float,
-    max_attempts: int,
-    preview_interval: float = 0.0,
-) -> None:
+def stylize_task(job: dict, max_attempts: int) -> None:
     """The Celery task. Every way it ends is an event in the job's stream; it never raises."""
     r = _redis()
+    job_id = job["job_id"]
     keys = JobKeys(job_id)
     settings = STATE.settings
     ttl = settings.key_ttl
@@ -129,9 +122,7 @@ def stylize_task(
             return bool(r.exists(keys.cancel))
         return False
 
-    job = {"job_id": job_id, "content": content, "styles": styles, "params": params, "max_result_bytes": max_result_bytes,
-           "max_pixels": max_pixels, "timeout": timeout, "preview_interval": preview_interval}  # fmt: skip
-    outcome = run_job(STATE.model, job, emit=emit, should_stop=should_stop,
+    outcome = run_job(STATE.model, JobPayload.from_message(job, content, styles), emit=emit, should_stop=should_stop,
                       device=f"{STATE.model.device} on {STATE.name}", attempt=attempt)  # fmt: skip
     if isinstance(outcome, Done):
         header, image = encode_event(outcome)

@@ -35,10 +35,11 @@ from .base import (
     Refused,
     Started,
     StyleJob,
-    check_admission,
+    admission_refusal,
     decode_event,
     encode_event,
 )
+from .jobrun import JobPayload
 from .jobqueue import (
     ACTIVE,
     ADMIT_SCRIPT,
@@ -151,9 +152,8 @@ class CeleryExecutor:
             args=[*self._sweep_args(), job.job_id, str(job.user_id), max_per_user, max_queue,
                   json.dumps(entry), job.submitted_at],
         )  # fmt: skip
-        if not admitted:
-            check_admission(int(mine), int(total), max_per_user=max_per_user, max_queue=max_queue)
-            raise Refused("the queue is full; please try again later")  # not reached: the check raises
+        if not admitted:  # the script applies check_admission's two limits atomically, on the counts it returns
+            raise admission_refusal(int(mine), int(total), max_per_user=max_per_user, max_queue=max_queue)
         keys = JobKeys(job.job_id)
         ttl = settings.key_ttl
         try:
@@ -163,15 +163,8 @@ class CeleryExecutor:
                 pipe.rpush(keys.styles, *job.styles)
                 pipe.expire(keys.styles, ttl)
                 await pipe.execute()
-            kwargs = {
-                "job_id": job.job_id,
-                "params": job.params,
-                "max_result_bytes": job.max_result_bytes,
-                "max_pixels": job.max_pixels,
-                "timeout": settings.job_timeout,
-                "max_attempts": settings.max_attempts,
-                "preview_interval": settings.preview_interval,
-            }
+            payload = JobPayload.of(job, timeout=settings.job_timeout, preview_interval=settings.preview_interval)
+            kwargs = {"job": payload.message(), "max_attempts": settings.max_attempts}
             # kombu publishes synchronously: keep it off the loop
             await asyncio.to_thread(
                 self._celery.send_task, TASK_NAME, kwargs=kwargs, task_id=job.job_id, queue=QUEUE,

@@ -11,7 +11,8 @@ from __future__ import annotations
 import io
 import logging
 import time
-from typing import Any, Callable
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Callable, Sequence
 
 from .base import (
     CANCELLED,
@@ -35,18 +36,40 @@ OUT_OF_MEMORY = "ran out of memory at this size; try a smaller --size"
 INTERNAL = "an internal error stopped this job; the operator can find it in the logs"
 
 
-def job_payload(job, *, timeout: float, preview_interval: float) -> dict[str, Any]:
-    """What a worker needs of a StyleJob (plain values: it crosses a pipe or a Celery message)."""
-    return {
-        "job_id": job.job_id,
-        "content": job.content,
-        "styles": list(job.styles),
-        "params": job.params,
-        "max_result_bytes": job.max_result_bytes,
-        "max_pixels": job.max_pixels,
-        "timeout": timeout,
-        "preview_interval": preview_interval,
-    }
+@dataclass(frozen=True)
+class JobPayload:
+    """What a worker needs of a StyleJob, in plain values, built in one place for both executors.
+
+    It crosses a pipe to a local worker whole; on Celery the images travel apart (Redis keys, so a
+    task message stays small): ``message()`` is the rest, and ``from_message`` joins them again."""
+
+    job_id: str
+    params: dict[str, Any]
+    max_result_bytes: int
+    max_pixels: int
+    timeout: float
+    preview_interval: float
+    content: bytes = b""
+    styles: tuple[bytes, ...] = ()
+
+    @classmethod
+    def of(cls, job, *, timeout: float, preview_interval: float) -> "JobPayload":
+        return cls(
+            job_id=job.job_id, params=dict(job.params), max_result_bytes=job.max_result_bytes,
+            max_pixels=job.max_pixels, timeout=timeout, preview_interval=preview_interval,
+            content=job.content, styles=tuple(job.styles),
+        )  # fmt: skip
+
+    def message(self) -> dict[str, Any]:
+        """Everything but the images, as JSON-able values."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _IMAGES}
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any], content: bytes, styles: Sequence[bytes]) -> "JobPayload":
+        return cls(**message, content=content, styles=tuple(styles))
+
+
+_IMAGES = frozenset({"content", "styles"})
 
 
 def out_of_memory_errors(torch) -> tuple[type[BaseException], ...]:
@@ -58,16 +81,16 @@ def out_of_memory_errors(torch) -> tuple[type[BaseException], ...]:
 
 def run_job(
     model,
-    job: dict[str, Any],
+    job: JobPayload,
     *,
     emit: Callable[[Event], None],
     should_stop: Callable[[], bool],
     device: str | None = None,
     attempt: int = 1,
 ) -> Done | Failed:
-    """Run ``job`` (see job_payload) and return its terminal event; Started, Progress (at most one per
+    """Run ``job`` and return its terminal event; Started, Progress (at most one per
     PROGRESS_INTERVAL, and the last step) and Preview events go to ``emit`` on the way. The job stops
-    with TIMEOUT once it has run ``job["timeout"]`` seconds, and with CANCELLED when ``should_stop``
+    with TIMEOUT once it has run ``job.timeout`` seconds, and with CANCELLED when ``should_stop``
     says so (the executor knows whether that was a user's cancel or a shutdown)."""
     import torch
 
@@ -77,7 +100,7 @@ def run_job(
     from nst.transfer import stylize
 
     started = time.monotonic()
-    deadline = started + job["timeout"]
+    deadline = started + job.timeout
     timed_out = False
     last_progress = 0.0
 
@@ -101,26 +124,26 @@ def run_job(
     emit(Started(device or str(model.device), attempt))
     oom = out_of_memory_errors(torch)
     try:
-        content = images.decode_image(job["content"], max_pixels=job["max_pixels"], name="content image")
+        content = images.decode_image(job.content, max_pixels=job.max_pixels, name="content image")
         styles = [
-            images.decode_image(data, max_pixels=job["max_pixels"], name=_style_name(i, len(job["styles"])))
-            for i, data in enumerate(job["styles"])
+            images.decode_image(data, max_pixels=job.max_pixels, name=_style_name(i, len(job.styles)))
+            for i, data in enumerate(job.styles)
         ]
-        interval = job.get("preview_interval") or 0.0
+        interval = job.preview_interval
         result = stylize(
             content,
             styles[0] if len(styles) == 1 else styles,
-            StyleParams.from_mapping(job["params"]),
+            StyleParams.from_mapping(job.params),
             model=model,
             on_progress=progress,
             on_preview=preview if interval > 0 else None,
             preview_seconds=interval,
             should_stop=stop,
         )
-        encoded = images.encode_image(result.image, max_bytes=job["max_result_bytes"])
+        encoded = images.encode_image(result.image, max_bytes=job.max_result_bytes)
     except Cancelled:
         if timed_out:
-            return Failed(TIMEOUT, timeout_reason(job["timeout"]))
+            return Failed(TIMEOUT, timeout_reason(job.timeout))
         return Failed(CANCELLED, "cancelled")
     except NSTError as error:
         return Failed(ERROR, str(error))
@@ -129,10 +152,8 @@ def run_job(
             torch.cuda.empty_cache()
         return Failed(ERROR, OUT_OF_MEMORY)
     except Exception:  # noqa: BLE001 - a bug: logged here, a short line for the user
-        log.exception("job %s failed", job.get("job_id"))
+        log.exception("job %s failed", job.job_id)
         return Failed(ERROR, INTERNAL)
-    from dataclasses import asdict
-
     stats = asdict(result.stats)
     stats.update(encoded_size=list(encoded.size), format=encoded.format, quality=encoded.quality)
     return Done(encoded.data, result_filename(encoded.extension), encoded.content_type, stats)

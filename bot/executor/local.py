@@ -49,7 +49,7 @@ from .base import (
     decode_event,
     timeout_reason,
 )
-from .jobrun import job_payload
+from .jobrun import JobPayload
 from .worker import WorkerSpec, run_worker
 
 log = logging.getLogger(__name__)
@@ -328,7 +328,7 @@ class LocalExecutor:
             entry.worker, entry.started_at = worker, time.monotonic()
             worker.cancel.value = 0
             job = entry.job
-            payload = job_payload(job, timeout=self._job_timeout, preview_interval=self._preview_interval)
+            payload = JobPayload.of(job, timeout=self._job_timeout, preview_interval=self._preview_interval)
             self._send(worker, ("job", entry.seq, payload))
             # The worker stops the job at its deadline by itself; this only catches a step that never returns.
             entry.timers.append(self._loop.call_later(self._job_timeout + CANCEL_GRACE, self._kill_overdue, worker, entry))

@@ -23,10 +23,9 @@ import signal
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any
 
 from .base import encode_event
-from .jobrun import run_job
+from .jobrun import JobPayload, run_job
 
 log = logging.getLogger("bot.worker")
 
@@ -115,7 +114,7 @@ def _send(conn, message) -> None:
         pass  # the parent is gone; the next recv ends the loop
 
 
-def _run_job(conn, cancel_token, seq: int, job: dict[str, Any], model) -> None:
+def _run_job(conn, cancel_token, seq: int, job: JobPayload, model) -> None:
     def emit(event) -> None:
         _send(conn, ("event", seq, *encode_event(event)))
 
