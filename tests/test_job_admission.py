@@ -18,7 +18,7 @@ from bot.core.imagecache import ImageCache
 from bot.core.jobs import Destination, JobRequest, JobService, Silent
 from bot.core.store import JobRecord, Store
 from bot.core.styles import StyleLibrary
-from bot.executor.base import JobInfo, Refused, SHUTTING_DOWN
+from bot.executor.base import JobInfo, Refused, SHUTTING_DOWN, Started
 from bot_harness import config_values
 
 GUILD, CHANNEL, OTHER_CHANNEL, ALICE = 1, 10, 11, 100
@@ -39,7 +39,12 @@ class Frontend:
 
     def view(self, job, where, notes, **_):
         self.asked.append("view")
-        return SimpleNamespace()
+        self.started_on: list[str] = []
+
+        async def started(device):
+            self.started_on.append(device)
+
+        return SimpleNamespace(started=started)
 
     def missing_permissions(self, where):
         self.asked.append("permissions")
@@ -59,9 +64,10 @@ class Frontend:
 
 
 class Executor:
-    def __init__(self, queued: list[JobInfo] = (), refuse: str | None = None):
+    def __init__(self, queued: list[JobInfo] = (), refuse: str | None = None, events=()):
         self.queued = list(queued)
         self.refuse = refuse
+        self.events = list(events)  # what each submitted job's handle yields before it waits forever
         self.submitted = []
         self.asked: list[str] = []
 
@@ -74,17 +80,20 @@ class Executor:
         if self.refuse:
             raise Refused(self.refuse)
         self.submitted.append(job)
-        return _NeverEnds(job)
+        return _NeverEnds(job, self.events)
 
 
 class _NeverEnds:
-    def __init__(self, job):
+    def __init__(self, job, events=()):
         self.job = job
+        self.events = list(events)
 
     def __aiter__(self):
         return self
 
     async def __anext__(self):
+        if self.events:
+            return self.events.pop(0)
         await asyncio.Event().wait()
 
 
@@ -181,3 +190,15 @@ async def test_the_executors_own_refusal_becomes_the_reply_and_nothing_is_record
     with pytest.raises(UserError, match="the queue is full"):
         await service.jobs.submit(request())
     assert await service.store.unfinished_jobs() == []
+
+
+async def test_a_job_started_again_after_its_worker_died_records_the_attempt(service):
+    service.executor.events = [Started("cpu", 2)]
+    submitted = await service.jobs.submit(request())
+    for _ in range(200):  # the service follows the handle in a task of its own
+        if service.frontend.started_on:
+            break
+        await asyncio.sleep(0.01)
+    record = await service.store.get_job(submitted.job.job_id)
+    assert service.frontend.started_on == ["cpu"]
+    assert (record.state, record.attempts) == ("running", 2)

@@ -363,7 +363,7 @@ class JobService:
                 if isinstance(event, Queued):
                     await messages.queued(event.position)
                 elif isinstance(event, Started):
-                    await self._update(job.job_id, state="running")
+                    await self._update(job.job_id, state="running", attempts=event.attempt)  # 2+: a worker died
                     await messages.started(event.device)
                 elif isinstance(event, Progress):
                     await messages.progress(event)

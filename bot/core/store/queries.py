@@ -43,7 +43,7 @@ class JobRecord:
     params: dict
     state: str  # one of JOB_STATES
     outcome: str | None  # short reason/summary when finished
-    attempts: int
+    attempts: int  # times a worker started it: 0 while queued, 2+ when a worker died and it ran again
     created_at: float  # unix time (time.time())
     updated_at: float
     finished_at: float | None
