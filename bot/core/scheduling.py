@@ -1,0 +1,262 @@
+"""The fair order of waiting jobs, their positions and their estimated starts.
+
+Pure functions of what the store holds: no discord, no executor, no clock and no state of their own.
+Given the same waiting jobs, the same :class:`Usage` and the same policy, every caller (any bot
+process, before or after a restart) gets the same next job, so one dispatcher that reads its inputs
+from the store decides the same way whichever machine asks.
+
+Policies (``POLICIES``):
+
+- ``round-robin``: servers take turns, then the users of a server take turns, then a user's own
+  jobs go first come, first served. "Whose turn" is derived, not remembered: the server (then the
+  user) whose last job *started* longest ago goes next, so the only state is the start times the
+  job history already keeps. Direct messages count as one more server (``None``).
+- ``least-usage``: the server with the fewest compute seconds today goes next, then its user with
+  the fewest (the relax-queue rule); ties go to the least recently served, then the oldest job.
+- ``fcfs``: first come, first served (the order before fair scheduling; for comparison and for
+  operators who want it).
+
+Under every policy a job over its quota (``Waiting.over_quota``) is in the slow lane: it is taken
+only when no job within quota waits. ``bench/fairness.py`` measures the policies against each
+other; ``DEFAULT_POLICY`` is the one that served light users best there (docs/fair-share.md).
+
+Work is measured in pixel-steps (:func:`planned_work`), time in seconds: a :class:`Speed` (seconds per
+pixel-step, an exponential moving average of finished jobs) turns one into the other for the
+estimates and for charging a started job to its user.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Mapping, Sequence
+
+from nst.schedule import Plan
+
+FCFS = "fcfs"
+ROUND_ROBIN = "round-robin"
+LEAST_USAGE = "least-usage"
+POLICIES = (ROUND_ROBIN, LEAST_USAGE, FCFS)
+DEFAULT_POLICY = LEAST_USAGE  # bench/fairness.py: the lower light-user p95 wait at every flood size
+
+# A step's cost grows with its pixels plus a fixed part: the engine's ETA uses the same constant
+# (nst.transfer.ETA_OVERHEAD_PIXELS; tests/test_scheduling.py keeps the two equal).
+OVERHEAD_PIXELS = 16384
+
+
+def planned_work(plan: Plan) -> float:
+    """A job's planned work in pixel-steps: every level's step budget times its pixels (plus the
+    per-step overhead). Early stopping may end a job sooner; the estimate is then pessimistic."""
+    return float(sum(level.steps * (level.pixels + OVERHEAD_PIXELS) for level in plan.levels))
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A queued job, as the order sees it."""
+
+    job_id: str
+    user_id: int
+    guild_id: int | None  # None: a direct message
+    submitted_at: float
+    work: float  # planned pixel-steps
+    over_quota: bool = False  # the slow lane: runs only when no job within quota waits
+
+
+@dataclass(frozen=True)
+class Running:
+    """A job a worker has started."""
+
+    job_id: str
+    user_id: int
+    guild_id: int | None
+    started_at: float
+    work: float  # planned pixel-steps
+    remaining: float | None = None  # seconds left by the job's own progress ETA, once it reports one
+
+    def seconds_left(self, speed: "Speed", now: float) -> float:
+        """The job's own estimate when it has one (it measured its device's real speed), else the rest
+        of its planned time."""
+        if self.remaining is not None:
+            return max(0.0, self.remaining)
+        return max(0.0, speed.seconds(self.work) - (now - self.started_at))
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Past service, per user and per server (None = direct messages), as the store keeps it:
+    compute seconds charged today and when their last job started."""
+
+    user_seconds: Mapping[int, float] = field(default_factory=dict)
+    server_seconds: Mapping[int | None, float] = field(default_factory=dict)
+    user_last_start: Mapping[int, float] = field(default_factory=dict)
+    server_last_start: Mapping[int | None, float] = field(default_factory=dict)
+
+    def charged(self, user_id: int, guild_id: int | None, seconds: float, started_at: float) -> "Usage":
+        """This usage after a job of ``user_id`` in ``guild_id`` that started at ``started_at`` was
+        charged ``seconds`` (a later start stays the last one)."""
+        return Usage(
+            user_seconds=_added(self.user_seconds, user_id, seconds),
+            server_seconds=_added(self.server_seconds, guild_id, seconds),
+            user_last_start=_latest(self.user_last_start, user_id, started_at),
+            server_last_start=_latest(self.server_last_start, guild_id, started_at),
+        )
+
+    def with_running(self, running: Iterable[Running], speed: "Speed") -> "Usage":
+        """The ledger holds finished jobs; a running one counts with its planned seconds from its start,
+        so a second free worker does not go to the same user just because the first job has not ended."""
+        usage = self
+        for job in running:
+            usage = usage.charged(job.user_id, job.guild_id, speed.seconds(job.work), job.started_at)
+        return usage
+
+
+def _added(mapping: Mapping, key, amount: float) -> dict:
+    return {**mapping, key: mapping.get(key, 0.0) + amount}
+
+
+def _latest(mapping: Mapping, key, moment: float) -> dict:
+    return {**mapping, key: max(mapping.get(key, -math.inf), moment)}
+
+
+# ------------------------------------------------------------------------------------------- speed
+
+DEFAULT_SECONDS_PER_UNIT = 5e-6  # about a 2-core CPU (a default job, ~10 M pixel-steps, ~50 s); the first finished job replaces it
+SPEED_WEIGHT = 0.3  # the newest finished job's share of the moving average
+
+
+@dataclass(frozen=True)
+class Speed:
+    """Seconds per pixel-step, an exponential moving average of finished jobs (the caller persists it)."""
+
+    seconds_per_unit: float = DEFAULT_SECONDS_PER_UNIT
+    samples: int = 0
+
+    def seconds(self, work: float) -> float:
+        return work * self.seconds_per_unit
+
+    def measured(self, seconds: float, work: float, weight: float = SPEED_WEIGHT) -> "Speed":
+        """After a job of ``work`` pixel-steps took ``seconds`` of the worker's time. The first
+        measurement replaces the default; jobs without work (or time) teach nothing."""
+        if work <= 0 or seconds <= 0:
+            return self
+        observed = seconds / work
+        if self.samples == 0:
+            return Speed(observed, 1)
+        return Speed((1 - weight) * self.seconds_per_unit + weight * observed, self.samples + 1)
+
+
+# ------------------------------------------------------------------------------------------- order
+
+def next_job(waiting: Sequence[Waiting], usage: Usage, policy: str = DEFAULT_POLICY) -> Waiting | None:
+    """The job to start next, or None if none waits: within quota first (the slow lane only when no
+    job within quota waits), then by ``policy``."""
+    return next(_picks(waiting, usage, policy, Speed()), None)
+
+
+def order(waiting: Sequence[Waiting], usage: Usage, policy: str = DEFAULT_POLICY,
+          speed: Speed = Speed()) -> list[Waiting]:
+    """Every waiting job in the order it would start if nothing else arrived: :func:`next_job`
+    repeatedly, each pick charged to its user and server (its planned seconds) as if it started then."""
+    return list(_picks(waiting, usage, policy, speed))
+
+
+def _picks(waiting: Sequence[Waiting], usage: Usage, policy: str, speed: Speed) -> Iterator[Waiting]:
+    if policy not in POLICIES:
+        raise ValueError(f"unknown scheduling policy {policy!r}; one of {', '.join(POLICIES)}")
+    latest = max([*usage.user_last_start.values(), *usage.server_last_start.values(), 0.0])
+    for lane in ([job for job in waiting if not job.over_quota], [job for job in waiting if job.over_quota]):
+        if policy == FCFS:
+            yield from sorted(lane, key=_arrival)
+            continue
+        queues = _queues(lane)
+        while queues:
+            job = _take(queues, usage, policy)
+            yield job
+            latest += 1.0  # a virtual start after every real one: only the order of starts matters
+            usage = usage.charged(job.user_id, job.guild_id, speed.seconds(job.work), latest)
+
+
+def _arrival(job: Waiting) -> tuple[float, str]:
+    return (job.submitted_at, job.job_id)
+
+
+def _queues(jobs: Iterable[Waiting]) -> dict[int | None, dict[int, list[Waiting]]]:
+    """server -> user -> that user's jobs there, the oldest last (popped first)."""
+    queues: dict[int | None, dict[int, list[Waiting]]] = {}
+    for job in sorted(jobs, key=_arrival, reverse=True):
+        queues.setdefault(job.guild_id, {}).setdefault(job.user_id, []).append(job)
+    return queues
+
+
+def _take(queues: dict[int | None, dict[int, list[Waiting]]], usage: Usage, policy: str) -> Waiting:
+    """Remove and return the next job: the server whose turn it is, its user whose turn it is, then
+    that user's oldest job. Ties go to the group with the oldest waiting job."""
+    def oldest(users: Mapping[int, list[Waiting]]) -> tuple[float, str]:
+        return min(_arrival(jobs[-1]) for jobs in users.values())
+
+    server = min(queues, key=lambda key: (_rank(policy, usage.server_seconds, usage.server_last_start, key),
+                                          oldest(queues[key])))
+    users = queues[server]
+    user = min(users, key=lambda key: (_rank(policy, usage.user_seconds, usage.user_last_start, key),
+                                       _arrival(users[key][-1])))
+    job = users[user].pop()
+    if not users[user]:
+        del users[user]
+        if not users:
+            del queues[server]
+    return job
+
+
+def _rank(policy: str, seconds: Mapping, last_start: Mapping, key) -> tuple[float, ...]:
+    """Round-robin: the least recently served first. Least usage: the fewest seconds today, then the
+    least recently served."""
+    served = last_start.get(key, -math.inf)
+    return (served,) if policy == ROUND_ROBIN else (seconds.get(key, 0.0), served)
+
+
+# ------------------------------------------------------------------------------- position and ETA
+
+@dataclass(frozen=True)
+class Estimate:
+    job_id: str
+    position: int  # 1 = next to start
+    starts_in: float  # seconds from now
+
+
+def estimates(ordered: Sequence[Waiting], running: Sequence[Running], *, workers: int, speed: Speed,
+              now: float) -> list[Estimate]:
+    """Each queued job's position and estimated start, for ``ordered`` (from :func:`order`): the
+    workers finish the running jobs' remaining planned time, then take the queue in order, each job
+    on the first worker free."""
+    free = sorted(job.seconds_left(speed, now) for job in running)
+    free += [0.0] * max(0, workers - len(free))
+    heapq.heapify(free)
+    result = []
+    for position, job in enumerate(ordered, start=1):
+        start = heapq.heappop(free)
+        result.append(Estimate(job.job_id, position, start))
+        heapq.heappush(free, start + speed.seconds(job.work))
+    return result
+
+
+def queued_text(estimate: Estimate) -> str:
+    """The status line of a queued job: "⏳ Queued, position 3 · starts in about 40 s"."""
+    return f"⏳ Queued, position {estimate.position} · {starts_in_text(estimate.starts_in)}"
+
+
+def starts_in_text(seconds: float) -> str:
+    if seconds < 10:
+        return "starts in a few seconds"
+    return f"starts in about {about(seconds)}"
+
+
+def about(seconds: float) -> str:
+    """A rounded duration for estimates: 5 s steps under a minute, minutes under an hour, else h and min."""
+    if seconds < 57.5:
+        return f"{max(5, 5 * round(seconds / 5))} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h" if minutes == 0 else f"{hours} h {minutes} min"
