@@ -28,9 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.core.scheduling import (  # noqa: E402
-    POLICIES, Running, Speed, Usage, Waiting, estimates, next_job, order,
-)
+from bot.core.scheduling import POLICIES, Running, Speed, Usage, Waiting, forecast, pick  # noqa: E402
+from bot.core.usage import SLOW, SLOW_LANE, Limits, Used, assess  # noqa: E402
 
 TRUE_SECONDS_PER_UNIT = 4e-6  # the simulated workers' speed; the scheduler starts from its default and learns it
 SERVERS = (1, 2, 3)
@@ -59,6 +58,7 @@ class World:
     policy: str
     workers: int
     rng: random.Random
+    quota: Limits  # the daily caps; over them, the slow lane
     usage: Usage = field(default_factory=Usage)
     speed: Speed = field(default_factory=Speed)
     waiting: dict[str, Job] = field(default_factory=dict)
@@ -71,8 +71,10 @@ class World:
         heapq.heappush(self.events, (time, next(self.seq), kind, payload))
 
 
-def simulate(policy: str, workers: int, flood: int, hours: float, seed: int) -> dict[str, float]:
-    world = World(policy, workers, random.Random(seed))
+def simulate(policy: str, workers: int, flood: int, hours: float, seed: int,
+             user_quota: float | None = None) -> dict[str, float]:
+    """One run; ``user_quota``: a daily cap per user (seconds), over which jobs wait in the slow lane."""
+    world = World(policy, workers, random.Random(seed), Limits(user=user_quota))
     horizon = hours * 3600
     _plan_light_arrivals(world, horizon)
     for _ in range(flood):
@@ -112,8 +114,8 @@ def _dispatch(world: World, now: float, *, refill: bool) -> set[str]:
     """Start jobs on the free workers; the ids of the flooder's new jobs."""
     new = set()
     while len(world.running) < world.workers and world.waiting:
-        usage = world.usage.with_running(_running(world, now), world.speed)
-        chosen = next_job([job.waiting for job in world.waiting.values()], usage, world.policy)
+        chosen = pick(_waiting(world, now), _running(world, now), world.usage, policy=world.policy,
+                      speed=world.speed)
         job = world.waiting.pop(chosen.job_id)
         job.started_at = now
         running = Running(chosen.job_id, chosen.user_id, chosen.guild_id, now, chosen.work)
@@ -124,6 +126,15 @@ def _dispatch(world: World, now: float, *, refill: bool) -> set[str]:
         if not job.light and refill:
             new.add(_submit(world, now, FLOODER, SERVERS[0], light=False).waiting.job_id)  # the flood stays as long
     return new
+
+
+def _waiting(world: World, now: float) -> list[Waiting]:
+    """The waiting jobs as the scheduler sees them: each one's lane from its user's quota now."""
+    users = {job.waiting.user_id for job in world.waiting.values()}
+    slow = {user for user in users if assess(Used(user=world.usage.user_seconds.get(user, 0.0)), world.quota,
+                                             in_server=False, mode=SLOW_LANE, now=now).verdict == SLOW}
+    return [replace(job.waiting, over_quota=True) if job.waiting.user_id in slow else job.waiting
+            for job in world.waiting.values()]
 
 
 def _running(world: World, now: float) -> list[Running]:
@@ -148,33 +159,48 @@ def _predict(world: World, now: float, job_ids: set[str]) -> None:
     """The first estimate the new jobs' status messages would show."""
     if not job_ids:
         return
-    running = _running(world, now)
-    usage = world.usage.with_running(running, world.speed)
-    ordered = order([j.waiting for j in world.waiting.values()], usage, world.policy, world.speed)
-    for estimate in estimates(ordered, running, workers=world.workers, speed=world.speed, now=now):
+    for estimate in forecast(_waiting(world, now), _running(world, now), world.usage, policy=world.policy, workers=world.workers,
+                             speed=world.speed, now=now):
         if estimate.job_id in job_ids:
             world.waiting[estimate.job_id].predicted_start = now + estimate.starts_in
 
 
 def _measures(world: World, horizon: float) -> dict[str, float]:
     light = [j for j in world.finished if j.light]
-    waits = sorted(j.started_at - j.waiting.submitted_at for j in light)
+    waits = sorted(_wait(j) for j in light)
+    neighbours = [_wait(j) for j in light if j.waiting.guild_id == SERVERS[0]]
     flood_done = [j for j in world.finished if not j.light and j.started_at < horizon]
     flood_seconds = sum(j.waiting.work for j in flood_done) * TRUE_SECONDS_PER_UNIT
-    errors = sorted(
-        abs(j.predicted_start - j.started_at) / (j.started_at - j.waiting.submitted_at)
-        for j in world.finished if j.predicted_start is not None and j.started_at > j.waiting.submitted_at
-    )
+    errors = {kind: sorted(abs(j.predicted_start - j.started_at) / _wait(j) for j in world.finished
+                           if j.light == (kind == "light") and j.predicted_start is not None and _wait(j) > 0)
+              for kind in ("light", "flood")}
+    every = sorted(errors["light"] + errors["flood"])
     return {
         "light_median": statistics.median(waits), "light_p95": _percentile(waits, 0.95),
+        "neighbour_median": statistics.median(neighbours),
         "flood_per_hour": len(flood_done) / (horizon / 3600),
         "flood_share": flood_seconds / (horizon * world.workers),
-        "eta_median": statistics.median(errors), "eta_p95": _percentile(errors, 0.95), "light_jobs": len(light),
+        "eta_median": statistics.median(every), "eta_p95": _percentile(every, 0.95),
+        "eta_light": statistics.median(errors["light"]), "eta_flood": statistics.median(errors["flood"]),
     }
+
+
+def _wait(job: Job) -> float:
+    return job.started_at - job.waiting.submitted_at
 
 
 def _percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
+
+
+HEADER = ("| policy | workers | flood | light wait median (in the flooder's server) | light wait p95 | flooder jobs/h | flooder share "
+          "| ETA error median (light · flooder) | ETA error p95 |\n|---|---|---|---|---|---|---|---|---|")
+
+
+def row(policy: str, workers: int, flood: int, m: dict[str, float]) -> str:
+    return (f"| {policy} | {workers} | {flood} | {m['light_median']:.0f} s ({m['neighbour_median']:.0f} s) | {m['light_p95']:.0f} s "
+            f"| {m['flood_per_hour']:.1f} | {m['flood_share']:.0%} | {m['eta_median']:.0%} "
+            f"({m['eta_light']:.0%} · {m['eta_flood']:.0%}) | {m['eta_p95']:.0%} |")
 
 
 def main() -> None:
@@ -182,19 +208,24 @@ def main() -> None:
     parser.add_argument("--hours", type=float, default=8.0, help="simulated hours of arrivals (default 8)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--floods", type=int, nargs="+", default=[5, 20, 80])
+    parser.add_argument("--quota", type=float, default=30.0, help="the second table's daily cap per user, minutes")
     args = parser.parse_args()
     print(f"{args.hours:g} simulated hours, {len(SERVERS)} servers x {LIGHT_USERS_PER_SERVER} light users "
-          f"(a job of 8-32 s every {LIGHT_INTERVAL / 60:g} min on average), one flooder (100-140 s jobs); seed {args.seed}\n")
-    print("| policy | workers | flood | light wait median | light wait p95 | flooder jobs/h | flooder share "
-          "| ETA error median | ETA error p95 |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          f"(a job of 8-32 s every {LIGHT_INTERVAL / 60:g} min on average), one flooder (100-140 s jobs); "
+          f"seed {args.seed}\n")
+    print(HEADER)
     for policy in POLICIES:
         for workers in (1, 2):
             for flood in args.floods:
-                m = simulate(policy, workers, flood, args.hours, args.seed)
-                print(f"| {policy} | {workers} | {flood} | {m['light_median']:.0f} s | {m['light_p95']:.0f} s "
-                      f"| {m['flood_per_hour']:.1f} | {m['flood_share']:.0%} | {m['eta_median']:.0%} "
-                      f"| {m['eta_p95']:.0%} |")
+                print(row(policy, workers, flood, simulate(policy, workers, flood, args.hours, args.seed)))
+    print(f"\nWith a daily quota of {args.quota:g} min per user (over it, the slow lane), flood "
+          f"{args.floods[len(args.floods) // 2]}:\n")
+    print(HEADER)
+    for policy in POLICIES:
+        for workers in (1, 2):
+            flood = args.floods[len(args.floods) // 2]
+            m = simulate(policy, workers, flood, args.hours, args.seed, user_quota=args.quota * 60)
+            print(row(policy, workers, flood, m))
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ FCFS = "fcfs"
 ROUND_ROBIN = "round-robin"
 LEAST_USAGE = "least-usage"
 POLICIES = (ROUND_ROBIN, LEAST_USAGE, FCFS)
-DEFAULT_POLICY = LEAST_USAGE  # bench/fairness.py: the lower light-user p95 wait at every flood size
+DEFAULT_POLICY = LEAST_USAGE  # bench/fairness.py: light users wait less than under round-robin (docs/fair-share.md)
 
 # A step's cost grows with its pixels plus a fixed part: the engine's ETA uses the same constant
 # (nst.transfer.ETA_OVERHEAD_PIXELS; tests/test_scheduling.py keeps the two equal).
@@ -159,6 +159,21 @@ def order(waiting: Sequence[Waiting], usage: Usage, policy: str = DEFAULT_POLICY
     """Every waiting job in the order it would start if nothing else arrived: :func:`next_job`
     repeatedly, each pick charged to its user and server (its planned seconds) as if it started then."""
     return list(_picks(waiting, usage, policy, speed))
+
+
+def pick(waiting: Sequence[Waiting], running: Sequence[Running], usage: Usage, *, policy: str = DEFAULT_POLICY,
+         speed: Speed) -> Waiting | None:
+    """What the dispatcher starts on a free worker: :func:`next_job`, the running jobs charged to
+    their users."""
+    return next_job(waiting, usage.with_running(running, speed), policy)
+
+
+def forecast(waiting: Sequence[Waiting], running: Sequence[Running], usage: Usage, *, policy: str = DEFAULT_POLICY,
+             workers: int, speed: Speed, now: float) -> list[Estimate]:
+    """Every waiting job's position and estimated start, in order (the first is :func:`pick`'s):
+    what the status messages and /queue show."""
+    ordered = order(waiting, usage.with_running(running, speed), policy, speed)
+    return estimates(ordered, running, workers=workers, speed=speed, now=now)
 
 
 def _picks(waiting: Sequence[Waiting], usage: Usage, policy: str, speed: Speed) -> Iterator[Waiting]:
