@@ -93,6 +93,16 @@ class CapsSection:
     job_timeout: float = setting(900.0, low=1.0, high=7 * 24 * 3600.0)
     min_cooldown: float = setting(0.0, low=0.0, high=86400.0)  # seconds between a user's jobs, for every server
     max_presets: int = setting(25, low=1, high=1000)  # saved presets per user, and per server
+    # Animations (an animated GIF/WebP or a clip as the content): the whole clip is one job, under job_timeout.
+    # The engine's own StyleParams fields, so their ranges are the engine's; the bot sets them on every job.
+    max_frames: int = setting(StyleParams.max_frames, low=FIELDS["max_frames"].minimum, high=FIELDS["max_frames"].maximum)
+    max_clip_seconds: float = setting(StyleParams.max_clip_seconds, low=1.0, high=FIELDS["max_clip_seconds"].maximum)
+    max_clip_pixels: int = setting(StyleParams.max_clip_pixels, low=FIELDS["max_clip_pixels"].minimum,
+                                   high=FIELDS["max_clip_pixels"].maximum)
+
+
+# StyleParams fields that are operator caps: set in [caps] (above), never in [defaults] or by users.
+CAP_FIELDS = ("max_frames", "max_clip_seconds", "max_clip_pixels")
 
 
 @dataclass(frozen=True)
@@ -270,6 +280,8 @@ def _defaults(source: str, values: Any, engine: EngineSection) -> StyleParams:
     if not isinstance(values, dict):
         _fail(source, "defaults", "must be a table ([defaults])")
     for key in values:
+        if key in CAP_FIELDS:
+            _fail(source, f"defaults.{key}", f"is a cap: set it in [caps] as caps.{key}")
         if key not in FIELDS or key == "precision":
             hint = " (precision is set in [engine])" if key == "precision" else ""
             _fail(source, f"defaults.{key}", "is not a style parameter" + hint + _did_you_mean(key, FIELDS))

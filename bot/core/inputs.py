@@ -1,16 +1,31 @@
 """A job's input images, whichever front-end received them: how each is named in messages, and the
-engine's rule on what it can process, checked before anything is queued."""
+engine's rule on what it can process, checked before anything is queued.
+
+The content may be an animation (an animated GIF or WebP, or an MP4/WebM clip when PyAV, the
+``video`` extra, is installed): the whole clip is then one job, checked here against the clip caps
+in its parameters (frames, playing time, frames × pixels) before it is queued. Style images are
+stills: an animated one gives its first frame, and the job's notes say so.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import io
+from dataclasses import dataclass
 from typing import Sequence
+
+from PIL import Image
 
 from nst import images
 from nst.errors import ImageError, ParamError
 
 from bot.core.errors import UserError
 from bot.core.options import option_refusal
+
+# Discord's content types of the clips the engine reads with PyAV, and how they are named to users.
+VIDEO_TYPES = {"video/mp4": "MP4", "video/webm": "WebM", "video/quicktime": "QuickTime"}
+ANIMATED_STYLE_NOTE = "the style image is animated: its first frame is used"
 
 
 def roles(count: int) -> list[str]:
@@ -20,20 +35,91 @@ def roles(count: int) -> list[str]:
     return ["content image", *(f"style image {i}" for i in range(1, count))]
 
 
-async def check_runnable(content: bytes, styles: Sequence[bytes], params, *, max_pixels: int) -> None:
+def video_readable() -> bool:
+    """Whether the engine can read clips here: PyAV (the ``video`` extra) is installed."""
+    return importlib.util.find_spec("av") is not None
+
+
+def check_video(kind: str, role: str, filename: str) -> None:
+    """Refuse, from its content type alone, a clip the job cannot take: as a style (a still is needed),
+    or as the content when PyAV is missing (the operator can add it)."""
+    name = VIDEO_TYPES[kind]
+    if role != "content image":
+        raise UserError(f"the {role} ({filename}) is a video ({name}); a style must be a picture")
+    if not video_readable():
+        raise UserError(
+            f"the {role} ({filename}) is a video ({name}), and this bot cannot read videos: its operator has not "
+            f'installed the optional video support (`pip install ".[video]"`); send it as a GIF instead'
+        )
+
+
+@dataclass(frozen=True)
+class CheckedInputs:
+    """What the check learnt about a job's images: how many frames the content has, and notes for the user."""
+
+    frames: int  # 1: a still
+    duration_ms: int  # the animation's playing time (0 for a still)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def animated(self) -> bool:
+        return self.frames > 1
+
+
+async def check_runnable(content: bytes, styles: Sequence[bytes], params, *, max_pixels: int,
+                         reasons: dict[str, str] | None = None) -> CheckedInputs:
     """Refuse, before queueing, images VGG-19 cannot process at ``params`` (too small, too elongated,
     a style scaled below the minimum): nst.check_runnable's rule, the same as the CLI's and the
-    library's, with its message naming the image, its size and the minimum."""
-    from nst import check_runnable as engine_check  # lazily: it loads the engine
-
-    def sizes() -> list[tuple[int, int]]:
-        names = roles(1 + len(styles))
-        return [images.decode_image(data, max_pixels=max_pixels, name=name).size for data, name in zip([content, *styles], names)]
+    library's, with its message naming the image, its size and the minimum. An animated content is
+    checked against the clip caps in ``params`` (nst.check_animation); ``reasons`` says whose limit
+    max_frames and max_clip_seconds are (e.g. "this server's limit"), for the refusal."""
+    from nst import check_animation, check_runnable as engine_check  # lazily: it loads the engine
 
     try:
-        found = await asyncio.to_thread(sizes)
-        engine_check(found[0], found[1:], params)
+        content_facts, style_sizes, animated_styles = await asyncio.to_thread(
+            _read_inputs, content, styles, params, max_pixels, reasons or {})
+        size, frames, duration_ms = content_facts
+        if frames > 1:
+            check_animation(size, frames, duration_ms, style_sizes, params)
+        else:
+            engine_check(size, style_sizes, params)
     except ImageError as error:
         raise UserError(str(error)) from None
     except ParamError as error:
         raise option_refusal(error) from None
+    notes = (ANIMATED_STYLE_NOTE,) if animated_styles else ()
+    return CheckedInputs(frames, duration_ms if frames > 1 else 0, notes)
+
+
+def _read_inputs(content: bytes, styles: Sequence[bytes], params, max_pixels: int, reasons: dict[str, str]):
+    """((content size, frames, milliseconds), style sizes, whether a style is animated): decodes, in a
+    thread. The content's frame count is read from its header and refused before its frames are decoded."""
+    names = roles(1 + len(styles))
+    _check_clip(frame_count(content), None, params, reasons)
+    clip = images.decode_animation(content, max_pixels=max_pixels, max_frames=params.max_frames, name=names[0])
+    _check_clip(len(clip.frames), clip.duration_ms if clip.animated else None, params, reasons)
+    style_sizes = [images.decode_image(data, max_pixels=max_pixels, name=name).size for data, name in zip(styles, names[1:])]
+    animated_styles = any(frame_count(data) > 1 for data in styles)
+    return (clip.size, len(clip.frames), clip.duration_ms), style_sizes, animated_styles
+
+
+def _check_clip(frames: int, duration_ms: int | None, params, reasons: dict[str, str]) -> None:
+    """The clip caps a server may lower, refused with whose limit they are (nst.check_animation checks
+    them again, with the frames × pixels cap and what VGG-19 can process)."""
+    if frames > params.max_frames:
+        reason = reasons.get("max_frames", "the limit")
+        raise UserError(f"the content image is an animation of {frames} frames; {reason} is {params.max_frames} frames")
+    if duration_ms is not None and duration_ms / 1000 > params.max_clip_seconds:
+        reason = reasons.get("max_clip_seconds", "the limit")
+        raise UserError(f"the content image is an animation of {duration_ms / 1000:g} s; {reason} is "
+                        f"{params.max_clip_seconds:g} s")
+
+
+def frame_count(data: bytes) -> int:
+    """Frames of an animated GIF or WebP from its header (Pillow), 1 for anything else (videos are
+    counted by the engine's decoder, which stops at the cap)."""
+    try:
+        with Image.open(io.BytesIO(data), formats=("GIF", "WEBP")) as image:
+            return int(getattr(image, "n_frames", 1))
+    except Exception:  # noqa: BLE001 - not a GIF/WebP, or broken: the decoder says what is wrong
+        return 1

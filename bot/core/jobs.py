@@ -218,7 +218,8 @@ class JobService:
 
         content, styles, labels = await self._read_inputs(guild_id, names, attached, cached, earlier)
         params = resolved.params
-        await check_runnable(content, styles, params, max_pixels=config.caps.max_pixels)
+        reasons = {name: limits.reason_of(name) for name in ("max_frames", "max_clip_seconds")}
+        checked = await check_runnable(content, styles, params, max_pixels=config.caps.max_pixels, reasons=reasons)
         if params.seed is None:  # pick it here, so the result and Details can say how to get it again
             params = params.replace(seed=self._fresh_seed(None))
         job = self._style_job(request, content, styles, params)
@@ -232,10 +233,11 @@ class JobService:
             "styles": labels,
             "preset": {"name": preset.name, "scope": preset.scope} if preset else None,
             "sources": {name: resolved.explain(name) for name in (*USER_FIELDS, *(("style",) if names else ()))},
+            "frames": checked.frames,
         }
         await self._record(job, info)
         await self.cache.put(job.job_id, content, styles)
-        notes = resolved.notes
+        notes = (*resolved.notes, *checked.notes)
         self._spawn(self._follow(handle, self._messages(job, where, notes, named=[label for label in labels if label])))
         return Submitted(job, resolved, notes)
 

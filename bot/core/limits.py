@@ -141,6 +141,10 @@ GUILD_LIMITS: dict[str, LimitSpec] = {
     for spec in (
         LimitSpec("max_epochs", "most optimisation steps a job may run", int, *_param_range("epochs"), cap_key="max_epochs"),
         LimitSpec("max_size", "largest output side in pixels", int, *_param_range("size"), cap_key="max_size"),
+        LimitSpec("max_frames", "most frames an animation (GIF, WebP or clip) may have", int,
+                  *_param_range("max_frames"), cap_key="max_frames"),
+        LimitSpec("max_clip_seconds", "longest animation, in seconds of playing time", float,
+                  *_config_range("max_clip_seconds"), cap_key="max_clip_seconds"),
         LimitSpec("max_jobs_per_user", "jobs a member may have queued or running at once", int,
                   *_config_range("max_jobs_per_user"), cap_key="max_jobs_per_user"),
         LimitSpec("cooldown", "seconds a member must wait between two jobs", float, *_config_range("min_cooldown")),
@@ -205,15 +209,27 @@ class Effective:
     cooldown: float
     channels: tuple[int, ...]  # empty = everywhere
     style_editors: str = "admins"  # "admins" (Manage Server) or "everyone"
+    max_frames: tuple[int, str] = (StyleParams.max_frames, REASON_BOT)
+    max_clip_seconds: tuple[float, str] = (StyleParams.max_clip_seconds, REASON_BOT)
+
+    def clip_caps(self, caps: CapsSection) -> dict[str, Any]:
+        """The StyleParams caps of an animation for this member here (the engine checks a clip with them)."""
+        return {"max_frames": self.max_frames[0], "max_clip_seconds": self.max_clip_seconds[0],
+                "max_clip_pixels": caps.max_clip_pixels}
+
+    def reason_of(self, field: str) -> str:
+        """Whose limit an engine cap is (``max_frames`` -> "this server's limit" or "the bot's limit")."""
+        limit = getattr(self, field, None)
+        return limit[1] if isinstance(limit, tuple) else REASON_BOT
 
 
 def effective_limits(guild: Mapping[str, Any] | None, caps: CapsSection) -> Effective:
     guild = guild or {}
 
-    def lowest(name: str, cap: int) -> tuple[int, str]:
+    def lowest(name: str, cap: float) -> tuple[Any, str]:
         server = guild.get(name)
         if server is not None and server < cap:
-            return int(server), REASON_SERVER
+            return type(cap)(server), REASON_SERVER
         return cap, REASON_BOT
 
     return Effective(
@@ -223,6 +239,8 @@ def effective_limits(guild: Mapping[str, Any] | None, caps: CapsSection) -> Effe
         cooldown=max(float(guild.get("cooldown") or 0.0), caps.min_cooldown),
         channels=tuple(guild.get("channels") or ()),
         style_editors=guild.get("style_editors") or GUILD_LIMITS["style_editors"].choices[0],
+        max_frames=lowest("max_frames", caps.max_frames),
+        max_clip_seconds=lowest("max_clip_seconds", caps.max_clip_seconds),
     )
 
 
@@ -298,4 +316,8 @@ def resolve(
             values[name] = ceiling
             lowered[name] = (wanted, reason)
             notes.append(f"{name} {wanted} → {ceiling}: {reason}")
+    # an animation's frames: the bot's default size (not a user option), within the same size limit, and
+    # the clip caps of this place; the engine checks the clip against them (bot.core.inputs)
+    values["animation_size"] = min(defaults.animation_size, limits.max_size[0])
+    values.update(limits.clip_caps(caps))
     return Resolved(defaults.replace(**values), sources, tuple(notes), names, lowered)

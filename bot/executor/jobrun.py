@@ -97,7 +97,6 @@ def run_job(
     from nst import images
     from nst.errors import Cancelled, NSTError
     from nst.params import StyleParams
-    from nst.transfer import stylize
 
     started = time.monotonic()
     deadline = started + job.timeout
@@ -124,23 +123,18 @@ def run_job(
     emit(Started(device or str(model.device), attempt))
     oom = out_of_memory_errors(torch)
     try:
-        content = images.decode_image(job.content, max_pixels=job.max_pixels, name="content image")
+        params = StyleParams.from_mapping(job.params)
+        # an animated GIF/WebP or a clip: every frame (the bot checked the caps before queueing; the
+        # engine checks them again); a still (or a one-frame GIF) as ever
+        clip = images.decode_animation(job.content, max_pixels=job.max_pixels, max_frames=params.max_frames,
+                                       name="content image")
         styles = [
             images.decode_image(data, max_pixels=job.max_pixels, name=_style_name(i, len(job.styles)))
             for i, data in enumerate(job.styles)
         ]
-        interval = job.preview_interval
-        result = stylize(
-            content,
-            styles[0] if len(styles) == 1 else styles,
-            StyleParams.from_mapping(job.params),
-            model=model,
-            on_progress=progress,
-            on_preview=preview if interval > 0 else None,
-            preview_seconds=interval,
-            should_stop=stop,
-        )
-        encoded = images.encode_image(result.image, max_bytes=job.max_result_bytes)
+        style = styles[0] if len(styles) == 1 else styles
+        run = _run_animation if clip.animated else _run_still
+        return run(model, clip, style, params, job, progress=progress, preview=preview, stop=stop)
     except Cancelled:
         if timed_out:
             return Failed(TIMEOUT, timeout_reason(job.timeout))
@@ -154,8 +148,41 @@ def run_job(
     except Exception:  # noqa: BLE001 - a bug: logged here, a short line for the user
         log.exception("job %s failed", job.job_id)
         return Failed(ERROR, INTERNAL)
+
+
+def _run_still(model, clip, style, params, job: JobPayload, *, progress, preview, stop) -> Done:
+    from nst import images
+    from nst.transfer import stylize
+
+    interval = job.preview_interval
+    result = stylize(
+        clip.frames[0], style, params, model=model, on_progress=progress,
+        on_preview=preview if interval > 0 else None, preview_seconds=interval, should_stop=stop,
+    )
+    encoded = images.encode_image(result.image, max_bytes=job.max_result_bytes)
     stats = asdict(result.stats)
     stats.update(encoded_size=list(encoded.size), format=encoded.format, quality=encoded.quality)
+    return Done(encoded.data, result_filename(encoded.extension), encoded.content_type, stats)
+
+
+def _run_animation(model, clip, style, params, job: JobPayload, *, progress, preview, stop) -> Done:
+    """Every frame (nst.stylize_animation: progress over the whole clip, a preview of each finished
+    frame), then one GIF within the upload budget: fewer colours, then smaller, then fewer frames."""
+    from nst import images
+    from nst.animation import stylize_animation
+
+    result = stylize_animation(
+        clip, style, params, model=model, on_progress=progress,
+        on_preview=preview if job.preview_interval > 0 else None, should_stop=stop,
+    )
+    encoded = images.encode_animation(result.animation, "gif", max_bytes=job.max_result_bytes)
+    stats = asdict(result.first.stats)
+    stats.update(
+        seconds=result.seconds, steps=sum(result.frame_steps), size=list(result.animation.size),
+        frames=len(result.animation.frames), durations=list(clip.durations),
+        encoded_size=list(encoded.size), encoded_frames=encoded.frames, colours=encoded.colours,
+        given_up=list(encoded.given_up), format=encoded.format,
+    )
     return Done(encoded.data, result_filename(encoded.extension), encoded.content_type, stats)
 
 

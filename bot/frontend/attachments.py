@@ -23,7 +23,7 @@ from nst.errors import ImageError
 
 from bot.config import DISCORD_CDN_HOSTS
 from bot.core.errors import UserError
-from bot.core.inputs import roles
+from bot.core.inputs import VIDEO_TYPES, check_video, roles
 from bot.core.styles import IMAGE_EXTENSIONS
 
 DOWNLOAD_TIMEOUT = 60.0
@@ -70,7 +70,9 @@ def check_attachment(attachment: discord.Attachment, role: str, *, max_bytes: in
     """Refuse one image from its metadata: type, byte size, declared pixel size."""
     kind = (attachment.content_type or "").split(";")[0].strip().lower()
     extension = os.path.splitext(attachment.filename)[1].lower()
-    if not (kind.startswith("image/") or (not kind and extension in IMAGE_EXTENSIONS)):
+    if kind in VIDEO_TYPES:
+        check_video(kind, role, attachment.filename)  # a clip as the content: an animation job
+    elif not (kind.startswith("image/") or (not kind and extension in IMAGE_EXTENSIONS)):
         raise UserError(f"the {role} ({attachment.filename}) is not an image ({kind or 'unknown type'})")
     if attachment.size > max_bytes:
         raise UserError(f"the {role} ({attachment.filename}) is {_mb(attachment.size)}; the limit is {_mb(max_bytes)}")
@@ -98,9 +100,12 @@ async def download(
     max_pixels: int,
     allowed_hosts: Sequence[str] = DISCORD_CDN_HOSTS,
     names: Sequence[str] | None = None,
+    check_content: bool = True,
 ) -> tuple[bytes, ...]:
     """Every file's bytes, in order (content first, then the styles), each checked to decode (in a
-    thread) before anything is queued. ``names``: how each is called in messages (default: roles())."""
+    thread) before anything is queued. ``names``: how each is called in messages (default: roles()).
+    ``check_content=False``: the first file is left to the caller, which decodes it as an animation
+    (bot.core.inputs.check_runnable: its frames are counted before any is decoded)."""
     named = list(zip(attachments, names or roles(len(attachments))))
     for attachment, role in named:
         check_host(attachment.url, allowed_hosts, role)
@@ -109,6 +114,8 @@ async def download(
 
         async def fetch(attachment: discord.Attachment, role: str) -> bytes:
             data = await fetch_capped(session, attachment.url, max_bytes=max_bytes, role=role)
+            if not check_content and attachment is attachments[0]:
+                return data
             try:
                 await asyncio.to_thread(images.decode_image, data, max_pixels=max_pixels, name=role)
             except ImageError as error:

@@ -61,7 +61,7 @@ class JobMessages:
         await self.status.show(f"{self.who}🎨 Started on {device}…{self.notes}", now=True)
 
     async def progress(self, event: Progress) -> None:
-        await self.status.show(f"{self.who}🎨 {progress_line(event)}{self.notes}")
+        await self.status.show(f"{self.who}{progress_line(event)}{self.notes}")
 
     def preview(self, event: Preview) -> None:
         self.status.preview(event.image, event.filename)
@@ -123,7 +123,7 @@ class DiscordJobs:
         attachments.check_attachments(attached, **limits)
 
     async def download(self, attached, **limits) -> Sequence[bytes]:
-        return await attachments.download(attached, **limits)
+        return await attachments.download(attached, **limits, check_content=False)  # the job service decodes it
 
     async def find_destination(self, channel_id: int, message_id: int | None, status_message_id: int | None):
         try:

@@ -13,14 +13,19 @@ from bot.executor.base import Progress
 
 
 def progress_line(event: Progress) -> str:
+    """``🎨 level 2/3 · 40% · step …`` for a still, ``🎞️ frame 3/24 · 40% · step …`` (steps and time
+    over the whole clip) for an animation."""
     line = (
         f"{event.step / event.total:.0%} · step {event.step}/{event.total} · "
         f"{seconds(event.elapsed)} elapsed · about {seconds(event.eta)} left"
     )
+    frames = getattr(event, "frames", 0) or 0
+    if frames:
+        return f"🎞️ frame {event.frame}/{frames} · " + line
     levels = getattr(event, "levels", 1) or 1
     if levels > 1:
         line = f"level {getattr(event, 'level', 1)}/{levels} · " + line
-    return line
+    return "🎨 " + line
 
 
 def changed_options(params: dict[str, Any], defaults) -> dict[str, Any]:
@@ -64,13 +69,16 @@ def result_line(stats: dict[str, Any], params: dict[str, Any], defaults, named: 
     """e.g. ``500 epochs · 512×384 · 41.2 s on cuda:0 · seed 7 · --style starry --style-weight 1e9``
     (``named``: the job's named styles, shown like the options that made it)."""
     width, height = stats["size"]
-    line = f"{stats['steps']} epochs · {width}×{height} · {stats['seconds']:.1f} s on {stats['device']}"
-    sent = stats.get("encoded_size")
-    if sent and tuple(sent) != (width, height):
-        line += f" (sent at {sent[0]}×{sent[1]} to fit the upload limit)"
-    asked = params.get("epochs")
-    if asked and stats["steps"] < asked:  # early stop is the only way a delivered job takes fewer steps
-        line += f" (of {asked}: the loss had stopped improving)"
+    if "frames" in stats:
+        line = animation_line(stats)
+    else:
+        line = f"{stats['steps']} epochs · {width}×{height} · {stats['seconds']:.1f} s on {stats['device']}"
+        sent = stats.get("encoded_size")
+        if sent and tuple(sent) != (width, height):
+            line += f" (sent at {sent[0]}×{sent[1]} to fit the upload limit)"
+        asked = params.get("epochs")
+        if asked and stats["steps"] < asked:  # early stop is the only way a delivered job takes fewer steps
+            line += f" (of {asked}: the loss had stopped improving)"
     seed = stats.get("seed", params.get("seed"))
     if seed is not None:
         line += f" · seed {seed}"
@@ -78,6 +86,21 @@ def result_line(stats: dict[str, Any], params: dict[str, Any], defaults, named: 
     flags += [f"`{option_name(name)} {shown_value(value)}`" for name, value in changed_options(params, defaults).items()]
     if flags:
         line += " · " + " ".join(flags)
+    return line
+
+
+def animation_line(stats: dict[str, Any]) -> str:
+    """e.g. ``🎞️ 24 frames · 256×192 · 2.4 s a loop · 95.0 s on cpu (GIF: colours 256→64, frames 24→12 to fit
+    the upload limit)``: what the encoder gave up to fit the upload, said."""
+    width, height = stats["size"]
+    playing = sum(stats.get("durations") or ()) / 1000
+    line = f"🎞️ {stats['frames']} frames · {width}×{height}"
+    if playing:
+        line += f" · {playing:g} s a loop"
+    line += f" · {stats['seconds']:.1f} s on {stats['device']}"
+    given_up = stats.get("given_up") or ()
+    if given_up:
+        line += f" (GIF: {', '.join(given_up)} to fit the upload limit)"
     return line
 
 
@@ -103,13 +126,14 @@ def details_text(job_id: str, params: dict[str, Any], meta: dict[str, Any] | Non
     stats = (meta or {}).get("stats")
     if stats:
         width, height = stats["size"]
+        frames = f" over {stats['frames']} frames" if "frames" in stats else ""
         lines.append(
-            f"**Ran** {stats['steps']} steps at {width}×{height} in {stats['seconds']:.1f} s "
+            f"**Ran** {stats['steps']} steps{frames} at {width}×{height} in {stats['seconds']:.1f} s "
             f"on {stats['device']} ({stats.get('dtype', '?')})"
         )
         losses = [f"{key.replace('_', ' ')} {float(stats[key]):.4g}" for key in ("content_loss", "style_loss", "total_loss") if key in stats]
         if losses:
-            lines.append("**Final losses** " + " · ".join(losses))
+            lines.append(f"**Final losses{' (first frame)' if frames else ''}** " + " · ".join(losses))
     else:
         lines.append("_The run's statistics are no longer kept._")
     lines.append("**Again, exactly:**")

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 def shown(name: str, value) -> str:
     if name == "channels":
         return " ".join(f"<#{channel}>" for channel in value)
-    if name == "cooldown":
+    if name in ("cooldown", "max_clip_seconds"):
         return f"{value:g} s"
     return str(value)
 
@@ -44,7 +44,8 @@ class Limits(commands.Cog, name="Server limits"):
         if guild is None:
             return (
                 "Limits are per server, so none apply in direct messages: here only the bot's own caps do "
-                f"(at most {caps.max_epochs} epochs, {caps.max_size} px, {caps.max_jobs_per_user} job(s) at a time). "
+                f"(at most {caps.max_epochs} epochs, {caps.max_size} px, {caps.max_jobs_per_user} job(s) at a time, "
+                f"animations of {caps.max_frames} frames and {caps.max_clip_seconds:g} s). "
                 "Use this command in a server to see its limits."
             )
         values = await self.bot.store.guild_limits(guild.id)
@@ -59,7 +60,8 @@ class Limits(commands.Cog, name="Server limits"):
         lines.append(
             f"In effect here: {effective.max_epochs[0]} epochs, {effective.max_size[0]} px, "
             f"{effective.max_jobs_per_user} job(s) per member, cooldown {effective.cooldown:g} s, "
-            f"named styles edited by {effective.style_editors}."
+            f"named styles edited by {effective.style_editors}, animations of at most {effective.max_frames[0]} frames "
+            f"and {effective.max_clip_seconds[0]:g} s."
         )
         lines.append(f"Admins: `{prefix}limits set max_epochs 300`, `{prefix}limits unset max_epochs`.")
         return "\n".join(lines)
@@ -101,8 +103,8 @@ class Limits(commands.Cog, name="Server limits"):
     async def limits(self, ctx: commands.Context):
         await reply(ctx, await self.show_text(ctx.guild, ctx.clean_prefix))
 
-    @limits.command(name="set", help="Set a limit: max_epochs, max_size, max_jobs_per_user, cooldown (seconds), "
-                                      "channels (#a #b), style_editors (admins or everyone).")
+    @limits.command(name="set", help="Set a limit: max_epochs, max_size, max_frames, max_clip_seconds, "
+                                      "max_jobs_per_user, cooldown (seconds), channels (#a #b), style_editors (admins or everyone).")
     @manage_server_or_owner()
     async def set_(self, ctx: commands.Context, name: str, *values: str):
         await reply(ctx, await self.set_text(ctx.guild, ctx.author.id, name, list(values), ctx.clean_prefix))
