@@ -395,3 +395,55 @@ def test_one_wire_format_for_every_event():
         assert isinstance(header, str) and (blob is not None) == isinstance(event, (Preview, Done))
         assert decode_event(header, blob) == event
     assert decode_event('{"type": "failed", "kind": "novel", "reason": "x"}') == Failed(ERROR, "x")
+
+
+def gif_clip(frames: int = 3, size=(48, 40), durations=(70, 80, 90)) -> bytes:
+    """A tiny animated GIF: a square moving over a still background."""
+    pictures = []
+    for i in range(frames):
+        picture = Image.new("RGB", size, (40, 90, 160))
+        picture.paste((240, 200, 40), (4 + 8 * i, 10, 16 + 8 * i, 22))
+        pictures.append(picture)
+    buffer = io.BytesIO()
+    pictures[0].save(buffer, "GIF", save_all=True, append_images=pictures[1:], duration=list(durations), loop=0)
+    return buffer.getvalue()
+
+
+def clip_job(**params) -> StyleJob:
+    values = dict(epochs=6, animation_size=48, frame_steps=2, seed=1, precision=PRECISION, **params)
+    return dataclasses.replace(job(), content=gif_clip(), params=StyleParams(**values).as_dict())
+
+
+async def test_an_animated_content_runs_as_a_clip_with_frame_progress_and_a_preview_per_frame(weights_file):
+    async with executor(weights_file, preview_interval=0.01) as ex:
+        stream = await events(await ex.submit(clip_job(), **LIMITS))
+    progress = [e for e in stream if isinstance(e, Progress)]
+    assert progress and all(e.frames == 3 and 1 <= e.frame <= 3 for e in progress)  # the one event format, whole
+    assert [e.step for e in progress] == sorted(e.step for e in progress)  # steps count over the clip
+    previews = [e for e in stream if isinstance(e, Preview)]
+    assert [p.step for p in previews] == [1, 2, 3]  # each finished frame, numbered
+    done = stream[-1]
+    assert isinstance(done, Done) and done.filename == "stylized.gif" and done.content_type == "image/gif"
+    assert done.stats["frames"] == 3 and done.stats["durations"] == [70, 80, 90] and done.stats["given_up"] == []
+    with Image.open(io.BytesIO(done.image)) as result:
+        assert result.n_frames == 3 and result.size == (48, 40)
+
+
+def test_a_clip_out_of_memory_or_refused_by_the_engine_fails_with_its_reason(monkeypatch, model):
+    """The animation path shares run_job's endings: out of memory, and the engine's own cap check."""
+    import torch
+
+    import nst.animation
+    from bot.executor.jobrun import OUT_OF_MEMORY, JobPayload, out_of_memory_errors, run_job
+
+    def payload(**params) -> JobPayload:
+        return JobPayload.of(clip_job(**params), timeout=60.0, preview_interval=0.0)
+
+    refused = run_job(model, payload(max_frames=2), emit=lambda event: None, should_stop=lambda: False)
+    assert refused == Failed(ERROR, "the content image has 3 frames; the limit is 2")
+
+    def out_of_memory(*args, **kwargs):
+        raise out_of_memory_errors(torch)[0]("CUDA out of memory")
+
+    monkeypatch.setattr(nst.animation, "stylize_animation", out_of_memory)
+    assert run_job(model, payload(), emit=lambda event: None, should_stop=lambda: False) == Failed(ERROR, OUT_OF_MEMORY)
