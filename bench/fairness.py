@@ -5,14 +5,18 @@
 
 Three servers, each with light users who send short jobs at random times, and in server 1 one member
 who keeps a flood of long jobs queued (the flood: that many of his jobs always wait). Workers take
-the next job as the dispatcher would, from ``next_job`` on the waiting jobs and the usage so far; a
-job's true duration is its planned work times the true speed, off by a random factor (early stops,
-a busy machine), and the scheduler only knows the speed it measured from finished jobs (``Speed``).
+the next job as the dispatcher would (``pick`` on the waiting jobs, the running ones and the usage
+so far), and each new job is shown the estimate ``forecast`` gives it. A job's true duration is its
+planned work times the true speed, off by a random factor (``--noise``: load, early stops); the
+scheduler knows only the speed it measured from finished jobs (``Speed``) and, once a running job
+has done a tenth of its work, that job's own ETA (the engine's Progress.eta), itself off by up to
+about 10%.
 
-Printed per policy, worker count and flood: the light users' median and 95th-percentile wait, the
-flooder's throughput (jobs per hour, his share of the workers' time), and the error of the first
-estimate a queued job is shown: |predicted start - actual start| / actual wait, median and p95.
-Deterministic (seeded); a few seconds.
+Printed per policy, worker count and flood: the light users' median wait (in brackets: those in the
+flooder's own server) and 95th-percentile wait, the flooder's throughput (jobs per hour, his share
+of the workers' time), and the error of the first estimate a queued job is shown: |predicted start
+- actual start| / actual wait, median (light users' jobs · the flooder's) and p95. A second table
+puts a daily quota on every user: over it, the slow lane. Deterministic (seeded); a few seconds.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ class Job:
     light: bool
     predicted_start: float | None = None
     started_at: float | None = None
+    finished_at: float | None = None
 
 
 @dataclass
@@ -59,6 +64,7 @@ class World:
     workers: int
     rng: random.Random
     quota: Limits  # the daily caps; over them, the slow lane
+    noise: float  # sigma of the log of a job's actual / planned time
     usage: Usage = field(default_factory=Usage)
     speed: Speed = field(default_factory=Speed)
     waiting: dict[str, Job] = field(default_factory=dict)
@@ -71,10 +77,10 @@ class World:
         heapq.heappush(self.events, (time, next(self.seq), kind, payload))
 
 
-def simulate(policy: str, workers: int, flood: int, hours: float, seed: int,
-             user_quota: float | None = None) -> dict[str, float]:
+def simulate(policy: str, workers: int, flood: int, hours: float, seed: int, user_quota: float | None = None,
+             noise: float = DURATION_NOISE) -> dict[str, float]:
     """One run; ``user_quota``: a daily cap per user (seconds), over which jobs wait in the slow lane."""
-    world = World(policy, workers, random.Random(seed), Limits(user=user_quota))
+    world = World(policy, workers, random.Random(seed), Limits(user=user_quota), noise)
     horizon = hours * 3600
     _plan_light_arrivals(world, horizon)
     for _ in range(flood):
@@ -119,7 +125,7 @@ def _dispatch(world: World, now: float, *, refill: bool) -> set[str]:
         job = world.waiting.pop(chosen.job_id)
         job.started_at = now
         running = Running(chosen.job_id, chosen.user_id, chosen.guild_id, now, chosen.work)
-        end = now + chosen.work * TRUE_SECONDS_PER_UNIT * world.rng.lognormvariate(0, DURATION_NOISE)
+        end = now + chosen.work * TRUE_SECONDS_PER_UNIT * world.rng.lognormvariate(0, world.noise)
         world.running[chosen.job_id] = (job, running, end)
         world.usage = world.usage.charged(chosen.user_id, chosen.guild_id, 0.0, now)  # the start time
         world.at(end, "finish", chosen.job_id)
@@ -152,6 +158,7 @@ def _finish(world: World, now: float, job_id: str) -> None:
     seconds = now - running.started_at
     world.usage = world.usage.charged(running.user_id, running.guild_id, seconds, running.started_at)
     world.speed = world.speed.measured(seconds, running.work)
+    job.finished_at = now
     world.finished.append(job)
 
 
@@ -159,8 +166,8 @@ def _predict(world: World, now: float, job_ids: set[str]) -> None:
     """The first estimate the new jobs' status messages would show."""
     if not job_ids:
         return
-    for estimate in forecast(_waiting(world, now), _running(world, now), world.usage, policy=world.policy, workers=world.workers,
-                             speed=world.speed, now=now):
+    for estimate in forecast(_waiting(world, now), _running(world, now), world.usage, policy=world.policy,
+                             workers=world.workers, speed=world.speed, now=now):
         if estimate.job_id in job_ids:
             world.waiting[estimate.job_id].predicted_start = now + estimate.starts_in
 
@@ -170,7 +177,7 @@ def _measures(world: World, horizon: float) -> dict[str, float]:
     waits = sorted(_wait(j) for j in light)
     neighbours = [_wait(j) for j in light if j.waiting.guild_id == SERVERS[0]]
     flood_done = [j for j in world.finished if not j.light and j.started_at < horizon]
-    flood_seconds = sum(j.waiting.work for j in flood_done) * TRUE_SECONDS_PER_UNIT
+    flood_seconds = sum(min(j.finished_at, horizon) - j.started_at for j in flood_done)
     errors = {kind: sorted(abs(j.predicted_start - j.started_at) / _wait(j) for j in world.finished
                            if j.light == (kind == "light") and j.predicted_start is not None and _wait(j) > 0)
               for kind in ("light", "flood")}
@@ -193,13 +200,13 @@ def _percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-HEADER = ("| policy | workers | flood | light wait median (in the flooder's server) | light wait p95 | flooder jobs/h | flooder share "
-          "| ETA error median (light · flooder) | ETA error p95 |\n|---|---|---|---|---|---|---|---|---|")
+HEADER = ("| policy | workers | flood | light wait median (in the flooder's server) | light wait p95 | flooder jobs/h "
+          "| flooder share | ETA error median (light · flooder) | ETA error p95 |\n|---|---|---|---|---|---|---|---|---|")
 
 
 def row(policy: str, workers: int, flood: int, m: dict[str, float]) -> str:
-    return (f"| {policy} | {workers} | {flood} | {m['light_median']:.0f} s ({m['neighbour_median']:.0f} s) | {m['light_p95']:.0f} s "
-            f"| {m['flood_per_hour']:.1f} | {m['flood_share']:.0%} | {m['eta_median']:.0%} "
+    return (f"| {policy} | {workers} | {flood} | {m['light_median']:.0f} s ({m['neighbour_median']:.0f} s) "
+            f"| {m['light_p95']:.0f} s | {m['flood_per_hour']:.1f} | {m['flood_share']:.0%} | {m['eta_median']:.0%} "
             f"({m['eta_light']:.0%} · {m['eta_flood']:.0%}) | {m['eta_p95']:.0%} |")
 
 
@@ -209,22 +216,25 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--floods", type=int, nargs="+", default=[5, 20, 80])
     parser.add_argument("--quota", type=float, default=30.0, help="the second table's daily cap per user, minutes")
+    parser.add_argument("--noise", type=float, default=DURATION_NOISE,
+                        help=f"sigma of the log of a job's actual / planned time (default {DURATION_NOISE})")
     args = parser.parse_args()
     print(f"{args.hours:g} simulated hours, {len(SERVERS)} servers x {LIGHT_USERS_PER_SERVER} light users "
           f"(a job of 8-32 s every {LIGHT_INTERVAL / 60:g} min on average), one flooder (100-140 s jobs); "
-          f"seed {args.seed}\n")
+          f"duration noise {args.noise:g}; seed {args.seed}\n")
     print(HEADER)
     for policy in POLICIES:
         for workers in (1, 2):
             for flood in args.floods:
-                print(row(policy, workers, flood, simulate(policy, workers, flood, args.hours, args.seed)))
+                m = simulate(policy, workers, flood, args.hours, args.seed, noise=args.noise)
+                print(row(policy, workers, flood, m))
     print(f"\nWith a daily quota of {args.quota:g} min per user (over it, the slow lane), flood "
           f"{args.floods[len(args.floods) // 2]}:\n")
     print(HEADER)
     for policy in POLICIES:
         for workers in (1, 2):
             flood = args.floods[len(args.floods) // 2]
-            m = simulate(policy, workers, flood, args.hours, args.seed, user_quota=args.quota * 60)
+            m = simulate(policy, workers, flood, args.hours, args.seed, user_quota=args.quota * 60, noise=args.noise)
             print(row(policy, workers, flood, m))
 
 

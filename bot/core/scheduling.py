@@ -121,7 +121,8 @@ def _latest(mapping: Mapping, key, moment: float) -> dict:
 
 # ------------------------------------------------------------------------------------------- speed
 
-DEFAULT_SECONDS_PER_UNIT = 5e-6  # about a 2-core CPU (a default job, ~10 M pixel-steps, ~50 s); the first finished job replaces it
+# About a 2-core CPU (a default job: ~10 M pixel-steps, ~50 s); the first finished job replaces it.
+DEFAULT_SECONDS_PER_UNIT = 5e-6
 SPEED_WEIGHT = 0.3  # the newest finished job's share of the moving average
 
 
