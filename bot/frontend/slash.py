@@ -90,7 +90,7 @@ async def _stylize(interaction: discord.Interaction, **given: Any) -> None:
 def build_stylize(bot: "StyleBot") -> app_commands.Command:
     parameters = [inspect.Parameter("interaction", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=discord.Interaction)]
     descriptions = {
-        "content": "the picture to repaint",
+        "content": "the picture to repaint (an animated GIF too, or a short clip)",
         "style": "a named style of this server (or a built-in); or attach style_image",
         "preset": "a saved preset (preset list): its values apply where you set none",
         "style_image": "the picture whose style to take (or name a style)",
