@@ -96,3 +96,21 @@ def test_server_limits_are_validated_and_never_above_the_cap():
     ]:
         with pytest.raises(LimitError, match=words):
             parse_guild_limit(name, text, CAPS)
+
+
+def test_an_animations_caps_come_from_the_caps_and_a_server_may_only_lower_them():
+    caps = CapsSection(max_size=1024, max_frames=60, max_clip_seconds=20.0, max_clip_pixels=5_000_000)
+    params = resolve(DEFAULTS.replace(animation_size=256), {}, {}, None, caps).params
+    assert (params.max_frames, params.max_clip_seconds, params.max_clip_pixels, params.animation_size) == (60, 20.0, 5_000_000, 256)
+    server = {"max_frames": 24, "max_clip_seconds": 8.0, "max_size": 128}
+    params = resolve(DEFAULTS.replace(animation_size=256), {}, {}, server, caps).params
+    assert (params.max_frames, params.max_clip_seconds, params.animation_size) == (24, 8.0, 128)  # the size limit too
+    limits = effective_limits(server, caps)
+    assert limits.reason_of("max_frames") == REASON_SERVER and effective_limits({}, caps).reason_of("max_frames") == REASON_BOT
+    stale = effective_limits({"max_frames": 500}, caps)  # a server limit set before the operator lowered the cap
+    assert stale.max_frames == (60, REASON_BOT)
+    assert parse_guild_limit("max_clip_seconds", "12.5", caps) == 12.5
+    with pytest.raises(LimitError, match="above the bot operator's cap of 60"):
+        parse_guild_limit("max_frames", "61", caps)
+    with pytest.raises(ParamError):
+        resolve(DEFAULTS, {}, {"max_frames": 1000}, None, caps)  # caps are not users' options
