@@ -132,6 +132,11 @@ def test_a_running_jobs_own_eta_beats_its_plan_and_an_overrun_never_goes_negativ
     assert estimates([job("q", BOB, 10, 1)], [told], workers=1, speed=SPEED, now=100.0)[0].starts_in == 30.0
 
 
+def test_with_no_worker_online_no_start_is_promised():
+    (estimate,) = estimates([job("q", BOB, 10, 1)], [], workers=0, speed=SPEED, now=100.0)
+    assert queued_text(estimate) == "⏳ Queued, position 1 · starts when a worker is back online"
+
+
 @pytest.mark.parametrize(("seconds", "text"), [
     (3, "⏳ Queued, position 3 · starts in a few seconds"),
     (42, "⏳ Queued, position 3 · starts in about 40 s"),
@@ -191,6 +196,11 @@ def test_within_quota():
     result = assess(Used(user=599, member=599, server=599), Limits(user=600, member=600, server=600), in_server=True,
                     mode=REFUSE, now=EVENING)
     assert (result.verdict, result.text) == (WITHIN, "")
+
+
+def test_an_unknown_over_quota_mode_is_refused_by_name():
+    with pytest.raises(ValueError, match="'queue'"):
+        assess(Used(), Limits(), in_server=False, mode="queue", now=EVENING)
 
 
 def test_a_server_can_lower_the_operators_cap_but_not_raise_it():

@@ -244,9 +244,12 @@ def estimates(ordered: Sequence[Waiting], running: Sequence[Running], *, workers
               now: float) -> list[Estimate]:
     """Each queued job's position and estimated start, for ``ordered`` (from :func:`order`): the
     workers finish the running jobs' remaining planned time, then take the queue in order, each job
-    on the first worker free."""
+    on the first worker free. With no worker at all (every Celery worker gone) no start can be
+    estimated: ``starts_in`` is infinite."""
     free = sorted(job.seconds_left(speed, now) for job in running)
     free += [0.0] * max(0, workers - len(free))
+    if not free:
+        return [Estimate(job.job_id, position, math.inf) for position, job in enumerate(ordered, start=1)]
     heapq.heapify(free)
     result = []
     for position, job in enumerate(ordered, start=1):
@@ -262,6 +265,8 @@ def queued_text(estimate: Estimate) -> str:
 
 
 def starts_in_text(seconds: float) -> str:
+    if math.isinf(seconds):
+        return "starts when a worker is back online"
     if seconds < 10:
         return "starts in a few seconds"
     return f"starts in about {about(seconds)}"

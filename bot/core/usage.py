@@ -86,6 +86,8 @@ def assess(used: Used, limits: Limits, *, role_ids: Iterable[int] = (), in_serve
            now: float) -> Assessment:
     """Within quota, in the slow lane, or refused, with the words that say why and until when. A quota
     is spent once usage reaches it (a job that crosses it is not cut short)."""
+    if mode not in OVER_QUOTA_MODES:
+        raise ValueError(f"unknown over-quota mode {mode!r}; one of {', '.join(OVER_QUOTA_MODES)}")
     resets_at = next_reset(now)
     spent = spent_quota(used, limits, role_ids=role_ids, in_server=in_server)
     if spent is None:
