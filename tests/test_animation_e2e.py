@@ -14,8 +14,11 @@ import sys
 import pytest
 from PIL import Image, ImageDraw, ImageSequence
 
+from nst.params import StyleParams
+
 from bot_harness import IMAGES, command, make_config, reply_to, run_scenarios, running_bot, submitted_jobs
 from test_bot_e2e import result_of, status_of, versions
+from test_buttons_e2e import press, private_answer
 
 DURATIONS = [60, 70, 80, 90]
 # The clips' own settings: frames at 48 px, two steps a later frame; one bot for the quick scenarios.
@@ -74,7 +77,8 @@ async def test_animations_through_discord(fake, world, tmp_path, weights_file, m
                          caps={"max_frames": 6, "max_clip_seconds": 2.0}, bot={"status_interval": 0.2})
     async with running_bot(fake, config) as bot:
         await run_scenarios(fake, world, bot, (
-            an_animated_gif_gives_an_animated_gif, an_animated_style_gives_its_first_frame_and_says_so,
+            an_animated_gif_gives_an_animated_gif, the_buttons_under_an_animated_result,
+            an_animated_style_gives_its_first_frame_and_says_so,
             clips_over_the_bots_caps_are_refused_before_queueing, a_server_limit_lowers_the_frames_cap,
         ))
         with monkeypatch.context() as patch:
@@ -108,6 +112,18 @@ async def an_animated_gif_gives_an_animated_gif(fake, world, bot):
     frame_lines = [text for text in shown if "🎞️ frame " in text]
     assert frame_lines and all(" · step " in text and "left" in text for text in frame_lines), shown
     assert any("frame 4/4" in text for text in frame_lines) or any("frame 3/4" in text for text in frame_lines), shown
+
+
+async def the_buttons_under_an_animated_result(fake, world, bot):
+    """Again re-runs the whole clip from the image cache; Details says what the numbers are of."""
+    result = await result_of(fake, await command(fake, world.general, world.bob, "!stylize --seed 9", gif_attachments(3)))
+    assert [b["label"] for b in fake.buttons(result)] == ["Again", "Vary", "Details", "Delete"]
+    details = await private_answer(await press(fake, world.bob, result, "Details"))
+    assert "steps over 3 frames at 48×40" in details and "**Final losses (first frame)**" in details, details
+    assert "Queued (seed" in await private_answer(await press(fake, world.bob, result, "Again"))
+    again = await reply_to(fake, result, lambda m: bool(m.attachments), timeout=60)
+    assert again.attachments[0].filename == "stylized.gif" and frames_of(again.attachments[0].data) == DURATIONS[:3]
+    assert "🎞️ 3 frames" in again.content and "seed 9" not in again.content
 
 
 async def an_animated_style_gives_its_first_frame_and_says_so(fake, world, bot):
@@ -187,3 +203,13 @@ def test_a_video_type_is_named_in_the_refusal(kind, monkeypatch):
     monkeypatch.setitem(sys.modules, "av", None)
     with pytest.raises(UserError, match=r"the content image \(a\.webm\) is a video \(WebM\)"):
         check_video(kind, "content image", "a.webm")
+
+
+def test_the_result_line_says_what_the_gif_gave_up_to_fit():
+    from bot.frontend.render import result_line
+
+    stats = {"frames": 24, "size": [256, 192], "durations": [100] * 24, "seconds": 95.04, "device": "cuda:0", "seed": 3,
+             "steps": 300, "given_up": ["colours 256→64", "frames 24→12"]}
+    assert result_line(stats, {"seed": 3}, StyleParams()) == (
+        "🎞️ 24 frames · 256×192 · 2.4 s a loop · 95.0 s on cuda:0 (GIF: colours 256→64, frames 24→12 to fit the upload "
+        "limit) · seed 3")
