@@ -213,3 +213,25 @@ def test_the_result_line_says_what_the_gif_gave_up_to_fit():
     assert result_line(stats, {"seed": 3}, StyleParams()) == (
         "🎞️ 24 frames · 256×192 · 2.4 s a loop · 95.0 s on cuda:0 (GIF: colours 256→64, frames 24→12 to fit the upload "
         "limit) · seed 3")
+
+
+async def test_a_clip_through_celery_workers(tmp_path, weights_file):
+    """The Celery path runs the same run_job: frame progress crosses Redis as JSON, the GIF comes back."""
+    from bot.executor.base import Done, Progress, StyleJob
+    from bot_harness import PRECISION, time_budget
+    from redis_harness import celery_config, redis_server
+    from test_celery import events, executor, workers
+
+    with redis_server() as url:
+        config = celery_config(tmp_path, weights_file, url, steps=60)
+        with workers(config, tmp_path):
+            async with executor(config) as ex:
+                params = StyleParams(epochs=6, animation_size=48, frame_steps=2, seed=1, precision=PRECISION)
+                job = StyleJob(user_id=1, guild_id=1, channel_id=2, message_id=3, content=gif(3), styles=(IMAGES[1][1],),
+                               params=params.as_dict(), max_result_bytes=8_000_000, max_pixels=10**7)
+                handle = await ex.submit(job, max_per_user=1, max_queue=5)
+                seen = await events(handle, timeout=time_budget(60, weights_file))
+    frames = {(e.frame, e.frames) for e in seen if isinstance(e, Progress)}
+    assert frames and all(count == 3 for _, count in frames)
+    done = seen[-1]
+    assert isinstance(done, Done) and done.filename == "stylized.gif" and frames_of(done.image) == DURATIONS[:3]
