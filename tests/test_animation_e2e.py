@@ -235,3 +235,19 @@ async def test_a_clip_through_celery_workers(tmp_path, weights_file):
     assert frames and all(count == 3 for _, count in frames)
     done = seen[-1]
     assert isinstance(done, Done) and done.filename == "stylized.gif" and frames_of(done.image) == DURATIONS[:3]
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP"])
+async def test_the_bots_check_reads_a_clip_as_the_engine_does(fmt):
+    """Frames and playing time as the worker will decode them (a frame without a delay counts as the
+    engine's default), read in the bot's process one frame at a time."""
+    from bot.core.inputs import check_runnable
+    from nst import images
+
+    frames = clip_frames(3)
+    buffer = io.BytesIO()
+    frames[0].save(buffer, fmt, save_all=True, append_images=frames[1:], duration=[40, 50, 0], loop=0)
+    data = buffer.getvalue()
+    checked = await check_runnable(data, [IMAGES[1][1]], StyleParams(animation_size=48), max_pixels=10**6)
+    engine = images.decode_animation(data)
+    assert (checked.frames, checked.duration_ms) == (len(engine.frames), engine.duration_ms) and checked.animated

@@ -92,15 +92,38 @@ async def check_runnable(content: bytes, styles: Sequence[bytes], params, *, max
 
 
 def _read_inputs(content: bytes, styles: Sequence[bytes], params, max_pixels: int, reasons: dict[str, str]):
-    """((content size, frames, milliseconds), style sizes, whether a style is animated): decodes, in a
-    thread. The content's frame count is read from its header and refused before its frames are decoded."""
+    """((content size, frames, milliseconds), style sizes, whether a style is animated), in a thread.
+    The content's frame count is read from its header and refused before any frame is decoded; an
+    animated GIF/WebP is then read one frame at a time (the bot's process never holds the clip)."""
     names = roles(1 + len(styles))
-    _check_clip(frame_count(content), None, params, reasons)
-    clip = images.decode_animation(content, max_pixels=max_pixels, max_frames=params.max_frames, name=names[0])
-    _check_clip(len(clip.frames), clip.duration_ms if clip.animated else None, params, reasons)
+    frames = frame_count(content)
+    _check_clip(frames, None, params, reasons)
+    if frames > 1:
+        size = images.decode_image(content, max_pixels=max_pixels, name=names[0]).size  # the stills' checks
+        duration_ms = _playing_time(content, names[0])
+    else:  # a still, or a clip (PyAV: decoding stops at the frame cap)
+        clip = images.decode_animation(content, max_pixels=max_pixels, max_frames=params.max_frames, name=names[0])
+        size, frames, duration_ms = clip.size, len(clip.frames), clip.duration_ms
+    _check_clip(frames, duration_ms if frames > 1 else None, params, reasons)
     style_sizes = [images.decode_image(data, max_pixels=max_pixels, name=name).size for data, name in zip(styles, names[1:])]
     animated_styles = any(frame_count(data) > 1 for data in styles)
-    return (clip.size, len(clip.frames), clip.duration_ms), style_sizes, animated_styles
+    return (size, frames, duration_ms), style_sizes, animated_styles
+
+
+def _playing_time(data: bytes, name: str) -> int:
+    """An animated GIF/WebP's playing time in ms, as the engine counts it (a frame without a usable
+    delay shows for images.DEFAULT_FRAME_MS), decoding one frame at a time."""
+    total = 0
+    try:
+        with Image.open(io.BytesIO(data), formats=("GIF", "WEBP")) as image:
+            for index in range(image.n_frames):
+                image.seek(index)
+                image.load()  # WebP sets a frame's duration when it decodes it
+                duration = image.info.get("duration")
+                total += duration if isinstance(duration, (int, float)) and duration > 0 else images.DEFAULT_FRAME_MS
+    except Exception:  # noqa: BLE001 - a frame Pillow cannot read: the same refusal as the worker's decode
+        raise ImageError(f"the {name} is a broken animation: one of its frames cannot be read") from None
+    return round(total)
 
 
 def _check_clip(frames: int, duration_ms: int | None, params, reasons: dict[str, str]) -> None:
