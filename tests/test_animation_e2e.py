@@ -156,8 +156,10 @@ async def a_server_limit_lowers_the_frames_cap(fake, world, bot):
         with submitted_jobs(bot) as jobs:
             text = await refusal(fake, world, world.alice, "!stylize", gif_attachments(4))
         assert "the content image is an animation of 4 frames; this server's limit is 3 frames" in text and jobs == []
-        request = await command(fake, world.general, world.alice, "!stylize", gif_attachments(3))
-        assert len(frames_of((await result_of(fake, request)).attachments[0].data)) == 3  # within it: runs
+        request = await command(fake, world.general, world.alice, "!stylize --size 32", gif_attachments(3))
+        result = (await result_of(fake, request)).attachments[0].data
+        assert len(frames_of(result)) == 3  # within it: runs, its frames as small as the command asked
+        assert Image.open(io.BytesIO(result)).size == (32, 27)
     finally:
         await bot.store.unset_guild_limit(world.guild.id, "max_frames")
 

@@ -105,6 +105,9 @@ def test_an_animations_caps_come_from_the_caps_and_a_server_may_only_lower_them(
     server = {"max_frames": 24, "max_clip_seconds": 8.0, "max_size": 128}
     params = resolve(DEFAULTS.replace(animation_size=256), {}, {}, server, caps).params
     assert (params.max_frames, params.max_clip_seconds, params.animation_size) == (24, 8.0, 128)  # the size limit too
+    assert resolve(DEFAULTS.replace(animation_size=256), {"size": 64}, {}, None, caps).params.animation_size == 256
+    assert resolve(DEFAULTS.replace(animation_size=256), {}, {"size": 96}, None, caps).params.animation_size == 96
+    assert resolve(DEFAULTS.replace(animation_size=256), {}, {"size": 900}, None, caps).params.animation_size == 256
     limits = effective_limits(server, caps)
     assert limits.reason_of("max_frames") == REASON_SERVER and effective_limits({}, caps).reason_of("max_frames") == REASON_BOT
     stale = effective_limits({"max_frames": 500}, caps)  # a server limit set before the operator lowered the cap

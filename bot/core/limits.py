@@ -316,8 +316,12 @@ def resolve(
             values[name] = ceiling
             lowered[name] = (wanted, reason)
             notes.append(f"{name} {wanted} → {ceiling}: {reason}")
-    # an animation's frames: the bot's default size (not a user option), within the same size limit, and
-    # the clip caps of this place; the engine checks the clip against them (bot.core.inputs)
-    values["animation_size"] = min(defaults.animation_size, limits.max_size[0])
+    # an animation's frames: the bot's animation size (not a user option; a --size given with the command
+    # may only lower it, for a quicker clip), within the same size limit, and the clip caps of this place;
+    # the engine checks the clip against them (bot.core.inputs)
+    frame_size = min(defaults.animation_size, limits.max_size[0])
+    if sources["size"] == SOURCE_OPTION:
+        frame_size = min(frame_size, values["size"])
+    values["animation_size"] = frame_size
     values.update(limits.clip_caps(caps))
     return Resolved(defaults.replace(**values), sources, tuple(notes), names, lowered)

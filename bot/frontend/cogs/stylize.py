@@ -38,7 +38,7 @@ class Stylize(commands.Cog, name="Style transfer"):
             "this server's styles: --style starry (see `style list`; --style a,b blends them, after any\n"
             "attached style images).\n"
             "An animated GIF or WebP as the content (or an MP4/WebM clip, where the bot reads videos) gives an\n"
-            "animated GIF: every frame, at the bot's animation size (--size is for stills).\n\n"
+            "animated GIF: every frame, at the bot's animation size (a smaller --size makes it quicker).\n\n"
             "Options (a --preset's values, then your saved defaults from `settings`, apply to what you leave out):\n"
             "```\n{options}\n```\n"
             "Example: stylize --epochs 300 --style-weight 1e9 --size 384 --seed 7\n"
