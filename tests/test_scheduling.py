@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from bot.core.scheduling import (
-    FCFS, LEAST_USAGE, OVERHEAD_PIXELS, POLICIES, ROUND_ROBIN, Estimate, Running, Speed, Usage, Waiting,
+    DEFAULT_POLICY, FAIR_SHARE, FCFS, LEAST_USAGE, OVERHEAD_PIXELS, POLICIES, ROUND_ROBIN, Estimate, Running, Shares,
+    Speed, Usage, Waiting,
     estimates, forecast, next_job, order, pick, planned_work, queued_text,
 )
 from bot.core.usage import (
@@ -54,6 +55,56 @@ def test_round_robin_turns_come_from_the_persisted_start_times():
     assert ids(order(QUEUE, usage, ROUND_ROBIN)) == ["c1", "b1", "c2", "a1", "a2", "a3"]
 
 
+def test_fair_share_alternates_servers_then_the_users_of_a_server():
+    assert DEFAULT_POLICY == FAIR_SHARE
+    assert ids(order(QUEUE, Usage(), FAIR_SHARE, SPEED)) == ["a1", "c1", "b1", "c2", "a2", "a3"]
+
+
+def test_fair_share_counts_seconds_where_round_robin_counts_turns():
+    """Alice's jobs take three times as long as Carol's: Carol's server gets three turns to Alice's one."""
+    waiting = [job("a1", ALICE, 10, 1, work=30), job("a2", ALICE, 10, 2, work=30)] + [
+        job(f"c{i}", CAROL, 20, 2 + i, work=10) for i in range(1, 5)]
+    assert ids(order(waiting, Usage(), FAIR_SHARE, SPEED)) == ["a1", "c1", "c2", "c3", "a2", "c4"]
+    assert ids(order(waiting, Usage(), ROUND_ROBIN, SPEED)) == ["a1", "c1", "a2", "c2", "c3", "c4"]
+
+
+def _after_a_heavy_morning() -> Usage:
+    """Server 20 ran alone all morning: 100 jobs of 100 s, started and ended as planned."""
+    shares = Shares()
+    for _ in range(100):
+        shares = shares.started(20, CAROL, 100.0)
+    return Usage(user_seconds={CAROL: 10_000.0}, server_seconds={20: 10_000.0}, shares=shares)
+
+
+def test_after_a_heavy_morning_fair_share_does_not_hold_the_server_back():
+    """Bob (server 20, light) waits behind one of Alice's jobs (server 10, new and heavy), not all of them."""
+    waiting = [job(f"a{i}", ALICE, 10, i, work=120) for i in range(1, 6)] + [job("b1", BOB, 20, 9, work=10)]
+    morning = _after_a_heavy_morning()
+    assert ids(order(waiting, morning, FAIR_SHARE, SPEED))[:2] == ["a1", "b1"]
+    assert ids(order(waiting, morning, LEAST_USAGE, SPEED))[-1] == "b1"  # its usage today holds it back
+
+
+def test_fair_share_neither_banks_credit_nor_carries_debt():
+    shares = Shares(clock=500.0, servers={10: 100.0, 20: 520.0})
+    assert shares.server_turn(10) == 500.0  # idle a while: back at the clock, no credit for it
+    assert shares.server_turn(20) == 520.0  # served ahead of the clock: waits for the others
+    assert shares.server_turn(30) == 500.0  # new
+    started = shares.started(10, ALICE, 40.0)
+    assert (started.clock, started.servers[10], started.members[(10, ALICE)]) == (500.0, 540.0, 40.0)
+
+
+def test_a_member_back_from_a_pause_takes_turns_with_the_others_not_all_of_them():
+    """Alice was away while Bob used the server: she comes back at her server's member clock."""
+    usage = Usage(shares=Shares(member_clocks={10: 1000.0}, members={(10, ALICE): 0.0, (10, BOB): 1000.0}))
+    waiting = [job("a1", ALICE, 10, 1), job("a2", ALICE, 10, 2), job("a3", ALICE, 10, 3), job("b1", BOB, 10, 4)]
+    assert ids(order(waiting, usage, FAIR_SHARE, SPEED)) == ["a1", "b1", "a2", "a3"]
+
+
+def test_fair_share_charges_what_a_job_took_once_it_ends():
+    shares = Shares().started(10, ALICE, 10.0).corrected(10, ALICE, planned=10.0, actual=25.0)
+    assert (shares.servers[10], shares.members[(10, ALICE)]) == (25.0, 25.0)
+
+
 def test_least_usage_serves_the_server_and_then_the_user_with_the_fewest_seconds_today():
     usage = Usage(user_seconds={ALICE: 900.0, BOB: 0.0, CAROL: 60.0}, server_seconds={10: 900.0, 20: 60.0})
     assert ids(order(QUEUE, usage, LEAST_USAGE, SPEED)) == ["c1", "c2", "b1", "a1", "a2", "a3"]
@@ -93,7 +144,7 @@ def test_the_decision_is_the_same_whatever_the_order_of_the_inputs(policy):
     waiting = [job(f"j{i:02d}", rng.choice([ALICE, BOB, CAROL, 4]), rng.choice([10, 20, None]), rng.choice([1.0, 2.0]))
                for i in range(30)]
     usage = Usage(user_seconds={BOB: 30.0}, server_seconds={20: 30.0}, user_last_start={BOB: 7.0},
-                  server_last_start={20: 7.0})
+                  server_last_start={20: 7.0}, shares=Shares().started(20, BOB, 30.0))
     expected = order(waiting, usage, policy, SPEED)
     for _ in range(5):
         rng.shuffle(waiting)
@@ -256,7 +307,7 @@ def _bench():
     return module
 
 
-@pytest.mark.parametrize("policy", [ROUND_ROBIN, LEAST_USAGE])
+@pytest.mark.parametrize("policy", [FAIR_SHARE, ROUND_ROBIN, LEAST_USAGE])
 def test_under_a_fair_order_a_light_users_wait_does_not_grow_with_the_flood(policy):
     bench = _bench()
     small, large = (bench.simulate(policy, 1, flood, hours=3, seed=2) for flood in (5, 80))
@@ -266,6 +317,14 @@ def test_under_a_fair_order_a_light_users_wait_does_not_grow_with_the_flood(poli
     assert large["eta_median"] < 0.25
 
 
+def test_the_benchmark_after_a_heavy_morning_holds_back_only_under_least_usage():
+    bench = _bench()
+    hours = bench.MORNING_HOURS + 1
+    fair, least = (bench.simulate(policy, 1, 20, hours=hours, seed=2, morning=True) for policy in (FAIR_SHARE, LEAST_USAGE))
+    assert fair["server_p95"][2] < 600
+    assert least["server_median"][2] > 1800
+
+
 def test_the_benchmark_is_deterministic():
     bench = _bench()
-    assert bench.simulate(LEAST_USAGE, 2, 20, hours=1, seed=3) == bench.simulate(LEAST_USAGE, 2, 20, hours=1, seed=3)
+    assert bench.simulate(FAIR_SHARE, 2, 20, hours=1, seed=3) == bench.simulate(FAIR_SHARE, 2, 20, hours=1, seed=3)

@@ -3,22 +3,28 @@
 Pure functions of what the store holds: no discord, no executor, no clock and no state of their own.
 Given the same waiting jobs, the same :class:`Usage` and the same policy, every caller (any bot
 process, before or after a restart) gets the same next job, so one dispatcher that reads its inputs
-from the store decides the same way whichever machine asks.
+from the store decides the same way whichever machine asks. The one state a policy needs, fair-share's
+:class:`Shares`, is a value the caller persists (updated when a job starts and when it ends).
 
-Policies (``POLICIES``):
+Policies (``POLICIES``); direct messages count as one more server (``None``):
 
-- ``round-robin``: servers take turns, then the users of a server take turns, then a user's own
-  jobs go first come, first served. "Whose turn" is derived, not remembered: the server (then the
-  user) whose last job *started* longest ago goes next, so the only state is the start times the
-  job history already keeps. Direct messages count as one more server (``None``).
-- ``least-usage``: the server with the fewest compute seconds today goes next, then its user with
-  the fewest (the relax-queue rule); ties go to the least recently served, then the oldest job.
+- ``fair-share`` (the default): servers share the workers by compute seconds, then the members of a
+  server share their server's (start-time fair queuing, :class:`Shares`): the server that has had
+  the least service goes next, where a server that had nothing waiting comes back level with the
+  others instead of banking credit or carrying debt. A member's own jobs go first come, first served.
+- ``round-robin``: servers take turns, then the members of a server take turns, one job a turn
+  whatever its length. Whose turn it is comes from the job records: the server (then the member)
+  whose last job *started* longest ago goes next.
+- ``least-usage``: the server with the fewest compute seconds today goes next, then its member with
+  the fewest (a relax queue); ties go to the least recently served, then the oldest job.
 - ``fcfs``: first come, first served (the order before fair scheduling; for comparison and for
   operators who want it).
 
 Under every policy a job over its quota (``Waiting.over_quota``) is in the slow lane: it is taken
-only when no job within quota waits. ``bench/fairness.py`` measures the policies against each
-other; ``DEFAULT_POLICY`` is the one that served light users best there (docs/fair-share.md).
+only when no job within quota waits. ``bench/fairness.py`` measures the policies against each other
+(docs/fair-share.md): fair-share serves light members as well as least-usage does and, unlike it,
+does not hold a whole server back for hours after one member's heavy morning; round-robin's
+one-job-a-turn lets long jobs take more than their share.
 
 Work is measured in pixel-steps (:func:`planned_work`), time in seconds: a :class:`Speed` (seconds per
 pixel-step, an exponential moving average of finished jobs) turns one into the other for the
@@ -29,16 +35,17 @@ from __future__ import annotations
 
 import heapq
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterable, Iterator, Mapping, Sequence
 
 from nst.schedule import Plan
 
-FCFS = "fcfs"
+FAIR_SHARE = "fair-share"
 ROUND_ROBIN = "round-robin"
 LEAST_USAGE = "least-usage"
-POLICIES = (ROUND_ROBIN, LEAST_USAGE, FCFS)
-DEFAULT_POLICY = LEAST_USAGE  # bench/fairness.py: light users wait less than under round-robin (docs/fair-share.md)
+FCFS = "fcfs"
+POLICIES = (FAIR_SHARE, ROUND_ROBIN, LEAST_USAGE, FCFS)
+DEFAULT_POLICY = FAIR_SHARE  # measured in bench/fairness.py: see the module's docstring
 
 # A step's cost grows with its pixels plus a fixed part: the engine's ETA uses the same constant
 # (nst.transfer.ETA_OVERHEAD_PIXELS; tests/test_scheduling.py keeps the two equal).
@@ -83,32 +90,81 @@ class Running:
 
 
 @dataclass(frozen=True)
+class Shares:
+    """The ``fair-share`` policy's state (start-time fair queuing), which the caller persists and
+    updates when a job starts (:meth:`started`) and ends (:meth:`corrected`).
+
+    Each server has a tag, the service it has received in a virtual time; ``clock`` is the tag at
+    which the last job started. A server's turn comes at ``max(its tag, clock)``: the lowest goes
+    next, and starting a job moves the server's tag on by the job's planned seconds. A server that
+    waited for nothing neither banks credit nor carries debt: it comes back at the clock. The members
+    of each server are ordered the same way among themselves, with that server's own clock."""
+
+    clock: float = 0.0
+    servers: Mapping[int | None, float] = field(default_factory=dict)
+    member_clocks: Mapping[int | None, float] = field(default_factory=dict)
+    members: Mapping[tuple[int | None, int], float] = field(default_factory=dict)  # (server, user)
+
+    def server_turn(self, guild_id: int | None) -> float:
+        return max(self.servers.get(guild_id, self.clock), self.clock)
+
+    def member_turn(self, guild_id: int | None, user_id: int) -> float:
+        clock = self.member_clocks.get(guild_id, 0.0)
+        return max(self.members.get((guild_id, user_id), clock), clock)
+
+    def started(self, guild_id: int | None, user_id: int, seconds: float) -> "Shares":
+        """After a job of ``user_id`` in ``guild_id``, planned to take ``seconds``, started."""
+        server_start = self.server_turn(guild_id)
+        member_start = self.member_turn(guild_id, user_id)
+        return Shares(
+            clock=server_start,
+            servers={**self.servers, guild_id: server_start + seconds},
+            member_clocks={**self.member_clocks, guild_id: member_start},
+            members={**self.members, (guild_id, user_id): member_start + seconds},
+        )
+
+    def corrected(self, guild_id: int | None, user_id: int, planned: float, actual: float) -> "Shares":
+        """After that job ended: charged what it took (``actual`` seconds), not what was planned."""
+        member = (guild_id, user_id)
+        return replace(self, servers=_added(self.servers, guild_id, actual - planned),
+                       members=_added(self.members, member, actual - planned))
+
+
+@dataclass(frozen=True)
 class Usage:
-    """Past service, per user and per server (None = direct messages), as the store keeps it:
-    compute seconds charged today and when their last job started."""
+    """Everything the order reads of the past, as the store keeps it: per user and per server (None =
+    direct messages), the compute seconds of the jobs finished today (the usage ledger) and when
+    their last job started (the job records); and the fair-share policy's :class:`Shares`."""
 
     user_seconds: Mapping[int, float] = field(default_factory=dict)
     server_seconds: Mapping[int | None, float] = field(default_factory=dict)
     user_last_start: Mapping[int, float] = field(default_factory=dict)
     server_last_start: Mapping[int | None, float] = field(default_factory=dict)
+    shares: Shares = field(default_factory=Shares)
 
     def charged(self, user_id: int, guild_id: int | None, seconds: float, started_at: float) -> "Usage":
-        """This usage after a job of ``user_id`` in ``guild_id`` that started at ``started_at`` was
-        charged ``seconds`` (a later start stays the last one)."""
-        return Usage(
+        """This usage after a job of ``user_id`` in ``guild_id`` planned to take ``seconds`` started
+        at ``started_at`` (how :func:`order` looks ahead)."""
+        return replace(self._with_running(user_id, guild_id, seconds, started_at),
+                       shares=self.shares.started(guild_id, user_id, seconds))
+
+    def with_running(self, running: Iterable[Running], speed: "Speed") -> "Usage":
+        """The ledger holds finished jobs; a running one counts with its planned seconds from its start,
+        so a second free worker does not go to the same user just because the first job has not ended.
+        (The shares were moved on when the job started.)"""
+        usage = self
+        for job in running:
+            usage = usage._with_running(job.user_id, job.guild_id, speed.seconds(job.work), job.started_at)
+        return usage
+
+    def _with_running(self, user_id: int, guild_id: int | None, seconds: float, started_at: float) -> "Usage":
+        return replace(
+            self,
             user_seconds=_added(self.user_seconds, user_id, seconds),
             server_seconds=_added(self.server_seconds, guild_id, seconds),
             user_last_start=_latest(self.user_last_start, user_id, started_at),
             server_last_start=_latest(self.server_last_start, guild_id, started_at),
         )
-
-    def with_running(self, running: Iterable[Running], speed: "Speed") -> "Usage":
-        """The ledger holds finished jobs; a running one counts with its planned seconds from its start,
-        so a second free worker does not go to the same user just because the first job has not ended."""
-        usage = self
-        for job in running:
-            usage = usage.charged(job.user_id, job.guild_id, speed.seconds(job.work), job.started_at)
-        return usage
 
 
 def _added(mapping: Mapping, key, amount: float) -> dict:
@@ -206,16 +262,14 @@ def _queues(jobs: Iterable[Waiting]) -> dict[int | None, dict[int, list[Waiting]
 
 
 def _take(queues: dict[int | None, dict[int, list[Waiting]]], usage: Usage, policy: str) -> Waiting:
-    """Remove and return the next job: the server whose turn it is, its user whose turn it is, then
-    that user's oldest job. Ties go to the group with the oldest waiting job."""
+    """Remove and return the next job: the server whose turn it is, its member whose turn it is, then
+    that member's oldest job. Ties go to the one with the oldest waiting job."""
     def oldest(users: Mapping[int, list[Waiting]]) -> tuple[float, str]:
         return min(_arrival(jobs[-1]) for jobs in users.values())
 
-    server = min(queues, key=lambda key: (_rank(policy, usage.server_seconds, usage.server_last_start, key),
-                                          oldest(queues[key])))
+    server = min(queues, key=lambda key: (_server_rank(policy, usage, key), oldest(queues[key])))
     users = queues[server]
-    user = min(users, key=lambda key: (_rank(policy, usage.user_seconds, usage.user_last_start, key),
-                                       _arrival(users[key][-1])))
+    user = min(users, key=lambda key: (_member_rank(policy, usage, server, key), _arrival(users[key][-1])))
     job = users[user].pop()
     if not users[user]:
         del users[user]
@@ -224,11 +278,22 @@ def _take(queues: dict[int | None, dict[int, list[Waiting]]], usage: Usage, poli
     return job
 
 
-def _rank(policy: str, seconds: Mapping, last_start: Mapping, key) -> tuple[float, ...]:
-    """Round-robin: the least recently served first. Least usage: the fewest seconds today, then the
-    least recently served."""
-    served = last_start.get(key, -math.inf)
-    return (served,) if policy == ROUND_ROBIN else (seconds.get(key, 0.0), served)
+def _server_rank(policy: str, usage: Usage, server: int | None) -> tuple[float, ...]:
+    served = usage.server_last_start.get(server, -math.inf)
+    if policy == FAIR_SHARE:
+        return (usage.shares.server_turn(server),)
+    if policy == ROUND_ROBIN:
+        return (served,)
+    return (usage.server_seconds.get(server, 0.0), served)
+
+
+def _member_rank(policy: str, usage: Usage, server: int | None, user: int) -> tuple[float, ...]:
+    served = usage.user_last_start.get(user, -math.inf)
+    if policy == FAIR_SHARE:
+        return (usage.shares.member_turn(server, user),)
+    if policy == ROUND_ROBIN:
+        return (served,)
+    return (usage.user_seconds.get(user, 0.0), served)
 
 
 # ------------------------------------------------------------------------------- position and ETA
