@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bot.executor.base import CANCELLED, CRASHED, ERROR, SHUTDOWN, TIMEOUT, Done, ExecutorError, Failed, Preview, Progress, Queued, Refused, Started, StyleJob
+from bot.executor.base import CANCELLED, CRASHED, ERROR, SHUTDOWN, TIMEOUT, Done, ExecutorError, Failed, Preview, Progress, Queued, Refused, Started, StyleJob, timeout_reason
 from bot.executor.local import LocalExecutor, _wait_for_exit, worker_context
 from bot_harness import CONTENT_PNG, PRECISION, STYLE_PNG, proc_stat, time_budget
 from nst.params import StyleParams
@@ -429,18 +429,20 @@ async def test_an_animated_content_runs_as_a_clip_with_frame_progress_and_a_prev
         assert result.n_frames == 3 and result.size == (48, 40)
 
 
-def test_a_clip_out_of_memory_or_refused_by_the_engine_fails_with_its_reason(monkeypatch, model):
-    """The animation path shares run_job's endings: out of memory, and the engine's own cap check."""
+def test_a_clip_past_its_deadline_out_of_memory_or_refused_by_the_engine_fails_with_its_reason(monkeypatch, model):
+    """The animation path shares run_job's endings: the deadline, out of memory, the engine's own cap check."""
     import torch
 
     import nst.animation
     from bot.executor.jobrun import OUT_OF_MEMORY, JobPayload, out_of_memory_errors, run_job
 
-    def payload(**params) -> JobPayload:
-        return JobPayload.of(clip_job(**params), timeout=60.0, preview_interval=0.0)
+    def payload(timeout: float = 60.0, **params) -> JobPayload:
+        return JobPayload.of(clip_job(**params), timeout=timeout, preview_interval=0.0)
 
     refused = run_job(model, payload(max_frames=2), emit=lambda event: None, should_stop=lambda: False)
     assert refused == Failed(ERROR, "the content image has 3 frames; the limit is 2")
+    late = run_job(model, payload(timeout=0.0), emit=lambda event: None, should_stop=lambda: False)
+    assert late == Failed(TIMEOUT, timeout_reason(0.0))  # the deadline holds for a clip as for a still
 
     def out_of_memory(*args, **kwargs):
         raise out_of_memory_errors(torch)[0]("CUDA out of memory")
