@@ -31,6 +31,8 @@ examples:
   python -m nst photo.jpg painting.jpg -o seed-loop.png --schedule reference   # the original 500-step loop
   python -m nst clip.gif painting.jpg -o out.gif             # every frame, held still where nothing moves
   python -m nst clip.mp4 painting.jpg -o out.mp4 --animation-size 192   # videos need: pip install ".[video]"
+  python -m nst photo.jpg painting.jpg -o big.png --size 4096 --max-memory 8GiB   # tiles where it would not fit
+  python -m nst photo.jpg painting.jpg -o x2.png --size 1024 --init-image out.png  # upscale a 512 px result
   python -m nst export-weights vgg19-features.pth            # compact weights file (~52 MB)
 
 weights: 'torchvision' (default) downloads VGG-19 once into torchvision's cache; a path loads a local
@@ -59,6 +61,17 @@ def _quality(text: str) -> int:
     if not 1 <= value <= 100:
         raise argparse.ArgumentTypeError(f"must be an integer from 1 to 100, got {value}")
     return value
+
+
+def _budget(text: str) -> int | str:
+    """--max-memory, checked with the other options (exit 2 on bad text)."""
+    from .memory import parse_budget
+
+    try:
+        budget = parse_budget(text)
+    except NSTError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("max_memory: ")) from None
+    return "unlimited" if budget is None else budget
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,6 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     parser.add_argument(
         "--weights", default="torchvision", help="torchvision (default), a path to a weights file, or random"
+    )
+    parser.add_argument(
+        "--max-memory", type=_budget, default=None, metavar="BYTES",
+        help="most memory one step may take beyond the model, e.g. 2GiB, 512MiB, 1.5G or unlimited; larger "
+        "pictures run in tiles (same result, slower) (default: half the available RAM on a CPU, 85%% of the free GPU memory)",
+    )
+    parser.add_argument(
+        "--init-image", default=None, metavar="PREVIOUS",
+        help="continue from a previous result (e.g. with --size twice its size): only the final level runs, from it upsampled",
     )
     parser.add_argument("--quality", type=_quality, default=95, help="JPEG/WebP quality of the output, 1 to 100 (default: 95)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -144,6 +166,7 @@ def _run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
+    from .memory import default_budget
     from .model import load_vgg19, resolve_device
     from .transfer import stylize
 
@@ -157,13 +180,18 @@ def _run(args: argparse.Namespace) -> int:
     if not output.parent.is_dir():
         raise NSTError(f"output: the folder {output.parent} does not exist")
     clip = images.decode_animation(args.content, name="content image", max_frames=params.max_frames)
+    if clip.animated and args.init_image:
+        raise NSTError("init image: --init-image continues a still picture; the content is an animation")
     if clip.animated:
         return _run_animation(args, params, clip, output, device)
     if output.suffix.lower() in ANIMATION_ONLY_EXTENSIONS:
         raise NSTError(f"output: {output.name}: the content is a still picture, written as .png, .jpg or .webp")
     content = clip.frames[0]  # a still: decode_animation decoded it with decode_image
     styles = _styles(args)
-    check_runnable(content.size, [s.size for s in styles], params)  # before loading anything heavy
+    init_image = images.decode_image(args.init_image, name="init image") if args.init_image else None
+    budget = args.max_memory if args.max_memory is not None else default_budget(device)
+    # before loading anything heavy; a budget too small even for tiles is refused here (exit 2)
+    check_runnable(content.size, [s.size for s in styles], params, max_memory=budget)
     model = load_vgg19(args.weights, device=device, progress=not args.quiet)
 
     bar = tqdm(
@@ -179,7 +207,9 @@ def _run(args: argparse.Namespace) -> int:
         bar.update(progress.step - bar.n)
 
     try:
-        result = stylize(content, styles, params, model=model, on_progress=on_progress)
+        result = stylize(
+            content, styles, params, model=model, on_progress=on_progress, max_memory=budget, init_image=init_image
+        )
     except out_of_memory:
         print(f"error: out of memory at size {params.size} on {device}; try a smaller --size", file=sys.stderr)
         return 1
@@ -189,8 +219,9 @@ def _run(args: argparse.Namespace) -> int:
     s = result.stats
     levels = f" ({'+'.join(map(str, s.level_steps))} over {s.levels} levels)" if s.levels > 1 else ""
     early = ", stopped early" if s.stopped_early else ""
+    tiled = f", {s.tiles[-1]} tiles" if s.tiles and s.tiles[-1] > 1 else ""
     print(
-        f"done: {s.steps} steps{levels}{early} · {s.size[0]}×{s.size[1]} · {s.seconds:.1f} s "
+        f"done: {s.steps} steps{levels}{early}{tiled} · {s.size[0]}×{s.size[1]} · {s.seconds:.1f} s "
         f"({s.steps_per_second:.2f} steps/s) on {s.device} ({s.dtype}) · seed {s.seed} → {output}"
     )
     return 0

@@ -97,16 +97,30 @@ def _style_name(index: int, count: int) -> str:
 
 
 def check_runnable(
-    content_size: tuple[int, int], style_sizes: Sequence[tuple[int, int]], params: StyleParams
+    content_size: tuple[int, int], style_sizes: Sequence[tuple[int, int]], params: StyleParams,
+    *, max_memory: int | float | str | None = None,
 ) -> None:
     """Refuse, before any tensor work, a content/style pair that VGG-19 cannot process at ``params``.
 
     ``content_size`` and ``style_sizes`` are the decoded (upright) images' (width, height). Raises
     :class:`~nst.errors.ImageError` when the content is too small or too elongated for ``size``,
     :class:`~nst.errors.ParamError` (``style_scale`` / ``style_blend``) for a style that would shrink
-    below the minimum or a blend weight count that does not match the style images.
+    below the minimum or a blend weight count that does not match the style images, and
+    (``max_memory``) when a level cannot fit that memory budget (bytes or text like ``"2GiB"``) even in
+    the smallest tiles: estimated for fp32 unless ``precision`` is bf16 (``auto`` may only need less).
     """
-    plan(content_size, style_sizes, params)
+    the_plan = plan(content_size, style_sizes, params)
+    if max_memory is not None:
+        from . import memory  # no torch: nst.memory imports it only to ask a device for its default
+
+        budget = memory.parse_budget(max_memory)
+        if budget is None:
+            return
+        memory.check_fits(
+            [level.size for level in the_plan.levels], budget, params.layers,
+            params.content_layer, dtype_bytes=memory.dtype_bytes_for(params.precision),
+            optimizer="adam" if params.schedule == "reference" else params.optimizer, pool=params.pool,
+        )
 
 
 def plan(content_size: tuple[int, int], style_sizes: Sequence[tuple[int, int]], params: StyleParams) -> Plan:
@@ -115,7 +129,7 @@ def plan(content_size: tuple[int, int], style_sizes: Sequence[tuple[int, int]], 
     blend = blend_weights(params, len(style_sizes))
     final = images.fitted_size(tuple(content_size), params.size)
     _check_content(tuple(content_size), final, params.size)
-    finals = _styles_at(final, style_sizes, params)
+    finals = styles_at(final, style_sizes, params)
     for i, (original, scaled) in enumerate(zip(style_sizes, finals)):
         if min(scaled) < MIN_SIDE:
             needed = MIN_SIDE / max(final)
@@ -132,7 +146,7 @@ def plan(content_size: tuple[int, int], style_sizes: Sequence[tuple[int, int]], 
     if len(sizes) > 1 and effort.final_steps is not None:
         steps[-1] = min(steps[-1], effort.final_steps)
     levels = tuple(
-        Level(i + 1, size, _styles_at(size, style_sizes, params), n) for i, (size, n) in enumerate(zip(sizes, steps)) if n
+        Level(i + 1, size, styles_at(size, style_sizes, params), n) for i, (size, n) in enumerate(zip(sizes, steps)) if n
     )
     levels = tuple(Level(i + 1, lv.size, lv.style_sizes, lv.steps) for i, lv in enumerate(levels))
     return Plan(levels, blend, stop_tolerance(params))
@@ -159,7 +173,8 @@ def _check_content(original: tuple[int, int], final: tuple[int, int], size: int)
     )
 
 
-def _styles_at(size: tuple[int, int], style_sizes, params: StyleParams) -> tuple[tuple[int, int], ...]:
+def styles_at(size: tuple[int, int], style_sizes, params: StyleParams) -> tuple[tuple[int, int], ...]:
+    """Each style image's size next to a picture of ``size`` (``style_scale`` applied)."""
     return tuple(images.matched_size(s, size, params.style_scale) for s in style_sizes)
 
 
@@ -169,7 +184,7 @@ def _pyramid_sizes(final: tuple[int, int], style_sizes, params: StyleParams) -> 
     for depth in range(1, MAX_LEVELS):
         # Each level is the final size scaled down, not a chain of roundings.
         smaller = _scaled(final, LEVEL_FACTOR**depth)
-        if min(smaller) < PYRAMID_MIN_SIDE or any(min(s) < MIN_SIDE for s in _styles_at(smaller, style_sizes, params)):
+        if min(smaller) < PYRAMID_MIN_SIDE or any(min(s) < MIN_SIDE for s in styles_at(smaller, style_sizes, params)):
             break
         sizes.insert(0, smaller)
     return sizes

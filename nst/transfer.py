@@ -22,12 +22,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from . import color, images
+from . import color, images, memory
 from .errors import Cancelled, NSTError
 from .losses import content_loss, gram, style_loss, tv_loss
 from .model import VGGFeatures, compute_dtype, load_vgg19, preferred_memory_format, resolve_device
 from .params import STOP_WINDOW, StyleParams
-from .schedule import Plan, plan
+from .schedule import Level, Plan, plan, styles_at
+from .tiling import TiledLoss, Tiling, features as tiled_features, grams as tiled_grams
 
 PREVIEW_SIDE = 256
 REFERENCE_LR = 0.007  # the seed's Adam learning rate
@@ -76,6 +77,8 @@ class Stats:
     stopped_early: bool = False  # the last level ended because the loss stopped improving
     schedule: str = "reference"
     optimizer: str = "adam"
+    tiles: tuple[int, ...] = ()  # tiles per level, coarsest first (1: the whole picture at once)
+    memory_budget: int | None = None  # the budget the levels were planned for, bytes (None: none)
 
 
 @dataclass(frozen=True)
@@ -137,26 +140,52 @@ class Objective:
         params: StyleParams,
         dtype: torch.dtype | None,
         weights: Sequence[float] | None = None,
+        tiling: Tiling | None = None,
+        check_cancel: Callable[[], None] | None = None,
     ):
         self.model = model
         self.params = params
         self.dtype = dtype
+        # Tiled (see tiling.py): targets, values and gradients computed tile by tile, in bounded memory.
+        self.tiled = TiledLoss(model, params, dtype, tiling, check_cancel) if tiling is not None else None
         styles = [style] if isinstance(style, torch.Tensor) else list(style)
         weights = list(weights) if weights is not None else [1.0 / len(styles)] * len(styles)
         with torch.no_grad():
-            content_features = model(content, [params.content_layer], params.pool, dtype)
-            self.content_target = content_features[params.content_layer].float()
+            self.content_target = self._content_features(content)
             self.style_grams: dict[str, torch.Tensor] = {}
             for image, weight in zip(styles, weights):
                 if weight == 0:
                     continue
-                features = model(image, params.style_layers, params.pool, dtype)
-                for layer in params.style_layers:
-                    term = gram(features[layer]) * weight
+                for layer, layer_gram in self._grams(image).items():
+                    term = layer_gram * weight
                     previous = self.style_grams.get(layer)
                     self.style_grams[layer] = term if previous is None else previous + term
 
+    def _content_features(self, content: torch.Tensor) -> torch.Tensor:
+        p = self.params
+        if self.tiled is not None:
+            return tiled_features(self.model, content, p.content_layer, p.pool, self.dtype, self.tiled.tiling, self.tiled.check_cancel)
+        return self.model(content, [p.content_layer], p.pool, self.dtype)[p.content_layer].float()
+
+    def _grams(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        p = self.params
+        if self.tiled is not None:
+            return tiled_grams(self.model, image, p.style_layers, p.pool, self.dtype, self.tiled.tiling, self.tiled.check_cancel)
+        features = self.model(image, p.style_layers, p.pool, self.dtype)
+        return {layer: gram(features[layer]) for layer in p.style_layers}
+
+    def loss_and_grad(self, image: torch.Tensor) -> LossTerms:
+        """The loss terms of ``image``, with their gradient left in ``image.grad``."""
+        if self.tiled is not None:
+            return LossTerms(*self.tiled.value_and_grad(image, self.content_target, self.style_grams))
+        terms = self(image)
+        terms.total.backward()
+        return terms
+
     def __call__(self, image: torch.Tensor) -> LossTerms:
+        if self.tiled is not None:
+            with torch.no_grad():
+                return LossTerms(*self.tiled.value(image, self.content_target, self.style_grams))
         p = self.params
         features = self.model(image, p.layers, p.pool, self.dtype)
         zero = image.new_zeros(())
@@ -283,8 +312,7 @@ class _Step:
         if self.lbfgs:
             return self._lbfgs_step()
         self.pixels.grad = None
-        terms = self.objective(self.pixels)
-        terms.total.backward()
+        terms = _loss_and_grad(self.objective, self.pixels)
         if self.optimizer is None:
             # The first level builds; a finer one is judged by its first loss (one host read per level).
             building = self.previous_loss is None or _builds(float(terms.total.detach()), self.previous_loss)
@@ -309,8 +337,7 @@ class _Step:
                 terms = self._cache[2]
             else:
                 self.optimizer.zero_grad(set_to_none=True)
-                terms = self.objective(self.pixels)
-                terms.total.backward()
+                terms = _loss_and_grad(self.objective, self.pixels)
                 self._cache = (self.pixels.detach().clone(), self.pixels.grad.detach().clone(), terms)
             if not first:
                 first.append(terms)
@@ -322,6 +349,16 @@ class _Step:
         with torch.no_grad():
             self.pixels.clamp_(0.0, 1.0)
         return first[0]
+
+
+def _loss_and_grad(objective: Callable[[torch.Tensor], LossTerms], pixels: torch.Tensor) -> LossTerms:
+    """The loss terms with their gradient in ``pixels.grad``: an Objective computes both itself (tiled
+    or not); any other loss callable (e.g. the animation's temporal objective) through autograd."""
+    if isinstance(objective, Objective):
+        return objective.loss_and_grad(pixels)
+    terms = objective(pixels)
+    terms.total.backward()
+    return terms
 
 
 LBFGS_HISTORY = 20
@@ -341,10 +378,13 @@ class _Eta:
     one step's time over the previous estimate counted down, so it never leaps backwards there.
     """
 
-    def __init__(self, plan: Plan):
+    def __init__(self, plan: Plan, work: Sequence[float] | None = None):
         # A step's cost grows with its pixels plus a fixed part (layer launches, small-image inefficiency):
         # measured on a 2-core CPU, a 96×72 step cost about a quarter of a 384×288 one, not a sixteenth.
-        self.pixels = [level.pixels + ETA_OVERHEAD_PIXELS for level in plan.levels]
+        # ``work``: a level's pixel work relative to an untiled step (Tiling.work: halo and the extra
+        # forward pass), so a tiled level is priced as its own before it has a measurement.
+        work = work or [1.0] * len(plan.levels)
+        self.pixels = [level.pixels * factor + ETA_OVERHEAD_PIXELS for level, factor in zip(plan.levels, work)]
         self.planned = [level.steps for level in plan.levels]
         self.batches: list[list[tuple[int, float]]] = [[] for _ in plan.levels]  # (steps, seconds) per read
         self.loop_seconds = 0.0
@@ -489,6 +529,8 @@ def stylize(
     should_stop: Callable[[], bool] | None = None,
     readback: Readback | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    max_memory: int | float | str | None = None,
+    init_image: Image.Image | None = None,
 ) -> Result:
     """Optimise an image that keeps ``content``'s content and takes the style of ``style``.
 
@@ -500,12 +542,22 @@ def stylize(
     several levels ends). ``readback`` says how often losses are read back to the
     host (default: every step on a CPU, a few times a second elsewhere); ``on_progress`` is called at
     each read. ``clock`` is the time source for elapsed, ETA and time-based previews (a test seam).
+
+    ``max_memory`` bounds one step's peak memory beyond the loaded model (bytes, or text such as
+    ``"2GiB"``, or ``"unlimited"``; default: a share of the device's free memory, see
+    :func:`nst.memory.default_budget`):
+    a level whose estimate exceeds it runs in tiles (the same result, see tiling.py), and a job that
+    cannot fit even in the smallest tiles is refused. ``init_image`` continues from a previous result
+    (e.g. to upscale it): it becomes the coarse level of a new pyramid, and only the final level, at
+    ``params.size``, runs from it upsampled.
     Raises ImageError/ParamError (see :func:`nst.check_runnable`) before any tensor work.
     """
     started = clock()
     params = params or StyleParams()
     styles = [style] if isinstance(style, Image.Image) else list(style)
     the_plan = plan(content.size, [s.size for s in styles], params)
+    if init_image is not None:
+        the_plan = _final_level_only(the_plan)
     model = model or default_model(device)
     model.check_layers(params.layers)
     target = model.device
@@ -514,6 +566,8 @@ def stylize(
     # torch's L-BFGS flattens the gradient with view(): it needs the pixels in plain (NCHW) memory.
     memory_format = torch.contiguous_format if lbfgs else preferred_memory_format(target)
     dtype = None if lbfgs else compute_dtype(target, params.precision)  # L-BFGS needs fp32 curvature
+    budget = memory.parse_budget(max_memory) if max_memory is not None else memory.default_budget(target)
+    needs = _memory_needs(the_plan, params, budget, dtype, optimizer)  # may refuse: before any tensor work
     seed = params.seed if params.seed is not None else secrets.randbits(32)
     readback = readback or Readback.for_device(target)
     if target.type == "cuda":
@@ -523,7 +577,7 @@ def stylize(
     blend = the_plan.blend
     init_style = max(zip(blend, range(len(styles))))[1]  # the most weighted style starts init=style
     levels = the_plan.levels
-    eta = _Eta(the_plan)
+    eta = _Eta(the_plan, [_work(need, level) for need, level in zip(needs, levels)])
     total = the_plan.total_steps
     done = 0  # steps over the whole schedule
     level_steps: list[int] = []
@@ -541,11 +595,21 @@ def stylize(
     def to_device(image: Image.Image) -> torch.Tensor:
         return images.to_tensor(image).to(target).contiguous(memory_format=memory_format)
 
+    def check_cancel() -> None:
+        # Also between the tiles of a tiled step, which can take minutes at 4096 px.
+        if should_stop is not None and should_stop():
+            raise Cancelled(done, total)
+
+    if init_image is not None:
+        pixels, content_t, previous_loss = _from_init_image(
+            init_image, [s.size for s in styles], pictures, params, the_plan, model, dtype, budget, optimizer, to_device, check_cancel
+        )
+
     for li, level in enumerate(levels):
-        coarse_content = content_t if li and params.init == "content" else None
+        coarse_content = content_t if pixels is not None and params.init == "content" else None
         content_t = to_device(pictures.content_at(level.size))
         style_ts = [to_device(s) for s in pictures.styles_at(level.style_sizes)]
-        objective = Objective(model, content_t, style_ts, params, dtype, blend)
+        objective = Objective(model, content_t, style_ts, params, dtype, blend, needs[li].tiling, check_cancel)
         if pixels is None:
             style_for_init = pictures.styles_at(level.style_sizes)[init_style]
             pixels = _initial_image(params.init, content_t, style_for_init, seed, memory_format)
@@ -559,8 +623,7 @@ def stylize(
         taken = 0
         stop_level = False
         for i in range(level.steps):
-            if should_stop is not None and should_stop():
-                raise Cancelled(done, total)
+            check_cancel()
             history[i] = step_fn().stacked()
             taken = i + 1
             done += 1
@@ -621,8 +684,48 @@ def stylize(
         stopped_early=stopped_early,
         schedule=params.schedule,
         optimizer=optimizer,
+        tiles=tuple(len(n.tiling.tiles(*lv.size)) if n.tiling else 1 for n, lv in zip(needs, levels)),
+        memory_budget=budget,
     )
     return Result(result, stats)
+
+
+# --------------------------------------------------------------------------- memory and continuing
+
+
+def _memory_needs(the_plan: Plan, params: StyleParams, budget: int | None, dtype, optimizer: str) -> list[memory.Need]:
+    """Per level: the whole picture, or the tiles that fit ``budget``; raises ParamError when none fit."""
+    dtype_bytes = 4 if dtype is None else torch.finfo(dtype).bits // 8
+    return memory.check_fits([level.size for level in the_plan.levels], budget, params.layers, params.content_layer,
+                             dtype_bytes=dtype_bytes, optimizer=optimizer, pool=params.pool)
+
+
+def _work(need: memory.Need, level) -> float:
+    return need.tiling.work(*level.size) if need.tiling is not None else 1.0
+
+
+def _final_level_only(the_plan: Plan) -> Plan:
+    """A plan continuing from a given picture: its final level only (with the effort's own step cap)."""
+    final = the_plan.levels[-1]
+    return Plan((Level(1, final.size, final.style_sizes, final.steps),), the_plan.blend, the_plan.stop_tolerance)
+
+
+def _from_init_image(init_image, style_sizes, pictures, params, the_plan, model, dtype, budget, optimizer, to_device, check_cancel):
+    """The given picture as a finished coarse level: (its pixels, the content at its size, its loss
+    there). Its loss, scored against targets at its own size, lets the final level judge, as after any
+    coarser level, whether it refines the picture or has to build it (see :func:`_builds`)."""
+    start = images.to_tensor(init_image.convert("RGB"))
+    if params.colors == "content":
+        start = color.luminance(start)  # the optimiser works on the luminance there
+    size = (start.shape[-1], start.shape[-2])
+    need = _memory_needs(Plan((Level(1, size, (), 1),), (), 0.0), params, budget, dtype, optimizer)[0]
+    content_t = to_device(pictures.content_at(size))
+    style_ts = [to_device(s) for s in pictures.styles_at(styles_at(size, style_sizes, params))]
+    objective = Objective(model, content_t, style_ts, params, dtype, the_plan.blend, need.tiling, check_cancel)
+    pixels = start.to(content_t.device).contiguous(memory_format=content_t.is_contiguous(memory_format=torch.channels_last) and torch.channels_last or torch.contiguous_format)
+    loss = objective(pixels).values()[3]
+    _check_finite(loss, 0)
+    return pixels, content_t, loss
 
 
 def _finished(pixels: torch.Tensor, pictures: _Pictures, size: tuple[int, int]) -> Image.Image:

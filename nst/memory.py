@@ -1,0 +1,241 @@
+"""Memory: what one optimisation step needs at a size, the budget it must fit, and the tiles that fit it.
+
+No torch at module level: the bot's main process calls :func:`check_fits` (through
+:func:`nst.check_runnable`) to refuse a job before queueing it. Only :func:`default_budget` imports
+torch, to ask the device.
+
+The estimate counts what a step keeps alive at its peak, beyond the loaded model: the activations
+autograd saves for the backward pass up to the deepest layer in use (every ReLU's output, the
+captured conv outputs, each pooling's output and, for max pooling, its int64 indices), the backward
+pass's two largest transient gradients, and the full-size tensors of the picture (pixels, gradient,
+the optimiser's state, the content target, temporaries). A tiled step keeps the activations of one
+tile (interior and halo) and the full-size tensors of the whole picture. A fixed part and a factor
+for tiled steps are calibrated with bench/memory.py (see FIXED_BYTES).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+from .errors import ParamError
+from .params import VGG19_LAYERS
+from .tiling import GRID, Tiling, grid_for, layer_scale
+
+_CHANNELS = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
+INDEX_BYTES = 8  # max pooling keeps int64 indices for its backward
+PIXEL_BYTES = 3 * 4  # one fp32 RGB pixel
+# Full-size picture tensors alive at a step's peak, in fp32 RGB copies: pixels, gradient, Adam's two
+# moments, the content picture, the clamp/upsample temporaries (and, tiled, the tile gradient sum).
+ADAM_PICTURE_COPIES = 7
+# L-BFGS keeps LBFGS_HISTORY pairs of (step, gradient change) plus its direction and cache.
+LBFGS_PICTURE_COPIES = 2 * 20 + 8
+# Calibrated with bench/memory.py (CPU, fp32, peak RSS of a fresh process beyond the loaded model):
+# measured untiled 599 MiB at 512×384 and 1856 MiB at 1024×768 against counts of 501 MiB and 2004 MiB;
+# tiled (4 tiles) 436 MiB and 1069 MiB against 245 MiB and 757 MiB. A fixed part (the runtime's and
+# oneDNN's buffers, the decoded pictures) comes on top of any step, and a tiled step keeps more than
+# its tile's count: the allocator holds the freed blocks of pass 1 and of each previous tile
+# (fragmentation) where an untiled step reuses its own. Both terms are set so every measurement
+# stays below its estimate.
+FIXED_BYTES = 192 * 1024**2
+TILED_FACTOR = 1.3
+# The smallest tile interior considered: at 64 px a tile with conv5_1's 80 px halo already pushes
+# about 12x its interior's pixels through the network; smaller tiles would take hours per job.
+MIN_TILE = 64
+# CPU default budget: this share of the RAM available when the job is planned. Not all of it: the
+# allocator's fragmentation and the page cache need room, and a bot host runs other processes (the
+# bot, another worker) whose memory grows after the job was planned.
+CPU_SHARE = 0.5
+# CUDA/MPS default budget: this share of the device memory free beyond the loaded model (the caching
+# allocator rounds blocks up, and cuDNN's workspaces come on top).
+GPU_SHARE = 0.85
+
+_UNITS = {
+    "": 1, "b": 1,
+    "k": 1024, "kb": 1000, "kib": 1024,
+    "m": 1024**2, "mb": 1000**2, "mib": 1024**2,
+    "g": 1024**3, "gb": 1000**3, "gib": 1024**3,
+    "t": 1024**4, "tb": 1000**4, "tib": 1024**4,
+}
+_AMOUNT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_bytes(value: int | float | str, field: str = "max_memory") -> int:
+    """``2GiB``, ``512MiB``, ``1.5G`` (binary: G = GiB), ``2GB`` (decimal) or plain bytes -> bytes."""
+    if isinstance(value, bool):
+        raise ParamError(field, f"must be an amount of memory like 2GiB, 512MiB or 1.5G, got {value!r}")
+    if isinstance(value, (int, float)):
+        amount = float(value)
+    else:
+        match = _AMOUNT.match(str(value))
+        unit = match.group(2).lower() if match else None
+        if match is None or unit not in _UNITS:
+            raise ParamError(
+                field, f"must be an amount of memory like 2GiB, 512MiB, 1.5G, a number of bytes or {UNLIMITED}, got {value!r}"
+            )
+        amount = float(match.group(1)) * _UNITS[unit]
+    if not math.isfinite(amount) or amount <= 0:
+        raise ParamError(field, f"must be a positive amount of memory, got {value!r}")
+    return int(amount)
+
+
+UNLIMITED = "unlimited"
+
+
+def parse_budget(value: int | float | str, field: str = "max_memory") -> int | None:
+    """A memory budget: as :func:`parse_bytes`, or ``unlimited`` (or infinity) for none (None)."""
+    if (isinstance(value, str) and value.strip().lower() == UNLIMITED) or (isinstance(value, float) and value == math.inf):
+        return None
+    return parse_bytes(value, field)
+
+
+def format_bytes(count: float) -> str:
+    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{int(count)} B"
+
+
+# --------------------------------------------------------------------------- the estimate
+
+
+def _activation_bytes(width: int, height: int, layers: Sequence[str], dtype_bytes: int, pool: str) -> float:
+    """Bytes a forward pass up to the deepest of ``layers`` keeps for its backward, plus the backward's
+    two largest transient gradients."""
+    deepest = max(VGG19_LAYERS.index(name) for name in layers)
+    wanted = set(layers)
+    kept = 3 * width * height * dtype_bytes  # the normalised input conv1_1 saves
+    largest = 0
+    for name in VGG19_LAYERS[: deepest + 1]:
+        scale = layer_scale(name)
+        positions = (height // scale) * (width // scale)
+        channels = _CHANNELS[int(name[4] if name.startswith("pool") else name[4])]
+        size = channels * positions * dtype_bytes
+        if name.startswith("relu"):
+            kept += size
+        elif name.startswith("conv") and name in wanted:
+            kept += size
+        elif name.startswith("pool"):
+            kept += size + (channels * positions * INDEX_BYTES if pool == "max" else 0)
+        largest = max(largest, size)
+    return kept + 2 * largest
+
+
+def _picture_bytes(width: int, height: int, optimizer: str, content_layer: str) -> float:
+    copies = LBFGS_PICTURE_COPIES if optimizer == "lbfgs" else ADAM_PICTURE_COPIES
+    scale = layer_scale(content_layer)
+    content_target = _CHANNELS[int(content_layer[4])] * (height // scale) * (width // scale) * 4
+    return copies * width * height * PIXEL_BYTES + content_target
+
+
+@dataclass(frozen=True)
+class Need:
+    """What one step at a level needs: ``bytes`` at its peak beyond the loaded model; ``tiling`` None
+    (the whole picture at once) or the tiles that fit."""
+
+    bytes: int
+    tiling: Tiling | None = None
+
+
+def step_bytes(
+    size: tuple[int, int], layers: Sequence[str], content_layer: str, *, dtype_bytes: int = 4,
+    optimizer: str = "adam", pool: str = "max", tiling: Tiling | None = None,
+) -> int:
+    """Estimated peak bytes of one optimisation step at ``size`` (width, height), beyond the loaded model."""
+    width, height = size
+    pictures = _picture_bytes(width, height, optimizer, content_layer)
+    if tiling is None:
+        return int(FIXED_BYTES + _activation_bytes(width, height, layers, dtype_bytes, pool) + pictures)
+    activations = max(
+        _activation_bytes(t.outer[2] - t.outer[0], t.outer[3] - t.outer[1], layers, dtype_bytes, pool)
+        for t in tiling.tiles(width, height)
+    )
+    return int(FIXED_BYTES + TILED_FACTOR * (activations + pictures))
+
+
+def need(
+    size: tuple[int, int], budget: int | None, layers: Sequence[str], content_layer: str, *,
+    dtype_bytes: int = 4, optimizer: str = "adam", pool: str = "max", min_tile: int = MIN_TILE,
+) -> Need:
+    """The whole picture if it fits ``budget`` (None: no budget), else the largest tile (on the grid)
+    that fits. Raises ParamError naming the size, the budget and the smallest need when none fits."""
+    estimate = dict(layers=layers, content_layer=content_layer, dtype_bytes=dtype_bytes, optimizer=optimizer, pool=pool)
+    whole = step_bytes(size, **estimate)
+    if budget is None or whole <= budget:
+        return Need(whole, None)
+    grid = grid_for(layers)
+    smallest = Tiling.for_layers(max(min_tile, grid), layers)
+    tile = (max(size) - 1) // grid * grid  # the largest tile smaller than the picture
+    while tile >= smallest.tile:
+        tiling = Tiling.for_layers(tile, layers)
+        needed = step_bytes(size, tiling=tiling, **estimate)
+        if needed <= budget:
+            return Need(needed, tiling)
+        tile -= grid
+    least = step_bytes(size, tiling=smallest, **estimate)
+    raise ParamError(
+        "max_memory",
+        f"a {size[0]}×{size[1]} picture needs about {format_bytes(least)} even in the smallest tiles "
+        f"({smallest.tile} px), more than the memory budget of {format_bytes(budget)}; "
+        "use a smaller size or a larger budget",
+    )
+
+
+def check_fits(
+    sizes: Sequence[tuple[int, int]], budget: int | None, layers: Sequence[str], content_layer: str, *,
+    dtype_bytes: int = 4, optimizer: str = "adam", pool: str = "max",
+) -> list[Need]:
+    """:func:`need` for each level's size (``budget`` None: no limit). The largest is judged first, so
+    a refusal names the job's own size."""
+    needs = {size: None for size in sizes}
+    for size in sorted(needs, key=lambda s: s[0] * s[1], reverse=True):
+        needs[size] = need(size, budget, layers, content_layer, dtype_bytes=dtype_bytes, optimizer=optimizer, pool=pool)
+    return [needs[size] for size in sizes]
+
+
+# --------------------------------------------------------------------------- the default budget
+
+
+def available_ram() -> int | None:
+    """Bytes of RAM available to a new allocation without swapping (Linux MemAvailable; else free pages)."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def default_budget(device) -> int | None:
+    """The budget when none is given: a share of the device's free memory (CUDA: ``mem_get_info``;
+    MPS: the recommended working set minus what is allocated), a share of the available RAM on a
+    CPU. None when the device cannot say (no limit)."""
+    import torch
+
+    kind = getattr(device, "type", str(device))
+    if kind == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * GPU_SHARE)
+    if kind == "mps":
+        mps = getattr(torch, "mps", None)
+        recommended = getattr(mps, "recommended_max_memory", None)
+        if recommended is None:
+            return None
+        allocated = getattr(mps, "driver_allocated_memory", getattr(mps, "current_allocated_memory", lambda: 0))()
+        return int(max(0, recommended() - allocated) * GPU_SHARE)
+    ram = available_ram()
+    return int(ram * CPU_SHARE) if ram else None
+
+
+def dtype_bytes_for(precision: str) -> int:
+    """Bytes per activation for a precision before the device is known: bf16 2, else fp32's 4 ('auto'
+    may become bf16 on the device, which only needs less)."""
+    return 2 if precision == "bf16" else 4

@@ -1,0 +1,119 @@
+"""Memory budget (nst/memory.py): parsing, the estimate, tiles chosen to fit, refusals before any work."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nst import memory
+from nst.errors import ParamError
+from nst.params import StyleParams
+from nst.schedule import check_runnable
+
+ROOT = Path(__file__).resolve().parent.parent
+LAYERS, CONTENT = StyleParams().layers, StyleParams().content_layer
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("2GiB", 2 * 1024**3), ("512MiB", 512 * 1024**2), ("1.5G", int(1.5 * 1024**3)), ("2GB", 2_000_000_000),
+     ("1000", 1000), (" 64 mib ", 64 * 1024**2), (4096, 4096)],
+)
+def test_amounts_of_memory_parse(text, expected):
+    assert memory.parse_bytes(text) == expected
+
+
+@pytest.mark.parametrize("text", ["lots", "-1G", "0", "2XB", "1e3G", "", "GiB", "nan"])
+def test_bad_amounts_are_refused_naming_the_field_and_the_form(text):
+    with pytest.raises(ParamError) as caught:
+        memory.parse_bytes(text)
+    assert caught.value.field == "max_memory" and ("2GiB" in str(caught.value) or "positive" in str(caught.value))
+
+
+def test_unlimited_is_no_budget():
+    assert memory.parse_budget("unlimited") is None and memory.parse_budget(float("inf")) is None
+    assert memory.parse_budget("1G") == 1024**3
+
+
+def test_the_estimate_grows_with_the_pixels_and_shrinks_with_bf16():
+    sizes = [(128, 96), (512, 384), (1024, 768), (2048, 1536)]
+    estimates = [memory.step_bytes(size, LAYERS, CONTENT) for size in sizes]
+    assert estimates == sorted(estimates) and estimates[-1] > 3 * estimates[-2]
+    assert memory.step_bytes((1024, 768), LAYERS, CONTENT, dtype_bytes=2) < estimates[2]
+    assert memory.step_bytes((1024, 768), LAYERS, CONTENT, optimizer="lbfgs") > estimates[2]
+    # a shallower deepest layer keeps fewer activations
+    assert memory.step_bytes((1024, 768), ("conv1_1", "conv2_1"), "conv2_1") < estimates[2]
+
+
+@pytest.mark.parametrize("budget", ["1GiB", "2GiB", "8GiB"])
+def test_the_chosen_tile_fits_the_budget_and_is_the_largest_that_does(budget):
+    size, limit = (2048, 1536), memory.parse_bytes(budget)
+    need = memory.need(size, limit, LAYERS, CONTENT)
+    assert need.tiling is not None and need.bytes <= limit
+    assert need.tiling.tile % 16 == 0 and need.tiling.halo == 80
+    bigger = memory.Tiling.for_layers(need.tiling.tile + 16, LAYERS)
+    assert memory.step_bytes(size, LAYERS, CONTENT, tiling=bigger) > limit
+
+
+def test_a_picture_that_fits_runs_whole():
+    assert memory.need((512, 384), memory.parse_bytes("4GiB"), LAYERS, CONTENT).tiling is None
+    assert memory.need((4096, 3072), None, LAYERS, CONTENT).tiling is None
+
+
+def test_refused_with_the_size_the_budget_and_the_smallest_need():
+    with pytest.raises(ParamError) as caught:
+        memory.need((4096, 3072), memory.parse_bytes("1GiB"), LAYERS, CONTENT)
+    text = str(caught.value)
+    assert caught.value.field == "max_memory"
+    assert "4096×3072" in text and "1.0 GiB" in text and "smallest tiles (64 px)" in text and "needs about" in text
+
+
+def test_check_runnable_refuses_a_budget_without_torch():
+    code = (
+        "import sys, nst\n"
+        "nst.check_runnable((4000, 3000), [(800, 600)], nst.StyleParams(size=4096), max_memory='8GiB')\n"
+        "try:\n"
+        "    nst.check_runnable((4000, 3000), [(800, 600)], nst.StyleParams(size=4096), max_memory='512MiB')\n"
+        "except nst.ParamError as error:\n"
+        "    print(error)\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "max_memory: a 4000×3000 picture needs about" in proc.stdout
+
+
+def test_check_runnable_without_a_budget_checks_no_memory():
+    check_runnable((4000, 3000), [(800, 600)], StyleParams(size=4096))
+    check_runnable((4000, 3000), [(800, 600)], StyleParams(size=4096), max_memory="unlimited")
+
+
+def test_the_refusal_comes_before_any_tensor_work(content_image, style_image):
+    import torch
+
+    from nst.transfer import stylize
+
+    class Untouchable:
+        """A model that fails the test if anything runs through it."""
+
+        device = torch.device("cpu")
+
+        def check_layers(self, layers):
+            pass
+
+        def __call__(self, *args, **kwargs):
+            raise AssertionError("tensor work before the refusal")
+
+    with pytest.raises(ParamError, match="max_memory: a 64×48 picture needs about"):
+        stylize(content_image, style_image, StyleParams(epochs=2, size=64), model=Untouchable(), max_memory="1MiB")
+
+
+def test_the_default_budget_on_a_cpu_is_a_share_of_the_available_ram():
+    import torch
+
+    budget = memory.default_budget(torch.device("cpu"))
+    available = memory.available_ram()
+    assert available and budget == int(available * memory.CPU_SHARE)

@@ -1,0 +1,127 @@
+"""Tiled objective (nst/tiling.py): the same loss and gradient as the whole picture, tiles on the grid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_content, make_style
+from nst import images
+from nst.errors import Cancelled
+from nst.params import StyleParams
+from nst.tiling import GRID, Tiling, halo_for, reach
+from nst.transfer import Objective, stylize
+
+# Shallow layers: a 16 px halo, so 64 px tiles save memory on a tiny picture (conv5_1's 80 px halo
+# would cover a 128×96 picture from any tile).
+SHALLOW = dict(style_layers=("conv1_1", "conv2_1", "conv3_1"), style_layer_weights=(1.0, 0.8, 0.4), content_layer="conv3_1")
+
+
+def _tensors(width, height, memory_format=torch.contiguous_format):
+    content = images.to_tensor(make_content(width, height)).contiguous(memory_format=memory_format)
+    style = images.to_tensor(make_style(80)).contiguous(memory_format=memory_format)
+    generator = torch.Generator().manual_seed(0)
+    start = (content + 0.1 * torch.randn(content.shape, generator=generator)).clamp(0, 1)
+    return content, style, start.contiguous(memory_format=memory_format).requires_grad_(True)
+
+
+def _loss_and_grad(objective, pixels):
+    pixels.grad = None
+    terms = objective.loss_and_grad(pixels)
+    return terms, pixels.grad.clone()
+
+
+def _relative(a, b) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_tiled_loss_and_gradient_equal_the_untiled_ones(model, memory_format):
+    # 256×96 with 64 px tiles: conv5_1's 80 px halo leaves every tile short of the whole picture.
+    params = StyleParams(tv_weight=1.0)
+    content, style, pixels = _tensors(256, 96, memory_format)
+    whole, expected = _loss_and_grad(Objective(model, content, [style], params, None), pixels)
+    tiling = Tiling.for_layers(64, params.layers)
+    assert len(tiling.tiles(256, 96)) == 8 and all(t.outer[2] - t.outer[0] < 256 for t in tiling.tiles(256, 96))
+    tiled, grad = _loss_and_grad(Objective(model, content, [style], params, None, tiling=tiling), pixels)
+    for mine, theirs in zip(tiled.stacked(), whole.stacked()):
+        assert abs(float(mine) - float(theirs)) <= 1e-4 * abs(float(theirs))
+    assert _relative(grad, expected) < 1e-4
+
+
+def test_the_halo_comes_from_the_deepest_layer():
+    assert reach(["conv5_1"]) == 70 and halo_for(StyleParams().layers) == 80
+    assert reach(["conv1_1", "conv2_1", "conv3_1"]) == 10 and halo_for(SHALLOW["style_layers"]) == GRID
+    assert reach(["conv1_1", "conv4_1"]) == 30 and halo_for(["conv1_1", "conv4_1"]) == 32
+    assert halo_for(["conv4_2"]) > halo_for(["conv4_1"])
+
+
+def test_without_its_halo_a_tile_is_wrong_and_with_it_exact(model):
+    params = StyleParams(**SHALLOW)
+    content, style, pixels = _tensors(128, 96)
+    _, expected = _loss_and_grad(Objective(model, content, [style], params, None), pixels)
+    exact = Tiling.for_layers(32, params.layers)
+    _, grad = _loss_and_grad(Objective(model, content, [style], params, None, tiling=exact), pixels)
+    assert _relative(grad, expected) < 1e-4
+    _, wrong = _loss_and_grad(Objective(model, content, [style], params, None, tiling=Tiling(32, 0)), pixels)
+    assert _relative(wrong, expected) > 1e-2
+
+
+@pytest.mark.parametrize("size, tile", [((128, 96), 64), ((100, 75), 32), ((257, 130), 48), ((64, 64), 64), ((500, 20), 160)])
+def test_tiles_sit_on_the_grid_and_cover_the_picture_once(size, tile):
+    width, height = size
+    tiling = Tiling.for_layers(tile, StyleParams().layers)
+    covered = np.zeros((height, width), dtype=int)
+    for t in tiling.tiles(width, height):
+        x0, y0, x1, y1 = t.interior
+        assert x0 % GRID == 0 and y0 % GRID == 0 and t.outer[0] % GRID == 0 and t.outer[1] % GRID == 0
+        assert x1 - x0 <= tiling.tile and y1 - y0 <= tiling.tile
+        assert t.outer[0] == max(0, x0 - tiling.halo) and t.outer[2] == min(width, x1 + tiling.halo)
+        covered[y0:y1, x0:x1] += 1
+    assert (covered == 1).all()
+
+
+def test_a_job_in_tiles_gives_the_result_of_the_whole_picture(model):
+    from nst import memory
+
+    params = StyleParams(epochs=4, size=128, seed=3, schedule="single", precision="fp32", tv_weight=1.0, **SHALLOW)
+    content, style = make_content(128, 96), make_style(80)
+    whole = stylize(content, style, params, model=model, max_memory="unlimited")
+    budget = memory.step_bytes((128, 96), params.layers, params.content_layer) - 1  # one byte short
+    tiled = stylize(content, style, params, model=model, max_memory=budget)
+    assert whole.stats.tiles == (1,) and tiled.stats.tiles[0] > 1
+    assert abs(tiled.stats.total_loss - whole.stats.total_loss) <= 1e-4 * whole.stats.total_loss
+    difference = np.abs(np.asarray(tiled.image, dtype=float) - np.asarray(whole.image, dtype=float))
+    # The gradients agree to ~1e-7; Adam's normalised steps (about lr whatever the gradient's size) turn
+    # that into a few 8-bit levels where a pixel's gradient changes sign between steps: a few pixels, a
+    # small mean. A wrong tile would move the loss and most pixels.
+    assert difference.mean() < 1.0 and (difference > 1).mean() < 0.2
+
+
+def test_lbfgs_steps_in_tiles_like_the_whole_picture(model):
+    from nst import memory
+
+    params = StyleParams(epochs=3, size=128, seed=3, schedule="single", optimizer="lbfgs", **SHALLOW)
+    content, style = make_content(128, 96), make_style(80)
+    whole = stylize(content, style, params, model=model, max_memory="unlimited")
+    budget = memory.step_bytes((128, 96), params.layers, params.content_layer, optimizer="lbfgs") - 1
+    tiled = stylize(content, style, params, model=model, max_memory=budget)
+    assert tiled.stats.tiles[0] > 1
+    assert abs(tiled.stats.total_loss - whole.stats.total_loss) <= 1e-3 * whole.stats.total_loss
+
+
+def test_cancel_is_checked_between_tiles(model):
+    from nst import memory
+
+    params = StyleParams(epochs=1, size=128, seed=3, schedule="single", **SHALLOW)
+    budget = memory.step_bytes((128, 96), params.layers, params.content_layer) - 1
+    polls = []
+
+    def should_stop() -> bool:
+        polls.append(1)
+        return len(polls) > 3  # the step loop polls once: the fourth poll is between tiles
+
+    with pytest.raises(Cancelled) as caught:
+        stylize(make_content(128, 96), make_style(80), params, model=model, max_memory=budget, should_stop=should_stop)
+    assert caught.value.step == 0 and len(polls) == 4
