@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.core.scheduling import POLICIES, Running, Shares, Speed, Usage, Waiting, forecast, pick  # noqa: E402
+from bot.core.scheduling import POLICIES, Running, Speed, Usage, Waiting, forecast, pick  # noqa: E402
 from bot.core.usage import SLOW, SLOW_LANE, Limits, Used, assess  # noqa: E402
 
 TRUE_SECONDS_PER_UNIT = 4e-6  # the simulated workers' speed; the scheduler starts from its default and learns it
@@ -153,7 +153,7 @@ def _dispatch(world: World, now: float) -> set[str]:
             world.past,
             user_last_start={**world.past.user_last_start, chosen.user_id: now},
             server_last_start={**world.past.server_last_start, chosen.guild_id: now},
-            shares=world.past.shares.started(chosen.guild_id, chosen.user_id, job.planned),
+            shares=world.past.shares.started(chosen.user_id, chosen.guild_id, job.planned),
         )
         if job.flood and now < job.flood.end:  # the flood stays as long
             new.add(_submit(world, now, job.flood.user, job.flood.guild, job.flood).waiting.job_id)
@@ -170,7 +170,7 @@ def _finish(world: World, now: float, job_id: str) -> None:
         user_seconds={**past.user_seconds, running.user_id: past.user_seconds.get(running.user_id, 0.0) + seconds},
         server_seconds={**past.server_seconds,
                         running.guild_id: past.server_seconds.get(running.guild_id, 0.0) + seconds},
-        shares=past.shares.corrected(running.guild_id, running.user_id, job.planned, seconds),
+        shares=past.shares.corrected(running.user_id, running.guild_id, job.planned, seconds),
     )
     world.speed = world.speed.measured(seconds, running.work)
     job.finished_at = now

@@ -72,7 +72,7 @@ def _after_a_heavy_morning() -> Usage:
     """Server 20 ran alone all morning: 100 jobs of 100 s, started and ended as planned."""
     shares = Shares()
     for _ in range(100):
-        shares = shares.started(20, CAROL, 100.0)
+        shares = shares.started(CAROL, 20, 100.0)
     return Usage(user_seconds={CAROL: 10_000.0}, server_seconds={20: 10_000.0}, shares=shares)
 
 
@@ -89,7 +89,7 @@ def test_fair_share_neither_banks_credit_nor_carries_debt():
     assert shares.server_turn(10) == 500.0  # idle a while: back at the clock, no credit for it
     assert shares.server_turn(20) == 520.0  # served ahead of the clock: waits for the others
     assert shares.server_turn(30) == 500.0  # new
-    started = shares.started(10, ALICE, 40.0)
+    started = shares.started(ALICE, 10, 40.0)
     assert (started.clock, started.servers[10], started.members[(10, ALICE)]) == (500.0, 540.0, 40.0)
 
 
@@ -101,7 +101,7 @@ def test_a_member_back_from_a_pause_takes_turns_with_the_others_not_all_of_them(
 
 
 def test_fair_share_charges_what_a_job_took_once_it_ends():
-    shares = Shares().started(10, ALICE, 10.0).corrected(10, ALICE, planned=10.0, actual=25.0)
+    shares = Shares().started(ALICE, 10, 10.0).corrected(ALICE, 10, planned=10.0, actual=25.0)
     assert (shares.servers[10], shares.members[(10, ALICE)]) == (25.0, 25.0)
 
 
@@ -144,7 +144,7 @@ def test_the_decision_is_the_same_whatever_the_order_of_the_inputs(policy):
     waiting = [job(f"j{i:02d}", rng.choice([ALICE, BOB, CAROL, 4]), rng.choice([10, 20, None]), rng.choice([1.0, 2.0]))
                for i in range(30)]
     usage = Usage(user_seconds={BOB: 30.0}, server_seconds={20: 30.0}, user_last_start={BOB: 7.0},
-                  server_last_start={20: 7.0}, shares=Shares().started(20, BOB, 30.0))
+                  server_last_start={20: 7.0}, shares=Shares().started(BOB, 20, 30.0))
     expected = order(waiting, usage, policy, SPEED)
     for _ in range(5):
         rng.shuffle(waiting)

@@ -108,14 +108,14 @@ class Shares:
     def server_turn(self, guild_id: int | None) -> float:
         return max(self.servers.get(guild_id, self.clock), self.clock)
 
-    def member_turn(self, guild_id: int | None, user_id: int) -> float:
+    def member_turn(self, user_id: int, guild_id: int | None) -> float:
         clock = self.member_clocks.get(guild_id, 0.0)
         return max(self.members.get((guild_id, user_id), clock), clock)
 
-    def started(self, guild_id: int | None, user_id: int, seconds: float) -> "Shares":
+    def started(self, user_id: int, guild_id: int | None, seconds: float) -> "Shares":
         """After a job of ``user_id`` in ``guild_id``, planned to take ``seconds``, started."""
         server_start = self.server_turn(guild_id)
-        member_start = self.member_turn(guild_id, user_id)
+        member_start = self.member_turn(user_id, guild_id)
         return Shares(
             clock=server_start,
             servers={**self.servers, guild_id: server_start + seconds},
@@ -123,7 +123,7 @@ class Shares:
             members={**self.members, (guild_id, user_id): member_start + seconds},
         )
 
-    def corrected(self, guild_id: int | None, user_id: int, planned: float, actual: float) -> "Shares":
+    def corrected(self, user_id: int, guild_id: int | None, planned: float, actual: float) -> "Shares":
         """After that job ended: charged what it took (``actual`` seconds), not what was planned."""
         member = (guild_id, user_id)
         return replace(self, servers=_added(self.servers, guild_id, actual - planned),
@@ -146,7 +146,7 @@ class Usage:
         """This usage after a job of ``user_id`` in ``guild_id`` planned to take ``seconds`` started
         at ``started_at`` (how :func:`order` looks ahead)."""
         return replace(self._with_running(user_id, guild_id, seconds, started_at),
-                       shares=self.shares.started(guild_id, user_id, seconds))
+                       shares=self.shares.started(user_id, guild_id, seconds))
 
     def with_running(self, running: Iterable[Running], speed: "Speed") -> "Usage":
         """The ledger holds finished jobs; a running one counts with its planned seconds from its start,
@@ -290,7 +290,7 @@ def _server_rank(policy: str, usage: Usage, server: int | None) -> tuple[float, 
 def _member_rank(policy: str, usage: Usage, server: int | None, user: int) -> tuple[float, ...]:
     served = usage.user_last_start.get(user, -math.inf)
     if policy == FAIR_SHARE:
-        return (usage.shares.member_turn(server, user),)
+        return (usage.shares.member_turn(user, server),)
     if policy == ROUND_ROBIN:
         return (served,)
     return (usage.user_seconds.get(user, 0.0), served)
