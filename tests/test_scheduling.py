@@ -13,8 +13,7 @@ import pytest
 
 from bot.core.scheduling import (
     DEFAULT_POLICY, FAIR_SHARE, FCFS, LEAST_USAGE, OVERHEAD_PIXELS, POLICIES, ROUND_ROBIN, Estimate, Running, Shares,
-    Speed, Usage, Waiting,
-    estimates, forecast, next_job, order, pick, planned_work, queued_text,
+    Speed, Usage, Waiting, estimates, forecast, next_job, order, pick, planned_work, queued_text,
 )
 from bot.core.usage import (
     REFUSE, REFUSED, SLOW, SLOW_LANE, WITHIN, Limits, Used, assess, day_of, duration, next_reset, usage_lines,
@@ -320,7 +319,8 @@ def test_under_a_fair_order_a_light_users_wait_does_not_grow_with_the_flood(poli
 def test_the_benchmark_after_a_heavy_morning_holds_back_only_under_least_usage():
     bench = _bench()
     hours = bench.MORNING_HOURS + 1
-    fair, least = (bench.simulate(policy, 1, 20, hours=hours, seed=2, morning=True) for policy in (FAIR_SHARE, LEAST_USAGE))
+    fair, least = (bench.simulate(policy, 1, 20, hours=hours, seed=2, morning=True)
+                   for policy in (FAIR_SHARE, LEAST_USAGE))
     assert fair["server_p95"][2] < 600
     assert least["server_median"][2] > 1800
 
