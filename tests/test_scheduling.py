@@ -213,6 +213,7 @@ def test_planned_work_prices_steps_as_the_engines_eta_does():
     the_plan = plan((96, 64), [(64, 64)], StyleParams(size=96, epochs=20, schedule="single"))
     (level,) = the_plan.levels
     assert planned_work(the_plan) == level.steps * (96 * 64 + OVERHEAD_PIXELS)
+    assert planned_work(the_plan, work=[1.5]) == level.steps * (96 * 64 * 1.5 + OVERHEAD_PIXELS)  # tiled
 
 
 # ------------------------------------------------------------------------------------------ quotas

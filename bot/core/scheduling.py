@@ -52,10 +52,14 @@ DEFAULT_POLICY = FAIR_SHARE  # measured in bench/fairness.py: see the module's d
 OVERHEAD_PIXELS = 16384
 
 
-def planned_work(plan: Plan) -> float:
+def planned_work(plan: Plan, work: Sequence[float] | None = None) -> float:
     """A job's planned work in pixel-steps: every level's step budget times its pixels (plus the
-    per-step overhead). Early stopping may end a job sooner; the estimate is then pessimistic."""
-    return float(sum(level.steps * (level.pixels + OVERHEAD_PIXELS) for level in plan.levels))
+    per-step overhead), as the engine's ETA prices them; ``work``: each level's pixel work relative
+    to an untiled step, where the job will be tiled (nst.tiling's Tiling.work). Early stopping may end
+    a job sooner; the estimate is then pessimistic."""
+    factors = work or [1.0] * len(plan.levels)
+    return float(sum(level.steps * (level.pixels * factor + OVERHEAD_PIXELS)
+                     for level, factor in zip(plan.levels, factors)))
 
 
 @dataclass(frozen=True)
