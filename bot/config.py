@@ -43,11 +43,14 @@ def setting(
     choices: tuple[str, ...] | None = None,
     nonempty: bool = False,
     auto: bool = False,
+    memory: bool = False,
 ) -> Any:
     """A config key with its rule beside it: numbers within [low, high] (``off``: 0 also allowed,
     meaning off; ``auto``: the string "auto" also allowed, read as None), strings among ``choices``
-    or not blank (``nonempty``)."""
-    rule = {"low": low, "high": high, "off": off, "choices": choices, "nonempty": nonempty, "auto": auto}
+    or not blank (``nonempty``); ``memory``: an amount of memory (bytes or text like "2GiB"), "auto" (None)
+    or "unlimited"."""
+    rule = {"low": low, "high": high, "off": off, "choices": choices, "nonempty": nonempty, "auto": auto,
+            "memory": memory}
     if isinstance(default, tuple):
         return field(default_factory=lambda: default, metadata=rule)
     return field(default=default, metadata=rule)
@@ -77,6 +80,10 @@ class EngineSection:
     devices: tuple[str, ...] = setting(("auto",))  # one worker process per entry
     cpu_threads: int = setting(0, low=0, high=1024)  # torch threads per CPU worker; 0 = CPU cores / CPU workers
     precision: str = setting("auto", choices=FIELDS["precision"].choices)
+    # the memory budget of one job's optimisation step, per worker: "auto" (None here: the engine's default, a share
+    # of the worker's device's free memory), bytes or text like "2GiB" (an int here), or "unlimited"; a level over
+    # it runs in tiles, and a job that cannot fit even in the smallest tiles is refused before queueing
+    max_memory: int | str | None = setting(None, memory=True)
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,9 @@ class CapsSection:
 
     max_epochs: int = setting(1000, low=1, high=FIELDS["epochs"].maximum)
     max_size: int = setting(1024, low=FIELDS["size"].minimum, high=FIELDS["size"].maximum)
+    # the longer side an Upscale ×2 may reach (instead of max_size: upscaling continues from a finished picture, and
+    # only the final level runs); a server's max_size lowers it
+    max_upscale_size: int = setting(2048, low=FIELDS["size"].minimum, high=FIELDS["size"].maximum)
     max_attachment_bytes: int = setting(10 * MIB, low=1024, high=500 * MIB)
     max_pixels: int = setting(40_000_000, low=1024, high=178_956_970)  # Pillow refuses larger images outright
     max_styles: int = setting(3, low=1, high=10)  # style images one job may blend
@@ -222,6 +232,8 @@ def _section(source: str, name: str, cls: type, values: Any) -> Any:
 
 
 def _convert(source: str, key: str, hint: Any, rule: Any, value: Any) -> Any:
+    if rule.get("memory"):
+        return _memory_budget(source, key, value)
     if rule.get("auto"):
         return _auto_or_number(source, key, rule, value)
     text = str(hint)
@@ -274,6 +286,23 @@ def _auto_or_number(source: str, key: str, rule: Any, value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or not rule["low"] <= value <= rule["high"]:
         _fail(source, key, f'must be "auto" or a whole number from {rule["low"]:g} to {rule["high"]:g}, got {value!r}')
     return value
+
+
+def _memory_budget(source: str, key: str, value: Any) -> int | str | None:
+    """"auto" (None: the engine's default for the worker's device), "unlimited", or a positive amount of
+    memory in bytes (a number, or text like "2GiB" read by the engine's own parser, as the CLI reads it)."""
+    from nst.memory import UNLIMITED, parse_budget  # no torch
+
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return None
+    try:
+        if not isinstance(value, (str, int, float)):
+            raise ParamError(key, "not an amount")
+        budget = parse_budget(value, key)
+    except ParamError:
+        _fail(source, key, f'must be "auto", "unlimited" or an amount of memory like "2GiB", "512MiB" or a number of '
+                           f"bytes, got {value!r}")
+    return UNLIMITED if budget is None else budget
 
 
 def _defaults(source: str, values: Any, engine: EngineSection) -> StyleParams:

@@ -61,6 +61,13 @@ def test_the_example_documents_every_key():
         ({"bot": {"shards": "many"}}, 'bot.shards must be "auto" or a whole number from 1 to 4096, got \'many\''),
         ({"bot": {"shards": 2.5}}, 'bot.shards must be "auto" or a whole number from 1 to 4096, got 2.5'),
         ({"bot": {"shards": True}}, 'bot.shards must be "auto" or a whole number from 1 to 4096, got True'),
+        ({"engine": {"max_memory": "2 gigs"}}, 'engine.max_memory must be "auto", "unlimited" or an amount of memory like '
+                                                '"2GiB", "512MiB" or a number of bytes, got \'2 gigs\''),
+        ({"engine": {"max_memory": 0}}, 'engine.max_memory must be "auto", "unlimited" or an amount of memory like '
+                                        '"2GiB", "512MiB" or a number of bytes, got 0'),
+        ({"engine": {"max_memory": True}}, "engine.max_memory must be \"auto\", \"unlimited\" or an amount of memory"),
+        ({"engine": {"max_memory": ["2GiB"]}}, "engine.max_memory must be \"auto\", \"unlimited\" or an amount of memory"),
+        ({"caps": {"max_upscale_size": 8192}}, "caps.max_upscale_size must be from 32 to 4096, got 8192"),
     ],
 )
 def test_bad_values_name_the_key(raw, words):
@@ -109,7 +116,7 @@ def test_each_key_is_declared_once_with_its_rule_beside_it():
     for section in (module.BotSection, module.EngineSection, module.CapsSection, module.CacheSection,
                     module.WebSection, module.ExecutorSection):
         for field in dataclasses.fields(section):
-            assert set(field.metadata) == {"low", "high", "off", "choices", "nonempty", "auto"}, f"{section.__name__}.{field.name}"
+            assert set(field.metadata) == {"low", "high", "off", "choices", "nonempty", "auto", "memory"}, f"{section.__name__}.{field.name}"
 
 
 def test_new_keys_and_their_defaults():
@@ -123,3 +130,15 @@ def test_new_keys_and_their_defaults():
     assert default.cache.max_bytes == 512 * 1024 * 1024 and default.bot.message_content
     assert default.bot.shards is None  # "auto": the count Discord recommends
     assert parse_config({"bot": {"shards": "Auto"}}).bot.shards is None and parse_config({"bot": {"shards": 3}}).bot.shards == 3
+
+
+def test_the_memory_budget_takes_auto_an_amount_or_unlimited():
+    def budget(value):
+        return parse_config({"engine": {"max_memory": value}}).engine.max_memory
+
+    assert Config().engine.max_memory is None  # auto: the engine's default for each worker's device
+    assert budget("auto") is None and budget("AUTO") is None
+    assert budget("2GiB") == 2 * 1024**3 and budget("512MiB") == 512 * 1024**2 and budget("1.5G") == 3 * 1024**3 // 2
+    assert budget(1_000_000) == 1_000_000
+    assert budget("unlimited") == "unlimited"  # no budget: never tiled, never refused for memory
+    assert Config().caps.max_upscale_size == 2048

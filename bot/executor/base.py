@@ -51,6 +51,8 @@ class StyleJob:
     params: dict[str, Any]  # StyleParams.as_dict()
     max_result_bytes: int  # the destination's upload limit
     max_pixels: int
+    max_memory: int | str | None = None  # the step's memory budget (engine.max_memory; None: the device's default)
+    init_image: bytes = b""  # a finished picture to continue from (Upscale ×2), or none
     job_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     submitted_at: float = field(default_factory=time.time)
 

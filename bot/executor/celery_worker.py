@@ -122,7 +122,8 @@ def stylize_task(job: dict, max_attempts: int) -> None:
             return bool(r.exists(keys.cancel))
         return False
 
-    outcome = run_job(STATE.model, JobPayload.from_message(job, content, styles), emit=emit, should_stop=should_stop,
+    init_image = r.get(keys.init_image) or b""  # an upscale's starting picture, set with the images
+    outcome = run_job(STATE.model, JobPayload.from_message(job, content, styles, init_image), emit=emit, should_stop=should_stop,
                       device=f"{STATE.model.device} on {STATE.name}", attempt=attempt)  # fmt: skip
     if isinstance(outcome, Done):
         header, image = encode_event(outcome)
@@ -150,7 +151,7 @@ def _finish(r, keys: JobKeys, header, ttl: int) -> None:
     """The job is over: in one transaction, free its images and its place in the shared bookkeeping
     and add its terminal event (whoever sees the event sees the slot free)."""
     with r.pipeline(transaction=True) as pipe:
-        pipe.delete(keys.content, keys.styles, keys.preview)
+        pipe.delete(keys.content, keys.styles, keys.init_image, keys.preview)
         pipe.hdel(ACTIVE, keys.job_id)
         pipe.zrem(PENDING, keys.job_id)
         pipe.xadd(keys.events, {"e": header}, maxlen=5000, approximate=True)

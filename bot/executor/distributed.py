@@ -162,6 +162,8 @@ class CeleryExecutor:
                 pipe.delete(keys.styles)
                 pipe.rpush(keys.styles, *job.styles)
                 pipe.expire(keys.styles, ttl)
+                if job.init_image:  # an upscale's starting picture
+                    pipe.set(keys.init_image, job.init_image, ex=ttl)
                 await pipe.execute()
             payload = JobPayload.of(job, timeout=settings.job_timeout, preview_interval=settings.preview_interval)
             kwargs = {"job": payload.message(), "max_attempts": settings.max_attempts}
@@ -223,7 +225,7 @@ class CeleryExecutor:
 
     async def _forget_job(self, keys: JobKeys) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(keys.content, keys.styles)
+            pipe.delete(keys.content, keys.styles, keys.init_image)
             pipe.hdel(ACTIVE, keys.job_id)
             pipe.zrem(PENDING, keys.job_id)
             await pipe.execute()

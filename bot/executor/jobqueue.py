@@ -56,6 +56,10 @@ class JobKeys:
         return self._key("styles")
 
     @property
+    def init_image(self) -> str:
+        return self._key("init_image")
+
+    @property
     def preview(self) -> str:
         return self._key("preview")
 

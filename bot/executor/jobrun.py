@@ -49,15 +49,17 @@ class JobPayload:
     max_pixels: int
     timeout: float
     preview_interval: float
+    max_memory: int | str | None = None  # bytes, "unlimited", or None: the engine's default for the device
     content: bytes = b""
     styles: tuple[bytes, ...] = ()
+    init_image: bytes = b""  # the picture an upscale continues from (b"": none)
 
     @classmethod
     def of(cls, job, *, timeout: float, preview_interval: float) -> "JobPayload":
         return cls(
             job_id=job.job_id, params=dict(job.params), max_result_bytes=job.max_result_bytes,
             max_pixels=job.max_pixels, timeout=timeout, preview_interval=preview_interval,
-            content=job.content, styles=tuple(job.styles),
+            max_memory=job.max_memory, content=job.content, styles=tuple(job.styles), init_image=job.init_image,
         )  # fmt: skip
 
     def message(self) -> dict[str, Any]:
@@ -65,11 +67,12 @@ class JobPayload:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _IMAGES}
 
     @classmethod
-    def from_message(cls, message: dict[str, Any], content: bytes, styles: Sequence[bytes]) -> "JobPayload":
-        return cls(**message, content=content, styles=tuple(styles))
+    def from_message(cls, message: dict[str, Any], content: bytes, styles: Sequence[bytes],
+                     init_image: bytes = b"") -> "JobPayload":
+        return cls(**message, content=content, styles=tuple(styles), init_image=init_image)
 
 
-_IMAGES = frozenset({"content", "styles"})
+_IMAGES = frozenset({"content", "styles", "init_image"})
 
 
 def out_of_memory_errors(torch) -> tuple[type[BaseException], ...]:
@@ -155,9 +158,12 @@ def _run_still(model, clip, style, params, job: JobPayload, *, progress, preview
     from nst.transfer import stylize
 
     interval = job.preview_interval
+    # an upscale continues from the delivered picture (bounded like any input image)
+    start = images.decode_image(job.init_image, max_pixels=job.max_pixels, name="picture to upscale") if job.init_image else None
     result = stylize(
         clip.frames[0], style, params, model=model, on_progress=progress,
         on_preview=preview if interval > 0 else None, preview_seconds=interval, should_stop=stop,
+        max_memory=job.max_memory, init_image=start,
     )
     encoded = images.encode_image(result.image, max_bytes=job.max_result_bytes)
     stats = asdict(result.stats)
