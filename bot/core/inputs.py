@@ -67,12 +67,14 @@ class CheckedInputs:
 
 
 async def check_runnable(content: bytes, styles: Sequence[bytes], params, *, max_pixels: int,
-                         reasons: dict[str, str] | None = None) -> CheckedInputs:
+                         reasons: dict[str, str] | None = None, max_memory: int | str | None = None) -> CheckedInputs:
     """Refuse, before queueing, images VGG-19 cannot process at ``params`` (too small, too elongated,
     a style scaled below the minimum): nst.check_runnable's rule, the same as the CLI's and the
     library's, with its message naming the image, its size and the minimum. An animated content is
     checked against the clip caps in ``params`` (nst.check_animation); ``reasons`` says whose limit
-    max_frames and max_clip_seconds are (e.g. "this server's limit"), for the refusal."""
+    max_frames and max_clip_seconds are (e.g. "this server's limit"), for the refusal. ``max_memory``
+    (engine.max_memory: bytes, or "unlimited"; None, "auto": the worker's device decides) refuses a
+    still whose levels cannot fit that budget even in the smallest tiles, with the engine's message."""
     from nst import check_animation, check_runnable as engine_check  # lazily: it loads the engine
 
     try:
@@ -82,10 +84,13 @@ async def check_runnable(content: bytes, styles: Sequence[bytes], params, *, max
         if frames > 1:
             check_animation(size, frames, duration_ms, style_sizes, params)
         else:
-            engine_check(size, style_sizes, params)
+            engine_check(size, style_sizes, params, max_memory=max_memory)
     except ImageError as error:
         raise UserError(str(error)) from None
     except ParamError as error:
+        if error.field == "max_memory":  # the operator's budget, not an option of the user's
+            raise UserError(f"this job does not fit this bot's memory: {error.reason} "
+                            "(the budget is set by the bot's operator)") from None
         raise option_refusal(error) from None
     notes = (ANIMATED_STYLE_NOTE,) if animated_styles else ()
     return CheckedInputs(frames, duration_ms if frames > 1 else 0, notes)

@@ -54,7 +54,7 @@ from bot.executor.base import (
 )
 from bot.core.imagecache import ImageCache
 from bot.core.inputs import check_runnable
-from bot.core.limits import SOURCE_OPTION, SOURCE_USER, USER_FIELDS, Resolved, effective_limits, resolve
+from bot.core.limits import SOURCE_OPTION, SOURCE_USER, USER_FIELDS, Resolved, effective_limits, resolve, upscaled_side
 from bot.core.options import option_refusal
 from bot.core.presets import find_preset
 from bot.core.store import JobRecord, StoreError
@@ -72,6 +72,7 @@ UPLOAD_MARGIN = 64 * 1024  # room for the multipart envelope and the message tex
 SEED_RANGE = 2**32
 LOST = "the bot restarted and your job was lost; please send it again"
 SOURCE_EARLIER = "the earlier job"  # a re-run's values that the button or form did not change
+SOURCE_UPSCALE = "Upscale ×2 of the delivered picture"  # an upscale's size
 
 
 class Silent(Exception):
@@ -97,8 +98,10 @@ class JobRequest:
     rerun_of: str | None = None  # or: the inputs and options of this earlier job (Again, Vary)
     options: Mapping[str, Any] = field(default_factory=dict)  # what the user set (text or typed)
     new_seed: bool = False  # a re-run with a fresh random seed unless options name one
-    via: str = "prefix"  # prefix, slash, menu, again, vary: for logs and hints
+    via: str = "prefix"  # prefix, slash, menu, again, vary, upscale: for logs and hints
     interactive: bool = False  # refusals can be private (interaction) rather than replies
+    # Upscale ×2 (with rerun_of): the delivered picture (the result message's attachment), continued at twice its size
+    upscale: Any = None
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,7 @@ class JobFrontend(Protocol):
     """What the job service asks of the front-end that received the request."""
 
     def view(self, job: StyleJob, where: Destination, notes: Sequence[str], *, existing_status: Any = None,
-             on_status: Any = None, named: Sequence[str] = ()) -> JobView: ...
+             on_status: Any = None, named: Sequence[str] = (), upscaled_from: str | None = None) -> JobView: ...
 
     def missing_permissions(self, where: Destination) -> list[str]:
         """The bot's missing permissions in the destination, by their names in Discord's settings."""
@@ -136,7 +139,7 @@ class JobFrontend(Protocol):
         """Refuse (UserError) attachments that are too many, too big or not images, from their metadata."""
 
     async def download(self, attached: Sequence[Any], *, max_bytes: int, max_pixels: int,
-                       allowed_hosts: Sequence[str]) -> Sequence[bytes]: ...
+                       allowed_hosts: Sequence[str], names: Sequence[str] | None = None) -> Sequence[bytes]: ...
 
     async def find_destination(self, channel_id: int, message_id: int | None,
                                status_message_id: int | None) -> tuple[Destination, Any] | None:
@@ -185,18 +188,7 @@ class JobService:
         earlier: dict[str, Any] = {}
         if request.rerun_of is not None:
             cached, base, earlier = await self._rerun_inputs(request.rerun_of)
-        options = {**base, **request.options}
-        if request.new_seed and "seed" not in request.options:
-            options["seed"] = self._fresh_seed(base.get("seed"))
-        preset = await find_preset(store, request.user_id, guild_id, options["preset"]) if "preset" in options else None
-        try:
-            resolved = resolve(config.defaults, await store.user_settings(request.user_id), options, guild_limits, config.caps,
-                               preset=preset.options if preset else None, preset_source=preset.source if preset else "preset")
-        except ParamError as error:
-            raise option_refusal(error) from None
-        for name, value in base.items():
-            if name not in request.options and options[name] == value and resolved.sources.get(name) == SOURCE_OPTION:
-                resolved.sources[name] = SOURCE_EARLIER
+        resolved, preset = await self._resolve(request, guild_id, guild_limits, base, earlier)
         attached = list(request.attachments)
         names = self._style_names(request, resolved, rerun=cached is not None)
         if cached is None:
@@ -217,12 +209,14 @@ class JobService:
         self._precheck_queue(request.user_id, limits.max_jobs_per_user)
 
         content, styles, labels = await self._read_inputs(guild_id, names, attached, cached, earlier)
+        init_image = await self._upscale_picture(request.upscale)
         params = resolved.params
         reasons = {name: limits.reason_of(name) for name in ("max_frames", "max_clip_seconds")}
-        checked = await check_runnable(content, styles, params, max_pixels=config.caps.max_pixels, reasons=reasons)
+        checked = await check_runnable(content, styles, params, max_pixels=config.caps.max_pixels, reasons=reasons,
+                                       max_memory=config.engine.max_memory)
         if params.seed is None:  # pick it here, so the result and Details can say how to get it again
             params = params.replace(seed=self._fresh_seed(None))
-        job = self._style_job(request, content, styles, params)
+        job = self._style_job(request, content, styles, params, init_image)
         try:
             handle = await self.executor.submit(job, max_per_user=limits.max_jobs_per_user, max_queue=config.caps.max_queue)
         except Refused as refusal:
@@ -234,14 +228,69 @@ class JobService:
             "preset": {"name": preset.name, "scope": preset.scope} if preset else None,
             "sources": {name: resolved.explain(name) for name in (*USER_FIELDS, *(("style",) if names else ()))},
             "frames": checked.frames,
+            **({"upscaled_from": request.rerun_of} if init_image else {}),
         }
         await self._record(job, info)
         await self.cache.put(job.job_id, content, styles)
         notes = (*resolved.notes, *checked.notes)
-        self._spawn(self._follow(handle, self._messages(job, where, notes, named=[label for label in labels if label])))
+        messages = self._messages(job, where, notes, named=[label for label in labels if label],
+                                  upscaled_from=info.get("upscaled_from"))
+        self._spawn(self._follow(handle, messages))
         return Submitted(job, resolved, notes)
 
-    def _style_job(self, request: JobRequest, content: bytes, styles: Sequence[bytes], params) -> StyleJob:
+    async def _resolve(self, request: JobRequest, guild_id: int | None, guild_limits, base: Mapping[str, Any],
+                       earlier: Mapping[str, Any]):
+        """(resolved options, the preset used or None): the request's options over a re-run's (an upscale's
+        size: twice the delivered picture's), the preset, the user's defaults and the bot's, then the limits."""
+        config, store = self.config, self.store
+        options = {**base, **request.options}
+        if request.new_seed and "seed" not in request.options:
+            options["seed"] = self._fresh_seed(base.get("seed"))
+        if request.upscale is not None:
+            options["size"] = self._upscale_size(request.upscale, effective_limits(guild_limits, config.caps), earlier)
+        preset = await find_preset(store, request.user_id, guild_id, options["preset"]) if "preset" in options else None
+        try:
+            resolved = resolve(config.defaults, await store.user_settings(request.user_id), options, guild_limits, config.caps,
+                               preset=preset.options if preset else None, preset_source=preset.source if preset else "preset",
+                               upscale=request.upscale is not None)
+        except ParamError as error:
+            raise option_refusal(error) from None
+        for name, value in base.items():
+            if name not in request.options and options[name] == value and resolved.sources.get(name) == SOURCE_OPTION:
+                resolved.sources[name] = SOURCE_EARLIER
+        if request.upscale is not None:
+            resolved.sources["size"] = SOURCE_UPSCALE
+        return resolved, preset
+
+    @staticmethod
+    def _upscale_size(picture: Any, limits, earlier: Mapping[str, Any]) -> int:
+        """The size (longer side) of an Upscale ×2 of ``picture`` (an attachment: its width and height), or a
+        refusal with the numbers: an animation, or beyond the upscale limit (a stale button after a limit
+        was lowered)."""
+        if (earlier.get("frames") or 1) > 1:
+            raise UserError("an animated result cannot be upscaled; send the clip again with a larger `--size`")
+        size = (picture.width or 0, picture.height or 0)
+        if not min(size):
+            raise UserError("I cannot tell the size of that picture, so I cannot upscale it")
+        refusal = limits.upscale_refusal(size)
+        if refusal is not None:
+            raise UserError(refusal)
+        return upscaled_side(size)
+
+    async def _upscale_picture(self, picture: Any) -> bytes:
+        """The delivered picture an upscale continues from, downloaded like any attachment (the same hosts and
+        size caps), or b"" for any other job. The worker decodes it, bounded by max_pixels."""
+        if picture is None:
+            return b""
+        caps = self.config.caps
+        data, = await self.frontend.download(
+            [picture], max_bytes=caps.max_attachment_bytes, max_pixels=caps.max_pixels,
+            allowed_hosts=self.config.bot.attachment_hosts, names=["picture to upscale"],
+        )
+        return data
+
+    def _style_job(self, request: JobRequest, content: bytes, styles: Sequence[bytes], params,
+                   init_image: bytes = b"") -> StyleJob:
         where = request.destination
         return StyleJob(
             user_id=request.user_id,
@@ -253,6 +302,8 @@ class JobService:
             params=params.as_dict(),
             max_result_bytes=where.upload_limit - UPLOAD_MARGIN,
             max_pixels=self.config.caps.max_pixels,
+            max_memory=self.config.engine.max_memory,
+            init_image=init_image,
         )
 
     @staticmethod
@@ -350,12 +401,12 @@ class JobService:
     # ------------------------------------------------------------------------------ follow
 
     def _messages(self, job: StyleJob, where: Destination, notes: Sequence[str], existing_status=None,
-                  named: Sequence[str] = ()) -> JobView:
+                  named: Sequence[str] = (), upscaled_from: str | None = None) -> JobView:
         async def remember_status(message: Any) -> None:
             await self._update(job.job_id, status_message_id=message.id)
 
         return self.frontend.view(job, where, notes, existing_status=existing_status, on_status=remember_status,
-                                  named=named)
+                                  named=named, upscaled_from=upscaled_from)
 
     async def _follow(self, handle: JobHandle, messages: JobView) -> None:
         job = handle.job
@@ -434,7 +485,8 @@ class JobService:
             job_id=record.job_id, submitted_at=record.created_at,
         )
         messages = self._messages(job, where, (), existing_status=existing,
-                                  named=[label for label in record.info.get("styles") or () if label])
+                                  named=[label for label in record.info.get("styles") or () if label],
+                                  upscaled_from=record.info.get("upscaled_from"))
         handle = await self.executor.reattach(job)
         if handle is None:
             await self._update(record.job_id, state="interrupted", outcome=LOST, finished_at=time.time())

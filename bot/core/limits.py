@@ -211,6 +211,16 @@ class Effective:
     style_editors: str = "admins"  # "admins" (Manage Server) or "everyone"
     max_frames: tuple[int, str] = (StyleParams.max_frames, REASON_BOT)
     max_clip_seconds: tuple[float, str] = (StyleParams.max_clip_seconds, REASON_BOT)
+    max_upscale_size: tuple[int, str] = (CapsSection.max_upscale_size, REASON_BOT)
+
+    def upscale_refusal(self, size: tuple[int, int]) -> str | None:
+        """Why a picture of ``size`` cannot be upscaled ×2 here (the numbers, whose limit), or None."""
+        target = upscaled_side(size)
+        ceiling, reason = self.max_upscale_size
+        if target <= ceiling:
+            return None
+        return (f"upscaling this {size[0]}×{size[1]} picture ×2 would make it {target} px on its longer side; "
+                f"{reason} for upscaled pictures is {ceiling} px")
 
     def clip_caps(self, caps: CapsSection) -> dict[str, Any]:
         """The StyleParams caps of an animation for this member here (the engine checks a clip with them)."""
@@ -221,6 +231,14 @@ class Effective:
         """Whose limit an engine cap is (``max_frames`` -> "this server's limit" or "the bot's limit")."""
         limit = getattr(self, field, None)
         return limit[1] if isinstance(limit, tuple) else REASON_BOT
+
+
+UPSCALE_FACTOR = 2
+
+
+def upscaled_side(size: tuple[int, int]) -> int:
+    """The longer side of an Upscale ×2 of a picture of ``size`` (width, height)."""
+    return UPSCALE_FACTOR * max(size)
 
 
 def effective_limits(guild: Mapping[str, Any] | None, caps: CapsSection) -> Effective:
@@ -241,6 +259,8 @@ def effective_limits(guild: Mapping[str, Any] | None, caps: CapsSection) -> Effe
         style_editors=guild.get("style_editors") or GUILD_LIMITS["style_editors"].choices[0],
         max_frames=lowest("max_frames", caps.max_frames),
         max_clip_seconds=lowest("max_clip_seconds", caps.max_clip_seconds),
+        # the operator's separate cap for upscaled pictures, which the server's max_size may lower
+        max_upscale_size=lowest("max_size", caps.max_upscale_size),
     )
 
 
@@ -270,13 +290,15 @@ def resolve(
     caps: CapsSection,
     preset: Mapping[str, Any] | None = None,
     preset_source: str = "preset",
+    upscale: bool = False,
 ) -> Resolved:
     """Merge options over the preset over the user's defaults over the bot's, then apply the server's
     limits and the caps.
 
     ``options``, ``preset`` and ``user`` hold typed or text values (of USER_FIELDS and the bot's
     ``style``; ``preset`` names in options are looked up by the caller); raises ParamError for an
-    invalid option (naming it) or an invalid combination.
+    invalid option (naming it) or an invalid combination. ``upscale``: the size is bounded by the upscale
+    limit (max_upscale_size) instead of max_size.
     """
     values: dict[str, Any] = {}
     names: tuple[str, ...] = ()
@@ -310,7 +332,8 @@ def resolve(
 
     limits = effective_limits(guild, caps)
     lowered: dict[str, tuple[Any, str]] = {}
-    for name, (ceiling, reason) in (("epochs", limits.max_epochs), ("size", limits.max_size)):
+    size_limit = limits.max_upscale_size if upscale else limits.max_size
+    for name, (ceiling, reason) in (("epochs", limits.max_epochs), ("size", size_limit)):
         wanted = values.get(name, getattr(defaults, name))
         if wanted > ceiling:
             values[name] = ceiling

@@ -3,8 +3,9 @@ id (``nst:<action>:<job id>``), registered in ``setup_hook``. Nothing about them
 
 Cancel (on the status message): the job's owner or a server admin. Under every result: Again (same
 inputs and options, a new seed), Vary (a form pre-filled with the job's options), Details (private:
-every parameter, the seed, the losses, device and precision, and lines that reproduce it), Delete
-(the owner or an admin). Re-runs go through the job service like any new command.
+every parameter, the seed, the losses, device and precision, and lines that reproduce it), Upscale ×2
+(under a still whose next size fits the limits: the delivered picture continued at twice its size),
+Delete (the owner or an admin). Re-runs go through the job service like any new command.
 """
 
 from __future__ import annotations
@@ -142,6 +143,28 @@ class DetailsButton(_JobButton, template=r"nst:details:" + _ID):
         await say(interaction, text)
 
 
+class UpscaleButton(_JobButton, template=r"nst:upscale:" + _ID):
+    action, label, emoji = "upscale", "Upscale ×2", "⤴️"
+
+    async def act(self, interaction: discord.Interaction) -> None:
+        """A new job of whoever pressed it, through the same admission as Again, continuing from the picture
+        this message delivered: downloaded from the message itself, so what is upscaled is exactly what the
+        user sees, whatever the image cache kept (which still has to hold the job's content and styles)."""
+        pictures = [a for a in interaction.message.attachments if (a.content_type or "").startswith("image/")]
+        if not pictures:
+            await say(interaction, "⚠️ this message has no picture to upscale any more.")
+            return
+        request = JobRequest(
+            user_id=interaction.user.id,
+            destination=destination(interaction, reply_to=interaction.message),
+            rerun_of=self.job_id,
+            via="upscale",
+            interactive=True,
+            upscale=pictures[0],
+        )
+        await submit_from_interaction(interaction, request)
+
+
 class DeleteButton(_JobButton, template=r"nst:delete:" + _ID):
     action, label, emoji = "delete", "Delete", "🗑️"
 
@@ -165,7 +188,7 @@ class DeleteButton(_JobButton, template=r"nst:delete:" + _ID):
         await say(interaction, "🗑️ Deleted.")
 
 
-DYNAMIC_ITEMS = (CancelButton, AgainButton, VaryButton, DetailsButton, DeleteButton)
+DYNAMIC_ITEMS = (CancelButton, AgainButton, VaryButton, DetailsButton, UpscaleButton, DeleteButton)
 
 
 def cancel_view(job_id: str) -> discord.ui.View:
@@ -180,8 +203,10 @@ def again_view(job_id: str) -> discord.ui.View:
     return view
 
 
-def result_view(job_id: str) -> discord.ui.View:
+def result_view(job_id: str, *, upscale: bool = False) -> discord.ui.View:
+    """The buttons under a result; ``upscale``: with Upscale ×2 (the caller decides whether it could run)."""
     view = discord.ui.View(timeout=None)
-    for cls in (AgainButton, VaryButton, DetailsButton, DeleteButton):
+    buttons = (AgainButton, VaryButton, DetailsButton, *((UpscaleButton,) if upscale else ()), DeleteButton)
+    for cls in buttons:
         view.add_item(cls(job_id))
     return view

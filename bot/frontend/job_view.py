@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
 import discord
 
 from bot.core.jobs import DEFAULT_UPLOAD_LIMIT, Destination
+from bot.core.limits import effective_limits
+from bot.core.store import StoreError
 from bot.executor.base import CANCELLED, Done, Failed, Preview, Progress, StyleJob
 from bot.frontend import attachments
 from bot.frontend.components import again_view, cancel_view, result_view
@@ -35,11 +37,13 @@ class JobMessages:
         existing_status: discord.PartialMessage | None = None,
         on_status: Callable[[discord.Message], Awaitable[None]] | None = None,
         named: Sequence[str] = (),
+        upscaled_from: str | None = None,
     ):
         self.bot = bot
         self.job = job
         self.where = where
         self.named = tuple(named)  # the named styles the job uses, for the result line
+        self.upscaled_from = upscaled_from  # the job whose picture this one upscales, for the result line
         self.notes = "".join(f"\n⚠️ {note}" for note in notes)
         # Not a reply (slash command): say whose job it is (status messages never ping anyone).
         self.who = "" if where.reply_to is not None else f"<@{job.user_id}> "
@@ -76,19 +80,38 @@ class JobMessages:
         await self.status.finish(f"{self.who}⏸️ {reason}{self.notes}")
 
     def summary(self, stats: dict[str, Any]) -> str:
-        return result_line(stats, self.job.params, self.bot.config.defaults, self.named)
+        line = result_line(stats, self.job.params, self.bot.config.defaults, self.named)
+        if self.upscaled_from:
+            line += f"\n⤴️ upscaled ×2 from job `{self.upscaled_from[:8]}`"
+        return line
+
+    async def upscalable(self, stats: dict[str, Any]) -> bool:
+        """Whether Upscale ×2 goes under this result: a still (not an animated GIF: its frames were reduced to
+        fit the upload, and continuing a clip frame by frame would be a new clip job, not an upscale) whose
+        next size is within the upscale limit of this place, decided now (a press re-checks it)."""
+        if "frames" in stats:
+            return False
+        guild_limits = None
+        if self.job.guild_id:
+            try:
+                guild_limits = await self.bot.store.guild_limits(self.job.guild_id)
+            except StoreError as error:  # show it: pressing it checks the limits again
+                log.warning("no server limits for the Upscale button of job %s: %s", self.job.job_id, error)
+        size = tuple(stats.get("encoded_size") or stats["size"])
+        return effective_limits(guild_limits, self.bot.config.caps).upscale_refusal(size) is None
 
     async def deliver(self, done: Done) -> str | None:
         """Post the result with its buttons; the reason for the user when Discord refused it. On success
         the status message stays until ``delivered()``, so the outcome is recorded first."""
         file = discord.File(io.BytesIO(done.image), filename=done.filename)
+        view = result_view(self.job.job_id, upscale=await self.upscalable(done.stats))
         reply_to = self.where.reply_to
         try:
             await self.where.channel.send(
                 fit(f"<@{self.job.user_id}> {self.summary(done.stats)}{self.notes}"),
                 file=file,
                 reference=reply_to.to_reference(fail_if_not_exists=False) if reply_to is not None else None,
-                view=result_view(self.job.job_id),
+                view=view,
                 allowed_mentions=discord.AllowedMentions(users=[discord.Object(self.job.user_id)], replied_user=False),
             )
         except discord.HTTPException as error:
@@ -113,8 +136,9 @@ class DiscordJobs:
         self.bot = bot
 
     def view(self, job: StyleJob, where: Destination, notes: Sequence[str], *, existing_status=None, on_status=None,
-             named: Sequence[str] = ()) -> JobMessages:
-        return JobMessages(self.bot, job, where, notes, existing_status=existing_status, on_status=on_status, named=named)
+             named: Sequence[str] = (), upscaled_from: str | None = None) -> JobMessages:
+        return JobMessages(self.bot, job, where, notes, existing_status=existing_status, on_status=on_status, named=named,
+                           upscaled_from=upscaled_from)
 
     def missing_permissions(self, where: Destination) -> list[str]:
         return missing_permissions(where)
