@@ -117,3 +117,19 @@ def test_an_animations_caps_come_from_the_caps_and_a_server_may_only_lower_them(
         parse_guild_limit("max_frames", "61", caps)
     with pytest.raises(ParamError):
         resolve(DEFAULTS, {}, {"max_frames": 1000}, None, caps)  # caps are not users' options
+
+
+def test_the_upscale_limit_is_its_own_cap_which_a_servers_max_size_lowers():
+    from bot.core.limits import effective_limits, resolve, upscaled_side
+
+    caps = CapsSection(max_size=1024, max_upscale_size=2048)
+    assert upscaled_side((768, 1024)) == 2048
+    assert effective_limits(None, caps).max_upscale_size == (2048, "the bot's limit")
+    assert effective_limits({"max_size": 512}, caps).max_upscale_size == (512, "this server's limit")
+    assert effective_limits(None, caps).upscale_refusal((1024, 768)) is None  # 2048: at the cap, allowed
+    assert effective_limits(None, caps).upscale_refusal((1025, 768)) == (
+        "upscaling this 1025×768 picture ×2 would make it 2050 px on its longer side; the bot's limit for upscaled "
+        "pictures is 2048 px")
+    # an upscale's size is bounded by the upscale limit, not max_size; any other job's by max_size
+    assert resolve(StyleParams(), {}, {"size": 2048}, None, caps, upscale=True).params.size == 2048
+    assert resolve(StyleParams(), {}, {"size": 2048}, None, caps).params.size == 1024
