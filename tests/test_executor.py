@@ -458,7 +458,7 @@ def test_the_memory_budget_and_an_upscales_picture_reach_the_engine(model):
     refusal, word for word."""
     from bot.executor.jobrun import JobPayload, run_job
     from bot_harness import png
-    from conftest import make_content
+    from test_upscale_e2e import is_red
 
     budget = 3 * 1024**3
 
@@ -466,7 +466,7 @@ def test_the_memory_budget_and_an_upscales_picture_reach_the_engine(model):
         job = StyleJob(user_id=1, guild_id=None, channel_id=1, message_id=1, content=CONTENT_PNG, styles=(STYLE_PNG,),
                        params=StyleParams(epochs=2, seed=1, precision=PRECISION, **params).as_dict(),
                        max_result_bytes=10**6, max_pixels=10**7, max_memory=max_memory,
-                       init_image=png(make_content(48, 36)))
+                       init_image=png(Image.new("RGB", (48, 36), (230, 20, 20))))
         sent = JobPayload.of(job, timeout=60.0, preview_interval=0.0)
         assert "init_image" not in sent.message() and sent.message()["max_memory"] == max_memory  # JSON-able
         assert JobPayload.from_message(sent.message(), sent.content, sent.styles, sent.init_image) == sent
@@ -475,6 +475,6 @@ def test_the_memory_budget_and_an_upscales_picture_reach_the_engine(model):
     done = run_job(model, payload(budget, size=96), emit=lambda event: None, should_stop=lambda: False)
     assert isinstance(done, Done), done
     assert tuple(done.stats["size"]) == (96, 72) and done.stats["memory_budget"] == budget
-    assert done.stats["steps"] <= 2 and len(done.stats["tiles"]) == 1  # the final level only, from the picture
+    assert done.stats["steps"] <= 2 and len(done.stats["tiles"]) == 1 and is_red(done.image)  # from the picture
     refused = run_job(model, payload(1024**2, size=96), emit=lambda event: None, should_stop=lambda: False)
     assert refused.kind == ERROR and "more than the memory budget of 1.0 MiB" in refused.reason

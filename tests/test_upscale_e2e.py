@@ -14,7 +14,8 @@ import time
 
 from PIL import Image
 
-from bot_harness import IMAGES, command, make_config, reply_to, run_scenarios, running_bot, submitted_jobs
+from bot_harness import IMAGES, command, make_config, reply_to, run_scenarios, running_bot, submitted_jobs, time_budget
+from test_celery import one_worker, redis_server_url, shared_worker  # noqa: F401 - fixtures for the Celery test
 from test_buttons_e2e import press, private_answer, result_for
 
 UPSCALE = "Upscale ×2"
@@ -23,6 +24,14 @@ CAPS = {"max_upscale_size": 128}
 
 def labels(fake, message) -> list[str]:
     return [button["label"] for button in fake.buttons(message)]
+
+
+def is_red(data: bytes) -> bool:
+    """Whether a picture is still mostly the red one an upscale started from (a few steps change it little;
+    the test content is sky blue and green)."""
+    with Image.open(io.BytesIO(data)) as image:
+        red, green, blue = image.convert("RGB").resize((1, 1), Image.Resampling.BOX).getpixel((0, 0))
+    return red > 150 and green < 100 and blue < 100
 
 
 def picture_size(message) -> tuple[int, int]:
@@ -110,3 +119,28 @@ async def test_a_job_beyond_the_memory_budget_is_refused_before_queueing(fake, w
         assert refusal.content.startswith("⚠️ this job does not fit this bot's memory: a 48×36 picture needs about")
         assert "more than the memory budget of 64.0 MiB" in refusal.content and "set by the bot's operator" in refusal.content
         assert jobs == [] and bot.executor.jobs() == []
+
+
+async def test_an_upscale_through_a_celery_worker(redis_server_url, shared_worker, one_worker, weights_file):
+    """On Celery the starting picture travels apart from the task message, like the other images (a Redis
+    key, gone with them when the job ends): the worker continues from it at twice its size."""
+    import dataclasses
+
+    import redis
+
+    from bot.executor.base import Done
+    from bot.executor.jobqueue import JobKeys
+    from bot.config import load_config, queue_settings
+    from bot_harness import png
+    from test_celery import LIMITS, events, executor, job
+
+    config_path, _ = one_worker
+    upscale = dataclasses.replace(job(epochs=2, size=96), init_image=png(Image.new("RGB", (48, 36), (230, 20, 20))))
+    async with executor(config_path) as ex:
+        handle = await ex.submit(upscale, **LIMITS)
+        seen = await events(handle, timeout=time_budget(4, weights_file))
+    done = seen[-1]
+    assert isinstance(done, Done) and tuple(done.stats["size"]) == (96, 72) and len(done.stats["tiles"]) == 1
+    assert is_red(done.image)  # continued from the red picture, not started from the content
+    r = redis.Redis.from_url(queue_settings(load_config(config_path)).redis_url)
+    assert not r.exists(JobKeys(upscale.job_id).init_image)
