@@ -61,7 +61,7 @@ async def upscale_continues_from_the_picture_at_twice_its_size(fake, world, bot)
     assert job.init_image == result.attachments[0].data  # the delivered picture itself
     assert picture_size(upscaled) == (96, 72)
     assert upscaled.content.startswith(f"<@{world.bob.id}> ")
-    assert f"\n⤴️ upscaled ×2 from job `{job_id_of(fake, result)[:8]}`" in upscaled.content
+    assert upscaled.content.endswith(f"\n⤴️ upscaled ×2 from job `{job_id_of(fake, result)[:8]}` (48×36 → 96×72)")
     assert UPSCALE not in labels(fake, upscaled)  # 192 px would be above caps.max_upscale_size (128)
     ix = await press(fake, world.bob, upscaled, "Details")
     assert "Upscale ×2 of the delivered picture" in await private_answer(ix)  # where its size came from

@@ -129,7 +129,7 @@ class JobFrontend(Protocol):
     """What the job service asks of the front-end that received the request."""
 
     def view(self, job: StyleJob, where: Destination, notes: Sequence[str], *, existing_status: Any = None,
-             on_status: Any = None, named: Sequence[str] = (), upscaled_from: str | None = None) -> JobView: ...
+             on_status: Any = None, named: Sequence[str] = (), upscaled_from: Mapping[str, Any] | None = None) -> JobView: ...
 
     def missing_permissions(self, where: Destination) -> list[str]:
         """The bot's missing permissions in the destination, by their names in Discord's settings."""
@@ -228,7 +228,9 @@ class JobService:
             "preset": {"name": preset.name, "scope": preset.scope} if preset else None,
             "sources": {name: resolved.explain(name) for name in (*USER_FIELDS, *(("style",) if names else ()))},
             "frames": checked.frames,
-            **({"upscaled_from": request.rerun_of} if init_image else {}),
+            # an upscale: the job and the size of the picture it continues from, for its result line
+            **({"upscaled_from": {"job": request.rerun_of, "size": [request.upscale.width, request.upscale.height]}}
+               if init_image else {}),
         }
         await self._record(job, info)
         await self.cache.put(job.job_id, content, styles)
@@ -401,7 +403,7 @@ class JobService:
     # ------------------------------------------------------------------------------ follow
 
     def _messages(self, job: StyleJob, where: Destination, notes: Sequence[str], existing_status=None,
-                  named: Sequence[str] = (), upscaled_from: str | None = None) -> JobView:
+                  named: Sequence[str] = (), upscaled_from: Mapping[str, Any] | None = None) -> JobView:
         async def remember_status(message: Any) -> None:
             await self._update(job.job_id, status_message_id=message.id)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import logging
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Sequence
 
 import discord
 
@@ -37,13 +37,13 @@ class JobMessages:
         existing_status: discord.PartialMessage | None = None,
         on_status: Callable[[discord.Message], Awaitable[None]] | None = None,
         named: Sequence[str] = (),
-        upscaled_from: str | None = None,
+        upscaled_from: Mapping[str, Any] | None = None,
     ):
         self.bot = bot
         self.job = job
         self.where = where
         self.named = tuple(named)  # the named styles the job uses, for the result line
-        self.upscaled_from = upscaled_from  # the job whose picture this one upscales, for the result line
+        self.upscaled_from = upscaled_from  # {"job", "size"}: the picture this job upscales, for the result line
         self.notes = "".join(f"\n⚠️ {note}" for note in notes)
         # Not a reply (slash command): say whose job it is (status messages never ping anyone).
         self.who = "" if where.reply_to is not None else f"<@{job.user_id}> "
@@ -81,8 +81,11 @@ class JobMessages:
 
     def summary(self, stats: dict[str, Any]) -> str:
         line = result_line(stats, self.job.params, self.bot.config.defaults, self.named)
-        if self.upscaled_from:
-            line += f"\n⤴️ upscaled ×2 from job `{self.upscaled_from[:8]}`"
+        if self.upscaled_from:  # with both sizes: what the upscale made of the picture, plainly
+            width, height = self.upscaled_from["size"]
+            made = stats.get("encoded_size") or stats["size"]
+            line += (f"\n⤴️ upscaled ×2 from job `{self.upscaled_from['job'][:8]}` "
+                     f"({width}×{height} → {made[0]}×{made[1]})")
         return line
 
     async def upscalable(self, stats: dict[str, Any]) -> bool:
@@ -136,7 +139,7 @@ class DiscordJobs:
         self.bot = bot
 
     def view(self, job: StyleJob, where: Destination, notes: Sequence[str], *, existing_status=None, on_status=None,
-             named: Sequence[str] = (), upscaled_from: str | None = None) -> JobMessages:
+             named: Sequence[str] = (), upscaled_from: Mapping[str, Any] | None = None) -> JobMessages:
         return JobMessages(self.bot, job, where, notes, existing_status=existing_status, on_status=on_status, named=named,
                            upscaled_from=upscaled_from)
 
