@@ -91,7 +91,7 @@ async def a_deferred_stylize_delivers_after_the_token_expired(fake, world, bot, 
     assert result.ephemeral_to is None and result.interaction_id is None  # an ordinary channel message
     assert result.content.startswith(f"<@{world.alice.id}> {epochs} epochs") and "seed 11" in result.content
     assert f"`--epochs {epochs}`" in result.content  # options that differ from the defaults
-    assert [b["label"] for b in fake.buttons(result)] == ["Again", "Vary", "Details", "Delete"]
+    assert [b["label"] for b in fake.buttons(result)] == ["Again", "Vary", "Details", "Upscale ×2", "Delete"]
     assert not ix.errors  # nothing was attempted with the expired token
 
 
