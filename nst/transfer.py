@@ -23,10 +23,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from . import color, images, memory
-from .errors import Cancelled, NSTError
+from .errors import Cancelled, ImageError, NSTError
 from .losses import content_loss, gram, style_loss, tv_loss
 from .model import VGGFeatures, compute_dtype, load_vgg19, preferred_memory_format, resolve_device
-from .params import STOP_WINDOW, StyleParams
+from .params import MIN_SIDE, STOP_WINDOW, StyleParams
 from .schedule import Level, Plan, plan, styles_at
 from .tiling import TiledLoss, Tiling, features as tiled_features, grams as tiled_grams
 
@@ -567,7 +567,9 @@ def stylize(
     memory_format = torch.contiguous_format if lbfgs else preferred_memory_format(target)
     dtype = None if lbfgs else compute_dtype(target, params.precision)  # L-BFGS needs fp32 curvature
     budget = memory.parse_budget(max_memory) if max_memory is not None else memory.default_budget(target)
-    needs = _memory_needs(the_plan, params, budget, dtype, optimizer)  # may refuse: before any tensor work
+    # May refuse: before any tensor work. An init image stands for a coarser level: it is scored at its size.
+    init_size = _init_size(init_image) if init_image is not None else None
+    needs = _memory_needs([lv.size for lv in the_plan.levels] + ([init_size] if init_size else []), params, budget, dtype, optimizer)
     seed = params.seed if params.seed is not None else secrets.randbits(32)
     readback = readback or Readback.for_device(target)
     if target.type == "cuda":
@@ -602,7 +604,8 @@ def stylize(
 
     if init_image is not None:
         pixels, content_t, previous_loss = _from_init_image(
-            init_image, [s.size for s in styles], pictures, params, the_plan, model, dtype, budget, optimizer, to_device, check_cancel
+            init_image, [s.size for s in styles], pictures, params, the_plan.blend, model, dtype, needs[-1].tiling,
+            memory_format, check_cancel,
         )
 
     for li, level in enumerate(levels):
@@ -693,10 +696,12 @@ def stylize(
 # --------------------------------------------------------------------------- memory and continuing
 
 
-def _memory_needs(the_plan: Plan, params: StyleParams, budget: int | None, dtype, optimizer: str) -> list[memory.Need]:
-    """Per level: the whole picture, or the tiles that fit ``budget``; raises ParamError when none fit."""
+def _memory_needs(
+    sizes: Sequence[tuple[int, int]], params: StyleParams, budget: int | None, dtype, optimizer: str
+) -> list[memory.Need]:
+    """Per size: the whole picture, or the tiles that fit ``budget``; raises ParamError when none fit."""
     dtype_bytes = 4 if dtype is None else torch.finfo(dtype).bits // 8
-    return memory.check_fits([level.size for level in the_plan.levels], budget, params.layers, params.content_layer,
+    return memory.check_fits(sizes, budget, params.layers, params.content_layer,
                              dtype_bytes=dtype_bytes, optimizer=optimizer, pool=params.pool)
 
 
@@ -710,19 +715,26 @@ def _final_level_only(the_plan: Plan) -> Plan:
     return Plan((Level(1, final.size, final.style_sizes, final.steps),), the_plan.blend, the_plan.stop_tolerance)
 
 
-def _from_init_image(init_image, style_sizes, pictures, params, the_plan, model, dtype, budget, optimizer, to_device, check_cancel):
+def _init_size(init_image: Image.Image) -> tuple[int, int]:
+    if min(init_image.size) < MIN_SIDE:
+        raise ImageError(f"the init image ({init_image.width}×{init_image.height}) is too small: VGG-19 needs at least {MIN_SIDE} px on its shorter side")
+    return init_image.size
+
+
+def _from_init_image(init_image, style_sizes, pictures, params, blend, model, dtype, tiling, memory_format, check_cancel):
     """The given picture as a finished coarse level: (its pixels, the content at its size, its loss
     there). Its loss, scored against targets at its own size, lets the final level judge, as after any
     coarser level, whether it refines the picture or has to build it (see :func:`_builds`)."""
-    start = images.to_tensor(init_image.convert("RGB"))
+    start = images.to_tensor(init_image)
     if params.colors == "content":
         start = color.luminance(start)  # the optimiser works on the luminance there
-    size = (start.shape[-1], start.shape[-2])
-    need = _memory_needs(Plan((Level(1, size, (), 1),), (), 0.0), params, budget, dtype, optimizer)[0]
-    content_t = to_device(pictures.content_at(size))
-    style_ts = [to_device(s) for s in pictures.styles_at(styles_at(size, style_sizes, params))]
-    objective = Objective(model, content_t, style_ts, params, dtype, the_plan.blend, need.tiling, check_cancel)
-    pixels = start.to(content_t.device).contiguous(memory_format=content_t.is_contiguous(memory_format=torch.channels_last) and torch.channels_last or torch.contiguous_format)
+    size = init_image.size
+    device = model.device
+    content_t = images.to_tensor(pictures.content_at(size)).to(device).contiguous(memory_format=memory_format)
+    style_ts = [images.to_tensor(s).to(device).contiguous(memory_format=memory_format)
+                for s in pictures.styles_at(styles_at(size, style_sizes, params))]
+    objective = Objective(model, content_t, style_ts, params, dtype, blend, tiling, check_cancel)
+    pixels = start.to(device).contiguous(memory_format=memory_format)
     loss = objective(pixels).values()[3]
     _check_finite(loss, 0)
     return pixels, content_t, loss

@@ -152,3 +152,33 @@ def test_a_picture_too_elongated_for_the_size_exits_2_naming_it(weights_file, tm
     err = _bad(tmp_path, capsys, banner, EXAMPLES / "style.jpg", "-o", tmp_path / "o.png", "--weights", weights_file,
                "--size", 384)
     assert "content image (1200×30)" in err and "384×10" in err and "size of at least 640" in err
+
+
+@pytest.mark.parametrize(
+    "budget, words",
+    [("lots", "--max-memory: must be an amount of memory like 2GiB"), ("0", "--max-memory: must be a positive amount"),
+     ("1MiB", "max_memory: a 48×36 picture needs about")],
+)
+def test_a_bad_or_too_small_memory_budget_exits_2_before_any_work(weights_file, tmp_path, capsys, budget, words):
+    args = [EXAMPLES / "content.jpg", EXAMPLES / "style.jpg", "-o", tmp_path / "o.png", "--weights", weights_file,
+            "--size", 48, "--max-memory", budget]
+    if budget != "1MiB":  # argparse's own check: SystemExit(2) with one line
+        with pytest.raises(SystemExit) as caught:
+            cli(*args)
+        assert caught.value.code == 2 and words in capsys.readouterr().err
+        return
+    assert words in _bad(tmp_path, capsys, *args)
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_init_image_continues_a_previous_result_at_the_new_size(weights_file, tmp_path, capsys):
+    small, big = tmp_path / "small.png", tmp_path / "big.png"
+    common = ["--weights", weights_file, "--seed", 1, "--epochs", 15, "--effort", "high", "--stop-tolerance", 0, "-q"]
+    assert cli(EXAMPLES / "content.jpg", EXAMPLES / "style.jpg", "-o", small, "--size", 96, *common) == 0
+    capsys.readouterr()
+    # 192 px alone is a two-level pyramid (3 + 12 steps); continued from the 96 px result, only the final level
+    assert cli(EXAMPLES / "content.jpg", EXAMPLES / "style.jpg", "-o", big, "--size", 192, "--init-image", small, *common) == 0
+    assert capsys.readouterr().out.startswith("done: 12 steps · 192×144")
+    assert Image.open(big).size == (192, 144)
+    assert "init image" in _bad(tmp_path, capsys, EXAMPLES / "content.jpg", EXAMPLES / "style.jpg", "-o", big,
+                                "--weights", weights_file, "--init-image", tmp_path / "missing.png")

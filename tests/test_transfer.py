@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from nst import color, images
 from nst.errors import Cancelled, ParamError
@@ -318,3 +319,32 @@ def test_the_first_level_and_one_that_starts_far_worse_build_with_full_steps_at_
     assert _first_move(None, lr=0.02)[0] == pytest.approx(0.02, rel=1e-3)
     moved, settings = _first_move(lambda start: start / 100, schedule="reference")
     assert settings.warmup == 0 and settings.betas == (0.9, 0.999) and moved == pytest.approx(0.007, rel=1e-3)
+
+
+def test_an_init_image_runs_only_the_final_level_from_that_picture(model):
+    # 256×192 is a two-level pyramid (128×96, then 256×192): 3 + 12 steps of 15 at the high effort.
+    params = StyleParams(epochs=15, size=256, seed=2, effort="high", stop_tolerance=0)
+    content, style = make_content(256, 192), make_style(96)
+    first = stylize(content, style, params.replace(size=128), model=model)
+    assert first.image.size == (128, 96)
+    seen = []
+    upscaled = stylize(content, style, params, model=model, init_image=first.image, on_progress=seen.append)
+    s = upscaled.stats
+    assert s.levels == 1 and s.level_steps == (12,) and s.size == (256, 192) and seen[0].total == 12
+    # it starts from the given picture: a blank one starts far worse
+    blank = []
+    stylize(content, style, params, model=model, init_image=Image.new("RGB", (128, 96), (128, 128, 128)), on_progress=blank.append)
+    assert seen[0].total_loss < 0.5 * blank[0].total_loss
+
+
+def test_a_tiled_level_is_priced_by_its_work_before_it_is_measured():
+    from nst.schedule import plan
+    from nst.transfer import _Eta
+
+    the_plan = plan((256, 192), [(96, 96)], StyleParams(epochs=60, size=256, effort="high"))
+    assert len(the_plan.levels) == 2
+    plain, tiled = _Eta(the_plan), _Eta(the_plan, [1.0, 2.0])
+    for eta in (plain, tiled):
+        eta.add(0, 1, 1.0)
+        eta.add(0, 1, 1.0)
+    assert tiled.estimate(0, 2, 0.0, 1.0) > 1.5 * plain.estimate(0, 2, 0.0, 1.0)
