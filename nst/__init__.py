@@ -9,8 +9,8 @@
     clip = nst.stylize_animation(nst.images.decode_animation("clip.gif"), Image.open("style.jpg"), model=model)
     nst.images.write_animation(clip.animation, "out.gif")   # one shared palette, the clip's timing and loop
 
-Importing the package is cheap: ``nst.params``, ``nst.errors``, ``nst.images`` and ``nst.schedule``
-never import torch, so a process that only validates options and images (the bot's main process)
+Importing the package is cheap: ``nst.params``, ``nst.errors``, ``nst.images``, ``nst.schedule`` and
+``nst.memory`` never import torch, so a process that only validates options and images (the bot's main process)
 does not pay for it (measured for the bot's imports on a 2-core CPU: 2.5 s of CPU and 767 MiB peak
 RSS with an eager import, 0.6 s and 69 MiB without). The torch-backed names load on first access.
 """
@@ -24,6 +24,7 @@ from .errors import Cancelled, ImageError, NSTError, ParamError, WeightsError
 from .params import FIELDS, StyleParams
 from .images import Animation, check_animation
 from .schedule import check_runnable
+from . import memory  # no torch: budgets (parse_budget, check_fits) for a process that only validates
 
 # name -> module that defines it; imported on first attribute access (PEP 562)
 _LAZY = {
@@ -78,6 +79,7 @@ __all__ = [
     "check_runnable",
     "export_features",
     "load_vgg19",
+    "memory",
     "resolve_device",
     "stylize",
     "stylize_animation",
