@@ -270,9 +270,11 @@ class TiledLoss:
         import torch
 
         p = self.params
-        memory_format = torch.channels_last if image.is_contiguous(memory_format=torch.channels_last) and not image.is_contiguous() else torch.contiguous_format
+        channels_last = image.is_contiguous(memory_format=torch.channels_last) and not image.is_contiguous()
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format  # as the picture's
         pixels = tile.pixels(image).detach().contiguous(memory_format=memory_format).requires_grad_(True)
-        found = self.model(pixels, list(dict.fromkeys([*multipliers, *([p.content_layer] if p.content_weight else [])])), p.pool, self.dtype)
+        layers = list(dict.fromkeys([*multipliers, *([p.content_layer] if p.content_weight else [])]))
+        found = self.model(pixels, layers, p.pool, self.dtype)
         outputs, grads = [], []
         for layer, multiplier in multipliers.items():
             interior = tile.crop(found[layer], layer_scale(layer))
