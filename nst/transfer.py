@@ -549,12 +549,17 @@ def stylize(
     a level whose estimate exceeds it runs in tiles (the same result, see tiling.py), and a job that
     cannot fit even in the smallest tiles is refused. ``init_image`` continues from a previous result
     (e.g. to upscale it): it becomes the coarse level of a new pyramid, and only the final level, at
-    ``params.size``, runs from it upsampled.
+    ``params.size``, runs from it upsampled; the content is enlarged to ``params.size`` when smaller
+    (only here: a job without ``init_image`` never enlarges its content).
     Raises ImageError/ParamError (see :func:`nst.check_runnable`) before any tensor work.
     """
     started = clock()
     params = params or StyleParams()
     styles = [style] if isinstance(style, Image.Image) else list(style)
+    if init_image is not None:
+        # An upscale may go past the content's own size (a new job never does): the content is
+        # enlarged to the requested size, and the picture adds the detail the optimisation finds.
+        content = _enlarged(content, params.size)
     the_plan = plan(content.size, [s.size for s in styles], params)
     if init_image is not None:
         the_plan = _final_level_only(the_plan)
@@ -707,6 +712,16 @@ def _memory_needs(
 
 def _work(need: memory.Need, level) -> float:
     return need.tiling.work(*level.size) if need.tiling is not None else 1.0
+
+
+def _enlarged(content: Image.Image, size: int) -> Image.Image:
+    """``content`` with its longer side raised to ``size`` (aspect kept); as it is when already as large."""
+    if max(content.size) >= size:
+        return content
+    scale = size / max(content.size)
+    width, height = (size, max(1, round(content.height * scale))) if content.width >= content.height else (
+        max(1, round(content.width * scale)), size)
+    return content.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
 
 
 def _final_level_only(the_plan: Plan) -> Plan:

@@ -337,6 +337,17 @@ def test_an_init_image_runs_only_the_final_level_from_that_picture(model):
     assert seen[0].total_loss < 0.5 * blank[0].total_loss
 
 
+def test_an_upscale_goes_past_the_contents_own_size(model):
+    """Upscale ×2 of a result that already has the content's full size makes it twice as large (a job
+    without an init image never enlarges the content)."""
+    params = StyleParams(epochs=4, size=128, seed=2)
+    content, style = make_content(64, 48), make_style(64)
+    first = stylize(content, style, params, model=model)
+    assert first.image.size == (64, 48)
+    upscaled = stylize(content, style, params, model=model, init_image=first.image)
+    assert upscaled.image.size == (128, 96) and upscaled.stats.levels == 1
+
+
 def test_a_tiled_level_is_priced_by_its_work_before_it_is_measured():
     from nst.schedule import plan
     from nst.transfer import _Eta
