@@ -200,7 +200,18 @@ def check_fits(
 
 
 def available_ram() -> int | None:
-    """Bytes of RAM available to a new allocation without swapping (Linux MemAvailable; else free pages)."""
+    """Bytes of RAM available to a new allocation without swapping: Linux's MemAvailable (else the free
+    pages), but no more than what a container's memory limit (cgroup v2 or v1) leaves this process's
+    group: /proc/meminfo shows the host's RAM even inside a container, and the kernel kills a worker
+    that goes past its group's limit."""
+    host = _meminfo_available()
+    group = _cgroup_room()
+    if host is None:
+        return group
+    return host if group is None else min(host, group)
+
+
+def _meminfo_available() -> int | None:
     try:
         with open("/proc/meminfo") as handle:
             for line in handle:
@@ -212,6 +223,30 @@ def available_ram() -> int | None:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+# (limit, usage) files of this process's memory cgroup: v2 (unified), then v1
+CGROUP_FILES = (
+    ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+    ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+)
+_NO_LIMIT = 1 << 60  # v1 reports "no limit" as a huge number (about 2**63 rounded to pages)
+
+
+def _cgroup_room(files=CGROUP_FILES) -> int | None:
+    """Bytes left under the container's memory limit, or None without one."""
+    for limit_file, usage_file in files:
+        try:
+            with open(limit_file) as handle:
+                limit = handle.read().strip()
+            with open(usage_file) as handle:
+                usage = int(handle.read().strip())
+        except (OSError, ValueError):
+            continue
+        if limit == "max" or not limit.isdigit() or int(limit) >= _NO_LIMIT:
+            return None
+        return max(0, int(limit) - usage)
+    return None
 
 
 def default_budget(device) -> int | None:

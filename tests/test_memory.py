@@ -117,3 +117,18 @@ def test_the_default_budget_on_a_cpu_is_a_share_of_the_available_ram():
     budget = memory.default_budget(torch.device("cpu"))
     available = memory.available_ram()
     assert available and budget == int(available * memory.CPU_SHARE)
+
+
+def test_a_containers_memory_limit_bounds_the_available_ram(tmp_path):
+    """Inside a container /proc/meminfo shows the host's RAM: the cgroup's limit minus its usage bounds it."""
+    v2_max, v2_current = tmp_path / "memory.max", tmp_path / "memory.current"
+    v2_max.write_text("4294967296\n")
+    v2_current.write_text(str(1 << 30) + "\n")
+    files = ((str(v2_max), str(v2_current)),)
+    assert memory._cgroup_room(files) == 3 << 30
+    v2_max.write_text("max\n")  # a group without a limit
+    assert memory._cgroup_room(files) is None
+    v1_limit = tmp_path / "limit_in_bytes"
+    v1_limit.write_text(str(9223372036854771712))  # cgroup v1's "no limit"
+    assert memory._cgroup_room(((str(v1_limit), str(v2_current)),)) is None
+    assert memory._cgroup_room(((str(tmp_path / "absent"), str(v2_current)),)) is None
