@@ -3,10 +3,11 @@
 The first frame is stylized like a still (:func:`nst.transfer.stylize`, the full schedule). Each
 later frame starts from the previous *stylized* frame carried to the new frame's content (the
 previous result plus the change of the content, as the pyramid carries a picture a level up) and
-runs at most ``frame_steps`` steps with early stop. A temporal term (Ruder et al., *Artistic style
-transfer for videos*, 2016, without optical flow) holds the picture where the content did not
-change: its mask is the content's own frame-to-frame change, so moving parts are free to follow.
-The style targets are computed once for all later frames; only the content target changes.
+runs until its objective reaches the first frame's level (see FRAME_TARGET), at most
+``frame_steps`` steps. A temporal term (Ruder et al., *Artistic style transfer for videos*, 2016,
+without optical flow) holds the picture where the content did not change: its mask is the
+content's own frame-to-frame change, so moving parts are free to follow. The style targets are
+computed once for all later frames; only the content target changes.
 
 Caps (frames, playing time, frames × pixels) are checked by :func:`check_animation` before any
 tensor work; it imports no torch, so the bot's main process can refuse a clip before queueing it.
@@ -32,7 +33,6 @@ from .images import check_animation
 from .schedule import plan
 from .transfer import (
     PREVIEW_SIDE,
-    EarlyStop,
     LossTerms,
     Objective,
     Progress,
@@ -51,7 +51,19 @@ from .transfer import (
 CHANGE_THRESHOLD = 0.08
 # The temporal term's scale: a held pixel moved by this much (0..1) costs temporal_weight × the
 # frame's starting loss, whatever the magnitude of the network's losses (weights differ by 1e6).
-HOLD_SCALE = 0.05
+# Measured with bench/animation.py's clip at 64 px, 10 steps a frame: holding the static parts hard
+# (0.05 at the default weight 30) left later frames' objective 1.18-1.44x a still's on the mean,
+# because the picture around a moving part can no longer adapt to it and each frame's unfinished
+# work is held into the next; 0.05·√10 (as weight 3 was) gave 1.07 with the stopping rule below, and the
+# static region still flickered 1/10 as much as frames stylized one by one (goal: 1/4).
+HOLD_SCALE = 0.05 * 10**0.5
+# A later frame stops once its objective (without the temporal term) is this fraction of the first
+# frame's final objective, the one still the clip has: a fixed small budget left the frames that
+# start far from it (a moving part drawn from the raw content) unfinished, and the excess grew
+# frame after frame (1.13x a still's at frame 2, 1.69x at frame 21). The stills of one clip's frames
+# vary by about ±7% around the first's (64 px), hence 0.95: every frame then ended within 3% of its
+# own still. frame_steps caps the frames that do not get there.
+FRAME_TARGET = 0.95
 
 
 @dataclass(frozen=True)
@@ -213,6 +225,7 @@ class _TemporalObjective:
 
     def __call__(self, image: torch.Tensor) -> LossTerms:
         terms = self.objective(image)
+        self.last_objective = terms.total.detach()
         if not self.weight:
             return terms
         held = (self.mask * (image.float() - self.carried) ** 2).mean()
@@ -240,6 +253,8 @@ class _LaterFrames:
         self.objective = Objective(model, self.previous_content, style_ts, params, self.dtype, self.plan.blend)
         self.previous = self._optimised(first.image, first_pictures)
         self.previous_loss = first.stats.total_loss
+        # FRAME_TARGET's reference; no early stop when the job asked for every step (stop_tolerance 0)
+        self.target = FRAME_TARGET * first.stats.total_loss if self.plan.early_stop else None
         self.finished_steps = 0
 
     def _tensor(self, image: Image.Image) -> torch.Tensor:
@@ -266,17 +281,19 @@ class _LaterFrames:
             start_loss = float(objective(pixels).total)
         _check_finite(start_loss, clip.done)
         weight = self.params.temporal_weight * start_loss / HOLD_SCALE**2
-        step = _Step(pixels, _TemporalObjective(objective, carried, mask, weight), self.params, self.optimizer, self.previous_loss)
-        stopper = EarlyStop(self.plan.stop_tolerance)
+        temporal = _TemporalObjective(objective, carried, mask, weight)
+        step = _Step(pixels, temporal, self.params, self.optimizer, self.previous_loss)
         clip.mark()
         taken = 0
         for taken in range(1, self.params.frame_steps + 1):
             if should_stop is not None and should_stop():
                 raise Cancelled(clip.done, clip.total)
-            loss = step().values()[3]  # one host read a step: later frames are short, the ETA needs it
+            total = step().total.detach()
+            # one host read a step (later frames are short; the ETA and the stopping rule need it)
+            loss, reached = torch.stack([total, temporal.last_objective]).tolist()
             _check_finite(loss, clip.done + 1)
             clip.later_step(loss, taken)
-            if stopper.update(loss):
+            if self.target is not None and reached <= self.target:
                 break
         with torch.no_grad():
             pixels.clamp_(0.0, 1.0)
