@@ -51,18 +51,20 @@ from .transfer import (
 CHANGE_THRESHOLD = 0.08
 # The temporal term's scale: a held pixel moved by this much (0..1) costs temporal_weight × the
 # frame's starting loss, whatever the magnitude of the network's losses (weights differ by 1e6).
-# Measured with bench/animation.py's clip at 64 px, 10 steps a frame: holding the static parts hard
-# (0.05 at the default weight 30) left later frames' objective 1.18-1.44x a still's on the mean,
-# because the picture around a moving part can no longer adapt to it and each frame's unfinished
-# work is held into the next; 0.05·√10 (as weight 3 was) gave 1.07 with the stopping rule below, and the
-# static region still flickered 1/10 as much as frames stylized one by one (goal: 1/4).
+# Measured with bench/animation.py's clip at 64 px, 10 steps a frame, random weights, fp32: holding
+# the static parts hard (0.05 at the default weight 30) left later frames' objective 1.44x a still's
+# on the mean (1.18x at 0.05·√3), because the picture around a moving part cannot adapt to it and each
+# frame's unfinished work is held into the next; at 0.05·√30 (weight 1) 0.95x, but the static region
+# flickered 0.17x as much as frames stylized one by one (goal: at most 0.25x). 0.05·√10 with the
+# stopping rule below, at most 20 steps: 1.00x on the mean, 1.07x at worst, flicker 0.08x.
 HOLD_SCALE = 0.05 * 10**0.5
 # A later frame stops once its objective (without the temporal term) is this fraction of the first
 # frame's final objective, the one still the clip has: a fixed small budget left the frames that
 # start far from it (a moving part drawn from the raw content) unfinished, and the excess grew
-# frame after frame (1.13x a still's at frame 2, 1.69x at frame 21). The stills of one clip's frames
-# vary by about ±7% around the first's (64 px), hence 0.95: every frame then ended within 3% of its
-# own still. frame_steps caps the frames that do not get there.
+# frame after frame (1.13x a still's at frame 2, 1.69x at frame 21). Not when the loss flattens:
+# that stopped frames after 11 steps at 1.07x (mean) of a still's. The stills of one clip's frames
+# vary by about ±7% around the first's, hence a target under 1. frame_steps caps the frames that do
+# not get there.
 FRAME_TARGET = 0.95
 
 
@@ -274,6 +276,10 @@ class _LaterFrames:
         pictures = _pictures(self.animation.frames[index], self.styles, self.plan, self.params)
         content = self._tensor(pictures.content_at(self.size))
         objective = _with_content(self.objective, self.model, content, self.params, self.dtype)
+        # The raw change of the content makes a worse start than the previous picture as it is (1.19-1.58x
+        # a still's objective against 1.00-1.03x at 64 px), but without it a moving part is left where it
+        # was: random weights barely see that (the objective stayed within 1.08x), the disc's pixels did
+        # (|output - content| 83-93 against the stills' 29, 44 with the change; bench/animation.py's disc error).
         carried = (self.previous + (content - self.previous_content)).clamp_(0.0, 1.0)
         pixels = carried.clone().contiguous(memory_format=self.memory_format).requires_grad_(True)
         mask = _unchanged_mask(self.previous_content, content)
