@@ -153,6 +153,29 @@ class ExecutorSection:
     restore_interval: int = setting(10, low=1, high=3600)  # seconds between sweeps for a dead worker's job
 
 
+# The choices below are bot.core.scheduling.POLICIES and bot.core.usage.OVER_QUOTA_MODES, restated because the
+# core imports this module (tests/test_config.py keeps them equal).
+POLICIES = ("fair-share", "round-robin", "least-usage", "fcfs")
+OVER_QUOTA_MODES = ("slow-lane", "refuse")
+QUOTA_HIGH = 864_000.0  # seconds a day: ten workers busy all day; 0 (no cap) is there for more
+
+
+@dataclass(frozen=True)
+class QueueSection:
+    """The order in which waiting jobs start (docs/fair-share.md)."""
+
+    policy: str = setting("fair-share", choices=POLICIES)
+
+
+@dataclass(frozen=True)
+class QuotasSection:
+    """Daily compute quotas (the workers' own seconds, reset at 00:00 UTC); a server's admins may lower them."""
+
+    user_daily: float = setting(0.0, low=1.0, high=QUOTA_HIGH, off=True)  # per user, everywhere; 0 = no cap
+    server_daily: float = setting(0.0, low=1.0, high=QUOTA_HIGH, off=True)  # per server; 0 = no cap
+    over_quota: str = setting("slow-lane", choices=OVER_QUOTA_MODES)  # a job over quota waits, or is refused
+
+
 @dataclass(frozen=True)
 class Config:
     bot: BotSection = field(default_factory=BotSection)
@@ -163,6 +186,8 @@ class Config:
     styles: StylesSection = field(default_factory=StylesSection)
     web: WebSection = field(default_factory=WebSection)
     executor: ExecutorSection = field(default_factory=ExecutorSection)
+    queue: QueueSection = field(default_factory=QueueSection)
+    quotas: QuotasSection = field(default_factory=QuotasSection)
     source: str = "<defaults>"
 
     @property
@@ -186,6 +211,8 @@ _SECTIONS = {
     "styles": StylesSection,
     "web": WebSection,
     "executor": ExecutorSection,
+    "queue": QueueSection,
+    "quotas": QuotasSection,
 }
 
 

@@ -19,7 +19,7 @@ def test_the_example_parses_and_equals_the_built_in_defaults():
 def test_the_example_documents_every_key():
     raw = tomllib.loads(EXAMPLE.read_text())
     text = EXAMPLE.read_text()
-    for section in ("bot", "engine", "caps", "cache", "styles", "web", "executor"):
+    for section in ("bot", "engine", "caps", "cache", "styles", "web", "executor", "queue", "quotas"):
         for field in dataclasses.fields(getattr(Config(), section)):
             assert field.name in raw[section], f"{section}.{field.name} missing from config.example.toml"
     for name in ("epochs", "lr", "content_weight", "style_weight", "tv_weight", "size", "style_scale", "pool", "init", "seed"):
@@ -142,3 +142,27 @@ def test_the_memory_budget_takes_auto_an_amount_or_unlimited():
     assert budget(1_000_000) == 1_000_000
     assert budget("unlimited") == "unlimited"  # no budget: never tiled, never refused for memory
     assert Config().caps.max_upscale_size == 2048
+
+
+def test_queue_and_quotas_sections():
+    from bot.core import scheduling, usage
+
+    config = parse_config({"queue": {"policy": "Round-Robin"},
+                           "quotas": {"user_daily": 3600, "server_daily": 36000.5, "over_quota": "refuse"}})
+    assert config.queue.policy == "round-robin"
+    assert (config.quotas.user_daily, config.quotas.server_daily, config.quotas.over_quota) == (3600.0, 36000.5, "refuse")
+    defaults = Config()
+    assert (defaults.queue.policy, defaults.quotas.user_daily, defaults.quotas.over_quota) == ("fair-share", 0.0, "slow-lane")
+    # the config restates the core's choices (the core imports the config): they must not drift apart
+    from bot import config as config_module
+
+    assert config_module.POLICIES == scheduling.POLICIES and defaults.queue.policy == scheduling.DEFAULT_POLICY
+    assert config_module.OVER_QUOTA_MODES == usage.OVER_QUOTA_MODES
+    for raw, words in [
+        ({"queue": {"policy": "lottery"}}, "queue.policy must be one of fair-share, round-robin, least-usage, fcfs"),
+        ({"quotas": {"user_daily": -5}}, "quotas.user_daily must be 0 (off) or from 1 to 864000, got -5"),
+        ({"quotas": {"server_daily": "2h"}}, "quotas.server_daily must be a number, got '2h'"),
+        ({"quotas": {"over_quota": "queue"}}, "quotas.over_quota must be one of slow-lane, refuse"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(words)):
+            parse_config(raw)

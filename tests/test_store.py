@@ -6,6 +6,7 @@ import asyncio
 import os
 import sqlite3
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -483,3 +484,109 @@ async def test_one_scoped_settings_api_keeps_users_and_servers_apart(store: Stor
     assert await store.reset_settings("user", 5) == 1 and await store.guild_limits(5) == {"max_epochs": 200}
     with pytest.raises(ValueError, match="unknown settings scope"):
         await store.settings("channel", 5)
+
+
+
+# ---------------------------------------------------------------------- schema 3: usage ledger, resets, scheduler state
+
+async def test_a_version_2_file_with_rows_migrates_to_3(db_path: Path):
+    """A file written by the previous release keeps its jobs (the new columns empty) and gains the ledger."""
+    db_path.parent.mkdir(parents=True)
+    conn = plain_connect(db_path)
+    for script in store_module.MIGRATIONS[:2]:
+        for statement in store_module._statements(script):
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute(
+        "INSERT INTO jobs (job_id, user_id, guild_id, channel_id, message_id, params, state, attempts, created_at, "
+        "updated_at, finished_at, info) VALUES ('old', 1, 10, 3, 4, '{\"steps\": 5}', 'done', 1, 100.0, 150.0, 150.0, '{}')"
+    )
+    conn.execute("INSERT INTO user_settings (user_id, name, value, updated_at) VALUES (1, 'epochs', '300', 1.0)")
+    conn.close()
+
+    s = await Store.open(db_path)
+    try:
+        assert user_version(db_path) == SCHEMA_VERSION == 3
+        old = await s.get_job("old")
+        assert (old.params, old.state, old.finished_at) == ({"steps": 5}, "done", 150.0)
+        assert (old.started_at, old.work, old.roles) == (None, None, None)
+        assert await s.user_settings(1) == {"epochs": 300}
+        assert await s.record_usage("old", 1, 10, 12.5, None, 150.0) is True
+        assert await s.usage_since(0.0) == [(1, 10, 12.5, 12.5)]
+    finally:
+        await s.close()
+
+
+async def test_job_records_carry_start_work_and_roles(store: Store):
+    await store.add_job(replace(job("r", created_at=100.0), roles=(SNOWFLAKE, 7), work=2.5e6))
+    await store.add_job(job("dm", created_at=100.0, guild_id=None))
+    assert (await store.get_job("r")).roles == (SNOWFLAKE, 7)
+    assert (await store.get_job("dm")).roles is None  # DMs: no roles at all, not an empty list
+    await store.update_job("r", state="running", started_at=120.0, work=3e6)
+    started = await store.get_job("r")
+    assert (started.started_at, started.work) == (120.0, 3e6)
+    await store.update_job("dm", state="running", started_at=130.0)
+    await store.add_job(replace(job("other", created_at=90.0, user_id=2, guild_id=20), started_at=110.0))
+    assert await store.last_starts() == ({1: 130.0, 2: 110.0}, {10: 120.0, None: 130.0, 20: 110.0})
+
+
+async def test_usage_is_charged_once_per_job(store: Store):
+    assert await store.record_usage("j", 1, 10, 30.0, 1e6, 1000.0) is True
+    assert await store.record_usage("j", 1, 10, 99.0, 1e6, 2000.0) is False  # a second report of the same job
+    assert await store.usage_since(0.0) == [(1, 10, 30.0, 30.0)]
+    with pytest.raises(ValueError, match="finite number"):
+        await store.record_usage("k", 1, 10, float("nan"), None, 1000.0)
+
+
+async def test_usage_since_sums_per_user_and_server_and_applies_resets(store: Store):
+    for job_id, user, guild, seconds, at in [
+        ("y", 1, 10, 500.0, 50.0),  # yesterday: before ``since``
+        ("a", 1, 10, 10.0, 110.0), ("b", 1, 10, 20.0, 130.0), ("c", 1, 20, 40.0, 120.0),
+        ("d", 1, None, 80.0, 125.0), ("e", 2, 10, 5.0, 140.0), ("f", 3, 30, 7.0, 140.0),
+    ]:
+        await store.record_usage(job_id, user, guild, seconds, None, at)
+    rows = sorted(await store.usage_since(100.0), key=repr)
+    assert rows == sorted([(1, 10, 30.0, 30.0), (1, 20, 40.0, 40.0), (1, None, 80.0, 80.0), (2, 10, 5.0, 5.0),
+                           (3, 30, 7.0, 7.0)], key=repr)
+    # filtered: the user's rows everywhere, and every row of the server
+    assert sorted(await store.usage_since(100.0, user_id=2, guild_id=10), key=repr) == sorted(
+        [(1, 10, 30.0, 30.0), (2, 10, 5.0, 5.0)], key=repr)
+    assert await store.usage_since(100.0, user_id=3) == [(3, 30, 7.0, 7.0)]
+
+    # a server admin's reset: only the member's own count there, and only what finished until then
+    await store.reset_usage(1, 10, 120.0, reset_by=9)
+    assert (1, 10, 30.0, 20.0) in await store.usage_since(100.0)
+    # an owner's reset: everything of the user until then, everywhere; a reset before ``since`` is ignored
+    await store.reset_usage(1, None, 126.0, reset_by=8)
+    await store.reset_usage(2, None, 90.0, reset_by=8)
+    rows = sorted(await store.usage_since(100.0), key=repr)
+    assert rows == sorted([(1, 10, 20.0, 20.0), (1, 20, 0.0, 0.0), (1, None, 0.0, 0.0), (2, 10, 5.0, 5.0),
+                           (3, 30, 7.0, 7.0)], key=repr)
+
+
+async def test_ledger_and_resets_are_pruned_with_the_job_history(store: Store):
+    await store.add_job(replace(job("old", created_at=10.0, state="done"), finished_at=20.0))
+    await store.record_usage("old", 1, 10, 5.0, None, 20.0)
+    await store.record_usage("new", 1, 10, 6.0, None, 500.0)
+    await store.reset_usage(1, 10, 30.0, reset_by=9)
+    await store.reset_usage(1, 10, 400.0, reset_by=9)
+    assert await store.prune_jobs(100.0) == 1
+    assert await store.usage_since(0.0) == [(1, 10, 6.0, 6.0)]
+    count = await store._read(lambda conn: conn.execute("SELECT COUNT(*) FROM usage_resets").fetchone()[0])
+    assert count == 1
+
+
+async def test_scheduler_state_round_trips_and_survives_a_reopen(store: Store, db_path: Path):
+    assert await store.scheduler_state("shares") is None
+    await store.set_scheduler_state("shares", '{"clock": 1.5}')
+    await store.set_scheduler_state("shares", '{"clock": 2.5}')
+    await store.set_scheduler_state("speed", '{"seconds_per_unit": 5e-06}')
+    with pytest.raises(ValueError, match="must be text"):
+        await store.set_scheduler_state("shares", {"clock": 3})
+    await store.close()
+    reopened = await Store.open(db_path)
+    try:
+        assert await reopened.scheduler_state("shares") == '{"clock": 2.5}'
+        assert await reopened.scheduler_state("speed") == '{"seconds_per_unit": 5e-06}'
+    finally:
+        await reopened.close()

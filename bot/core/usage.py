@@ -42,6 +42,11 @@ def next_reset(now: float) -> float:
     return (now // _DAY + 1) * _DAY
 
 
+def day_start(now: float) -> float:
+    """When today's usage began: the last 00:00 UTC (the ledger counts what finished since)."""
+    return now // _DAY * _DAY
+
+
 @dataclass(frozen=True)
 class Limits:
     """The daily caps that apply to a job in one place (seconds; None = no cap)."""

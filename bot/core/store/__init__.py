@@ -9,7 +9,7 @@ server limits). It stores values, it does not judge them:
 setting names and values are validated elsewhere; here they are kept as JSON text and come back
 with their JSON types (int, float, str, list, dict, bool, None; tuples come back as lists).
 
-Tables (schema version 2)
+Tables (schema version 3)
 -------------------------
 ``user_settings(user_id, name, value, updated_at)``
     A user's defaults, applied in every server. Primary key ``(user_id, name)``.
@@ -25,6 +25,15 @@ outcome, attempts, created_at, updated_at, finished_at)``
     ``<data_dir>/styles`` (content addressed, shared by every name that uses it; see bot/styles.py).
 ``presets(scope, owner_id, name, options, updated_at, changed_by)``
     Saved option sets (version 2): ``scope`` "user" (owner = user id) or "guild" (owner = server id).
+``usage_ledger(job_id, user_id, guild_id, seconds, work, finished_at)``
+    (version 3) The compute seconds each job that ran took (the worker's own time), charged once per
+    job; pruned with the job history. Jobs gained ``started_at``, ``work`` (planned pixel-steps) and
+    ``roles`` (JSON list of the member's role ids at submission).
+``usage_resets(user_id, guild_id, reset_at, reset_by)``
+    (version 3) A reset of a member's daily usage: everywhere (``guild_id`` NULL, by a bot owner) or
+    against the member's own quota in one server (by its admins).
+``scheduler_state(name, value)``
+    (version 3) The fair order's JSON state that must survive a restart (fair-share's shares, the speed).
 
 Discord ids (snowflakes) are 64-bit and stored as INTEGER (SQLite's signed 64-bit fits them);
 times are unix seconds (REAL); ``value``/``params`` are JSON text.

@@ -19,12 +19,13 @@ from bot.core.store.schema import SCHEMA_VERSION, _MigrationError, _prepare
 log = logging.getLogger("bot.core.store")
 
 JOB_STATES = frozenset({"queued", "running", "done", "failed", "cancelled", "interrupted"})
-_UPDATABLE_JOB_FIELDS = frozenset({"status_message_id", "state", "outcome", "attempts", "finished_at"})
+_UPDATABLE_JOB_FIELDS = frozenset({"status_message_id", "state", "outcome", "attempts", "finished_at", "started_at",
+                                   "work"})
 _JOB_COLUMNS = (
     "job_id, user_id, guild_id, channel_id, message_id, status_message_id, params, state, "
-    "outcome, attempts, created_at, updated_at, finished_at, info"
+    "outcome, attempts, created_at, updated_at, finished_at, info, started_at, work, roles"
 )
-_INSERT_JOB = f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 14)})"
+_INSERT_JOB = f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 17)})"
 _STYLE_COLUMNS = "guild_id, name, sha256, ext, bytes, width, height, added_by, added_at"
 PRESET_SCOPES = frozenset({"user", "guild"})
 _SETTINGS_TABLES = {"user": ("user_settings", "user_id"), "guild": ("guild_limits", "guild_id")}
@@ -48,6 +49,9 @@ class JobRecord:
     updated_at: float
     finished_at: float | None
     info: dict = field(default_factory=dict)  # named styles, preset, sources of each value (schema 2)
+    started_at: float | None = None  # when a worker reported it started (schema 3)
+    work: float | None = None  # planned pixel-steps (bot.core.scheduling.planned_work; schema 3)
+    roles: tuple[int, ...] | None = None  # the member's role ids at submission; None in DMs (schema 3)
 
 
 @dataclass(frozen=True)
@@ -197,6 +201,7 @@ class Store(Database):
             record.job_id, record.user_id, record.guild_id, record.channel_id, record.message_id,
             record.status_message_id, _encode(record.params), record.state, record.outcome,
             record.attempts, record.created_at, record.updated_at, record.finished_at, _encode(record.info),
+            record.started_at, record.work, None if record.roles is None else _encode(list(record.roles)),
         )  # fmt: skip
         try:
             await self._write(lambda conn: conn.execute(_INSERT_JOB, row))
@@ -204,7 +209,8 @@ class Store(Database):
             raise ValueError(f"job {record.job_id!r} already exists") from exc
 
     async def update_job(self, job_id: str, **fields: Any) -> None:
-        """Change some of status_message_id, state, outcome, attempts, finished_at; updated_at is set to now.
+        """Change some of status_message_id, state, outcome, attempts, finished_at, started_at, work;
+        updated_at is set to now.
 
         An unknown field or state raises ValueError. An unknown job_id changes nothing and is only
         logged: the usual cause is that recording the job failed earlier (already reported), and
@@ -249,11 +255,104 @@ class Store(Database):
         )
 
     async def prune_jobs(self, older_than: float) -> int:
-        """Delete finished jobs whose finished_at is before ``older_than``; returns how many."""
-        return await self._write(
-            lambda conn: conn.execute(
+        """Delete finished jobs whose finished_at is before ``older_than``, and the usage ledger's rows
+        and usage resets older than that (one transaction); returns how many jobs."""
+
+        def prune(conn: sqlite3.Connection) -> int:
+            conn.execute("DELETE FROM usage_ledger WHERE finished_at < ?", (older_than,))
+            conn.execute("DELETE FROM usage_resets WHERE reset_at < ?", (older_than,))
+            return conn.execute(
                 "DELETE FROM jobs WHERE state NOT IN ('queued', 'running') AND finished_at < ?", (older_than,)
             ).rowcount
+
+        return await self._write(prune)
+
+    async def last_starts(self) -> tuple[dict[int, float], dict[int | None, float]]:
+        """When each user's, and each server's (None: DMs), most recent kept job started (jobs.started_at)."""
+
+        def read(conn: sqlite3.Connection) -> tuple[dict, dict]:
+            users = conn.execute(
+                "SELECT user_id, MAX(started_at) FROM jobs WHERE started_at IS NOT NULL GROUP BY user_id"
+            ).fetchall()
+            servers = conn.execute(
+                "SELECT guild_id, MAX(started_at) FROM jobs WHERE started_at IS NOT NULL GROUP BY guild_id"
+            ).fetchall()
+            return dict(users), dict(servers)
+
+        return await self._read(read)
+
+    # ------------------------------------------------------------------ usage ledger and resets
+
+    async def record_usage(self, job_id: str, user_id: int, guild_id: int | None, seconds: float,
+                           work: float | None, finished_at: float) -> bool:
+        """Charge a job's compute seconds; a job is charged once (a second call changes nothing).
+        True if this call recorded it."""
+        if not (seconds >= 0 and seconds != float("inf")):
+            raise ValueError(f"record_usage: seconds must be a finite number >= 0, got {seconds!r}")
+        return await self._write(
+            lambda conn: conn.execute(
+                "INSERT OR IGNORE INTO usage_ledger (job_id, user_id, guild_id, seconds, work, finished_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (job_id, user_id, guild_id, float(seconds), work, finished_at),
+            ).rowcount
+            > 0
+        )
+
+    async def usage_since(self, since: float, *, user_id: int | None = None,
+                          guild_id: int | None = None) -> list[tuple[int, int | None, float, float]]:
+        """Compute seconds finished at or after ``since``, per (user, server), resets applied:
+        ``(user_id, guild_id, seconds, member_seconds)``. ``seconds`` leaves out what finished up to the
+        user's latest reset everywhere (a bot owner's); ``member_seconds`` also up to the latest reset of
+        the member in that server (its admins'). Only resets at or after ``since`` count. With
+        ``user_id``, only that user's rows and (when ``guild_id`` is given) every row of that server."""
+        where, values = "l.finished_at >= :since", {"since": since, "user": user_id, "guild": guild_id}
+        if user_id is not None:
+            where += " AND (l.user_id = :user" + (" OR l.guild_id = :guild)" if guild_id is not None else ")")
+        query = f"""
+            SELECT l.user_id, l.guild_id,
+                   SUM(CASE WHEN l.finished_at > COALESCE(g.at, -1) THEN l.seconds ELSE 0 END),
+                   SUM(CASE WHEN l.finished_at > MAX(COALESCE(g.at, -1), COALESCE(s.at, -1)) THEN l.seconds ELSE 0 END)
+            FROM usage_ledger l
+            LEFT JOIN (SELECT user_id, MAX(reset_at) AS at FROM usage_resets
+                       WHERE guild_id IS NULL AND reset_at >= :since GROUP BY user_id) g
+                   ON g.user_id = l.user_id
+            LEFT JOIN (SELECT user_id, guild_id, MAX(reset_at) AS at FROM usage_resets
+                       WHERE guild_id IS NOT NULL AND reset_at >= :since GROUP BY user_id, guild_id) s
+                   ON s.user_id = l.user_id AND s.guild_id = l.guild_id
+            WHERE {where}
+            GROUP BY l.user_id, l.guild_id
+        """
+        rows = await self._read(lambda conn: conn.execute(query, values).fetchall())
+        return [(user, guild, float(seconds), float(member)) for user, guild, seconds, member in rows]
+
+    async def reset_usage(self, user_id: int, guild_id: int | None, reset_at: float, reset_by: int) -> None:
+        """From ``reset_at`` on, what the user finished up to then no longer counts: everywhere
+        (``guild_id`` None) or against the member's own quota in that server."""
+        await self._write(
+            lambda conn: conn.execute(
+                "INSERT INTO usage_resets (user_id, guild_id, reset_at, reset_by) VALUES (?, ?, ?, ?)",
+                (user_id, guild_id, reset_at, reset_by),
+            )
+        )
+
+    # ------------------------------------------------------------------ the scheduler's own state
+
+    async def scheduler_state(self, name: str) -> str | None:
+        """A JSON blob the fair order persists (e.g. fair-share's shares), or None if never set."""
+        row = await self._read(
+            lambda conn: conn.execute("SELECT value FROM scheduler_state WHERE name = ?", (name,)).fetchone()
+        )
+        return None if row is None else row[0]
+
+    async def set_scheduler_state(self, name: str, value: str) -> None:
+        if not isinstance(value, str):
+            raise ValueError(f"set_scheduler_state: value must be text (JSON), got {type(value).__name__}")
+        await self._write(
+            lambda conn: conn.execute(
+                "INSERT INTO scheduler_state (name, value) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (name, value),
+            )
         )
 
     # ------------------------------------------------------------------ named styles
@@ -390,12 +489,13 @@ def _check_scope(scope: str) -> None:
 
 def _job(row: tuple) -> JobRecord:
     (job_id, user_id, guild_id, channel_id, message_id, status_message_id, params, state,
-     outcome, attempts, created_at, updated_at, finished_at, info) = row  # fmt: skip
+     outcome, attempts, created_at, updated_at, finished_at, info, started_at, work, roles) = row  # fmt: skip
     return JobRecord(
         job_id=job_id, user_id=user_id, guild_id=guild_id, channel_id=channel_id, message_id=message_id,
         status_message_id=status_message_id, params=json.loads(params), state=state, outcome=outcome,
         attempts=attempts, created_at=created_at, updated_at=updated_at, finished_at=finished_at,
-        info=json.loads(info) if info else {},
+        info=json.loads(info) if info else {}, started_at=started_at, work=work,
+        roles=None if roles is None else tuple(json.loads(roles)),
     )  # fmt: skip
 
 

@@ -84,6 +84,39 @@ MIGRATIONS: list[str] = [
     -- JSON: the named styles and the preset a job used, and where each of its values came from.
     ALTER TABLE jobs ADD COLUMN info TEXT;
     """,
+    # 2 -> 3: the usage ledger, quota resets, and what the fair order needs of a job and keeps of itself.
+    """
+    ALTER TABLE jobs ADD COLUMN started_at REAL;   -- when a worker reported that it started the job
+    ALTER TABLE jobs ADD COLUMN work REAL;         -- planned work in pixel-steps (bot.core.scheduling)
+    ALTER TABLE jobs ADD COLUMN roles TEXT;        -- JSON list of the member's role ids at submission; NULL in DMs
+
+    -- One row per job that ran: the worker's own compute seconds, charged once (the job id is the key).
+    CREATE TABLE usage_ledger (
+        job_id      TEXT    NOT NULL PRIMARY KEY,
+        user_id     INTEGER NOT NULL,
+        guild_id    INTEGER,                  -- NULL for DMs
+        seconds     REAL    NOT NULL,
+        work        REAL,                     -- planned pixel-steps, when known
+        finished_at REAL    NOT NULL
+    );
+    CREATE INDEX usage_by_time ON usage_ledger (finished_at);
+
+    -- Resets of a member's usage: what finished at or before reset_at no longer counts. guild_id NULL:
+    -- everywhere (by a bot owner); else the member's own quota in that server (by its admins).
+    CREATE TABLE usage_resets (
+        user_id  INTEGER NOT NULL,
+        guild_id INTEGER,
+        reset_at REAL    NOT NULL,
+        reset_by INTEGER NOT NULL
+    );
+    CREATE INDEX usage_resets_by_user ON usage_resets (user_id, reset_at);
+
+    -- The fair order's own state (JSON), which must survive a restart: fair-share's shares, the speed.
+    CREATE TABLE scheduler_state (
+        name  TEXT NOT NULL PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION: int = len(MIGRATIONS)
