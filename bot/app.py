@@ -94,6 +94,7 @@ class StyleBot(commands.AutoShardedBot):
         from bot.frontend.cogs.settings import Settings
         from bot.frontend.cogs.styles import Styles
         from bot.frontend.cogs.stylize import Stylize
+        from bot.frontend.cogs.usage import Usage
 
         self.store = await Store.open(self.config.database_path)
         self.styles = StyleLibrary(self.config, self.store)
@@ -102,7 +103,7 @@ class StyleBot(commands.AutoShardedBot):
             self.executor = make_executor(self.config)
         await self.executor.start()
         self.jobs.start(store=self.store, styles=self.styles, executor=self.executor)
-        for cog in (Stylize(self), Styles(self), Presets(self), Settings(self), Limits(self)):
+        for cog in (Stylize(self), Styles(self), Presets(self), Settings(self), Limits(self), Usage(self)):
             await self.add_cog(cog)
         slash.register(self)  # published by the owner's `sync`, never at start (Discord limits creates)
         self.add_dynamic_items(*DYNAMIC_ITEMS)  # buttons of earlier processes' messages work too

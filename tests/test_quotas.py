@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from bot.config import parse_config
-from bot.core import usage
+from bot.core import limits, usage
 from bot.core.errors import UserError
-from bot.core.quotas import QuotaService, quota_limits
+from bot.core.quotas import QUOTA_LIMITS, QuotaService, quota_limits
 from bot.core.store import JobRecord, Store
 
 NOON = 1_700_000_000 // 86400 * 86400 + 12 * 3600  # a day's 12:00 UTC
@@ -154,3 +154,43 @@ async def test_lines_show_each_quota_the_verdict_and_the_reset(store: Store):
         "You, everywhere: 1 min of 1 h today",
         "Usage resets at 00:00 UTC (in 12 h).",
     ]
+
+
+# ------------------------------------------------------------------ a server's own quota limits, typed as durations
+
+@pytest.mark.parametrize("text, seconds", [("90", 90), ("90s", 90), ("30m", 1800), ("2h", 7200), ("1.5h", 5400),
+                                           ("1h30m", 5400), ("2 hours", 7200), ("1h 30 min", 5400)])
+def test_durations_as_admins_type_them(text, seconds):
+    assert usage.parse_duration(text, "quota_member") == seconds
+
+
+@pytest.mark.parametrize("text", ["", "lots", "1 30", "2x", "-5", "٣h", "h"])
+def test_what_is_not_a_duration_is_refused_by_name(text):
+    with pytest.raises(ValueError, match=r"^quota_member: must be a duration like 90s, 30m, 2h or 1h30m, got "):
+        usage.parse_duration(text, "quota_member")
+
+
+def test_spans_show_a_quota_exactly():
+    assert [usage.span(s) for s in (0, 45, 90, 1800, 5400, 7261)] == [
+        "0 s", "45 s", "1 min 30 s", "30 min", "1 h 30 min", "2 h 1 min 1 s"]
+
+
+def test_server_quota_limits_stay_within_the_operators_daily_caps():
+    config = parse_config({"quotas": {"user_daily": 3600, "server_daily": 0}})
+    caps, quotas = config.caps, config.quotas
+    assert limits.parse_guild_limit("quota_member", "30m", caps, quotas) == 1800.0
+    assert limits.parse_guild_limit("quota_server", "100h", caps, quotas) == 360000.0  # the operator set no server cap
+    with pytest.raises(limits.LimitError, match=r"^quota_member: 2 h is above the bot operator's daily cap per user "
+                                                r"of 1 h; the most you can set is 1 h$"):
+        limits.parse_guild_limit("quota_member", "2h", caps, quotas)
+    with pytest.raises(limits.LimitError, match=r"^quota_server: must be from 1 s to 240 h, got 0 s$"):
+        limits.parse_guild_limit("quota_server", "0s", caps, quotas)
+    assert limits.parse_quota_roles([(5, "1h"), (6, "45m")], caps, quotas) == {"5": 3600.0, "6": 2700.0}
+    with pytest.raises(limits.LimitError, match=r"for <@&5> is above the bot operator's daily cap per user of 1 h"):
+        limits.parse_quota_roles([(5, "61m")], caps, quotas)
+    with pytest.raises(limits.LimitError, match="name one or more roles"):
+        limits.check_guild_limit("quota_roles", {}, caps, quotas)
+    with pytest.raises(limits.LimitError, match="at most 25 roles"):
+        limits.check_guild_limit("quota_roles", {role: 60.0 for role in range(26)}, caps, quotas)
+    # the names QuotaService reads are the ones the catalogue validates
+    assert set(QUOTA_LIMITS) == set(limits.QUOTA_LIMITS)

@@ -17,9 +17,10 @@ from typing import Any, Mapping
 from nst.errors import ParamError
 from nst.params import FIELDS, StyleParams, check_value
 
-from bot.config import CapsSection
+from bot.config import QUOTA_HIGH, CapsSection, QuotasSection
 from bot.core.numbers import NotANumber, check_option_text, number
 from bot.core.text import quote
+from bot.core.usage import parse_duration, span
 
 # Style parameters users may set per command or as their defaults.
 USER_FIELDS: tuple[str, ...] = tuple(name for name, spec in FIELDS.items() if spec.user_option)
@@ -116,14 +117,18 @@ class LimitSpec:
 
     name: str
     help: str
-    kind: type  # int, float, str (one of choices), or list (channel ids)
+    kind: type  # int, float, str (one of choices), list (channel ids) or dict (role id -> seconds)
     minimum: float | None = None
     maximum: float | None = None
     cap_key: str | None = None  # the [caps] key that bounds it from above, for every server
     choices: tuple[str, ...] = ()  # for kind str: the values, the first being what applies when unset
+    quota_key: str | None = None  # the [quotas] key that bounds it (0 there: no bound); a duration: seconds a day
 
     def cap(self, caps: CapsSection) -> float | None:
         return getattr(caps, self.cap_key) if self.cap_key else None
+
+    def quota_cap(self, quotas: QuotasSection) -> float | None:
+        return (getattr(quotas, self.quota_key) or None) if self.quota_key else None
 
 
 def _param_range(field: str) -> tuple[float | None, float | None]:
@@ -151,15 +156,27 @@ GUILD_LIMITS: dict[str, LimitSpec] = {
         LimitSpec("channels", "channels where !stylize may be used (none set = everywhere)", list),
         LimitSpec("style_editors", "who may add, rename and remove this server's named styles", str,
                   choices=("admins", "everyone")),
+        # daily compute quotas (bot.core.quotas), typed as durations: 30m, 2h, 1h30m
+        LimitSpec("quota_member", "compute time a member may use a day in this server", float, 1.0, QUOTA_HIGH,
+                  quota_key="user_daily"),
+        LimitSpec("quota_server", "compute time this server's members may use a day together", float, 1.0,
+                  QUOTA_HIGH, quota_key="server_daily"),
+        LimitSpec("quota_roles", "a day's compute time for members of these roles, instead of quota_member "
+                  "(the largest of a member's roles)", dict, 1.0, QUOTA_HIGH, quota_key="user_daily"),
     )
 }
+MAX_QUOTA_ROLES = 25
+QUOTA_LIMITS = tuple(name for name, spec in GUILD_LIMITS.items() if spec.quota_key)
 
 
-def check_guild_limit(name: str, value: Any, caps: CapsSection) -> Any:
-    """Validate a server limit (already typed; channel lists are lists of ids). Returns the value to store."""
+def check_guild_limit(name: str, value: Any, caps: CapsSection, quotas: QuotasSection | None = None) -> Any:
+    """Validate a server limit (already typed; channel lists are lists of ids, role allowances a mapping of
+    role ids to seconds). Returns the value to store."""
     spec = GUILD_LIMITS.get(name)
     if spec is None:
         raise LimitError(f"unknown limit {_given(name)}; limits are: {', '.join(GUILD_LIMITS)}")
+    if spec.quota_key:
+        return _check_quota(spec, value, quotas or QuotasSection())
     if spec.kind is list:
         if not isinstance(value, list) or not value or not all(isinstance(v, int) for v in value):
             raise LimitError("channels: name one or more channels, e.g. #art #bots")
@@ -187,11 +204,60 @@ def check_guild_limit(name: str, value: Any, caps: CapsSection) -> Any:
     return int(number) if spec.kind is int else number
 
 
-def parse_guild_limit(name: str, text: str, caps: CapsSection) -> Any:
-    """Parse a number typed by an admin (channel lists are handled by the command, which resolves mentions)."""
+def _check_quota(spec: LimitSpec, value: Any, quotas: QuotasSection) -> float | dict[str, float]:
+    """A daily quota in seconds, or for quota_roles ``{role id: seconds}`` (JSON keys are text), within the
+    operator's cap."""
+    if spec.kind is dict:
+        if not isinstance(value, Mapping) or not value:
+            raise LimitError(f"{spec.name}: name one or more roles, each with its time a day, e.g. @Patron 2h @VIP 1h")
+        if len(value) > MAX_QUOTA_ROLES:
+            raise LimitError(f"{spec.name}: at most {MAX_QUOTA_ROLES} roles, got {len(value)}")
+        return {str(int(role)): _check_quota_seconds(spec, seconds, quotas, f" for <@&{role}>")
+                for role, seconds in value.items()}
+    return _check_quota_seconds(spec, value, quotas)
+
+
+def _check_quota_seconds(spec: LimitSpec, value: Any, quotas: QuotasSection, where: str = "") -> float:
+    try:
+        seconds = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not math.isfinite(seconds):
+        raise LimitError(f"{spec.name}: must be a duration like 90s, 30m, 2h or 1h30m, got {_given(value)}")
+    if seconds < spec.minimum or seconds > spec.maximum:
+        raise LimitError(f"{spec.name}: must be from {span(spec.minimum)} to {span(spec.maximum)}{where}, "
+                         f"got {span(seconds)}")
+    cap = spec.quota_cap(quotas)
+    if cap is not None and seconds > cap:
+        whose = "per user" if spec.quota_key == "user_daily" else "per server"
+        raise LimitError(f"{spec.name}: {span(seconds)}{where} is above the bot operator's daily cap {whose} of "
+                         f"{span(cap)}; the most you can set is {span(cap)}")
+    return seconds
+
+
+def parse_quota_roles(pairs: list[tuple[int, str]], caps: CapsSection, quotas: QuotasSection) -> dict[str, float]:
+    """``[(role id, "2h"), ...]`` (roles already resolved by the command) -> the value quota_roles stores."""
+    allowances: dict[int, float] = {}
+    for role, text in pairs:
+        try:
+            allowances[role] = parse_duration(text, "quota_roles")
+        except ValueError as error:
+            raise LimitError(str(error)) from None
+    return check_guild_limit("quota_roles", allowances, caps, quotas)
+
+
+def parse_guild_limit(name: str, text: str, caps: CapsSection, quotas: QuotasSection | None = None) -> Any:
+    """Parse a number (or for a quota, a duration) typed by an admin (channel lists and role allowances are
+    handled by the command, which resolves mentions)."""
     spec = GUILD_LIMITS.get(name)
-    if spec is None or spec.kind in (list, str):
-        return check_guild_limit(name, text, caps)
+    if spec is not None and spec.quota_key and spec.kind is not dict:
+        try:
+            seconds = parse_duration(text, name)
+        except ValueError as error:
+            raise LimitError(str(error)) from None
+        return check_guild_limit(name, seconds, caps, quotas)
+    if spec is None or spec.kind in (list, str, dict):
+        return check_guild_limit(name, text, caps, quotas)
     try:
         value: Any = number(text, name)
     except NotANumber as error:

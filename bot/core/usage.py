@@ -18,6 +18,7 @@ waits) or is refused (``REFUSE``), as the operator configures.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
@@ -142,3 +143,34 @@ def duration(seconds: float) -> str:
         return f"{minutes} min"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h" if minutes == 0 else f"{hours} h {minutes} min"
+
+
+def span(seconds: float) -> str:
+    """A quota as set, exactly: "2 h 30 min", "1 min 30 s", "45 s" (whole seconds)."""
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [f"{hours} h" if hours else "", f"{minutes} min" if minutes else "", f"{seconds} s" if seconds else ""]
+    return " ".join(part for part in parts if part) or "0 s"
+
+
+_UNITS = {"": 1, "s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1, "m": 60, "min": 60, "mins": 60,
+          "minute": 60, "minutes": 60, "h": 3600, "hr": 3600, "hrs": 3600, "hour": 3600, "hours": 3600}
+_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([a-z]*)\s*", re.ASCII)
+
+
+def parse_duration(text: str, what: str) -> float:
+    """Seconds from what an admin types: ``90`` (seconds), ``90s``, ``30m``, ``2h``, ``1.5h``, ``1h30m``,
+    ``2 hours``; ValueError naming ``what`` otherwise."""
+    given = str(text).strip().lower()
+    parts, end = [], 0
+    for match in _PART.finditer(given):
+        if match.start() != end:
+            break
+        parts.append((float(match.group(1)), match.group(2)))
+        end = match.end()
+    bare = len(parts) > 1 and any(unit == "" for _, unit in parts)  # "1 30": which is which?
+    if not parts or end != len(given) or bare or any(unit not in _UNITS for _, unit in parts):
+        shown = given if len(given) <= 40 else given[:39] + "…"
+        raise ValueError(f"{what}: must be a duration like 90s, 30m, 2h or 1h30m, got {shown!r}")
+    return sum(amount * _UNITS[unit] for amount, unit in parts)

@@ -10,9 +10,18 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.core.errors import UserError
-from bot.core.limits import GUILD_LIMITS, LimitError, check_guild_limit, effective_limits, parse_guild_limit
+from bot.core.limits import (
+    GUILD_LIMITS,
+    LimitError,
+    check_guild_limit,
+    effective_limits,
+    parse_guild_limit,
+    parse_quota_roles,
+)
 from bot.core.numbers import is_whole
 from bot.core.options import normalise_name
+from bot.core.quotas import quota_limits
+from bot.core.usage import span
 from bot.frontend.checks import manage_server_or_owner, may_change_limits
 from bot.frontend.errors import answer_from
 from bot.frontend.replies import quote, reply
@@ -24,12 +33,17 @@ if TYPE_CHECKING:
 def shown(name: str, value) -> str:
     if name == "channels":
         return " ".join(f"<#{channel}>" for channel in value)
+    if name == "quota_roles":
+        return ", ".join(f"<@&{role}> {span(seconds)}" for role, seconds in value.items())
+    if name in ("quota_member", "quota_server"):
+        return f"{span(value)} a day"
     if name in ("cooldown", "max_clip_seconds"):
         return f"{value:g} s"
     return str(value)
 
 
 _CHANNEL = re.compile(r"^<#(\d+)>$")
+_ROLE = re.compile(r"^<@&(\d+)>$")
 LimitName = Literal[tuple(GUILD_LIMITS)]  # type: ignore[valid-type]  # /limits' choices: the catalogue itself
 
 
@@ -56,6 +70,9 @@ class Limits(commands.Cog, name="Server limits"):
             current = shown(name, value) if value is not None else "not set" + (f" ({spec.choices[0]})" if spec.choices else "")
             cap = spec.cap(caps)
             cap_text = f", bot cap {cap:g}" if cap is not None else ""
+            quota_cap = spec.quota_cap(self.bot.config.quotas)
+            if quota_cap is not None:
+                cap_text = f", bot cap {span(quota_cap)} a day"
             lines.append(f"**{name}**: {current} — {spec.help}{cap_text}")
         lines.append(
             f"In effect here: {effective.max_epochs[0]} epochs, {effective.max_size[0]} px, "
@@ -63,18 +80,33 @@ class Limits(commands.Cog, name="Server limits"):
             f"named styles edited by {effective.style_editors}, animations of at most {effective.max_frames[0]} frames "
             f"and {effective.max_clip_seconds[0]:g} s."
         )
+        lines.append(self._quotas_text(values))
         lines.append(f"Admins: `{prefix}limits set max_epochs 300`, `{prefix}limits unset max_epochs`.")
         return "\n".join(lines)
+
+    def _quotas_text(self, values) -> str:
+        """The daily quotas in force in this server (the operator's and its own), and what happens over them."""
+        limits = quota_limits(self.bot.config, values)
+        member = f"{span(limits.member)} a member" if limits.member is not None else "no cap per member"
+        roles = "".join(f", <@&{role}> {span(seconds)}" for role, seconds in limits.roles.items())
+        server = limits.server_cap()
+        user = f"; at most {span(limits.user)} a user in all servers" if limits.user is not None else ""
+        over = "wait in the slow lane" if self.bot.config.quotas.over_quota == "slow-lane" else "are refused"
+        return (f"Daily quotas here: {member}{roles}, {span(server) + ' for the server' if server else 'no cap for the server'}"
+                f"{user}; over quota, jobs {over} until 00:00 UTC.")
 
     async def set_text(self, guild: discord.Guild, user_id: int, name: str, values: list[str], prefix: str) -> str:
         name = normalise_name(name)
         if not values:
             raise UserError(f"give a value, e.g. `{prefix}limits set max_epochs 300`")
+        caps, quotas = self.bot.config.caps, self.bot.config.quotas
         try:
             if name == "channels":
-                value = check_guild_limit(name, [self._channel_id(guild, text) for text in values], self.bot.config.caps)
+                value = check_guild_limit(name, [self._channel_id(guild, text) for text in values], caps)
+            elif name == "quota_roles":
+                value = parse_quota_roles(self._role_allowances(guild, values, prefix), caps, quotas)
             else:
-                value = parse_guild_limit(name, " ".join(values), self.bot.config.caps)
+                value = parse_guild_limit(name, " ".join(values), caps, quotas)
         except LimitError as error:
             raise UserError(str(error)) from None
         await self.bot.store.set_guild_limit(guild.id, name, value, changed_by=user_id)
@@ -86,6 +118,35 @@ class Limits(commands.Cog, name="Server limits"):
             raise UserError(f"unknown limit `{quote(name, 40)}`; limits are: {', '.join(GUILD_LIMITS)}")
         removed = await self.bot.store.unset_guild_limit(guild.id, name)
         return f"Removed this server's {name}." if removed else f"This server had no {name} set."
+
+    @classmethod
+    def _role_allowances(cls, guild: discord.Guild, values: list[str], prefix: str) -> list[tuple[int, str]]:
+        """``@Patron 2h @VIP 1h30m`` -> [(role id, "2h"), ...]: each role, then its time (which may be
+        typed in parts: ``1h 30m``)."""
+        pairs: list[tuple[int, str]] = []
+        for text in values:
+            role = cls._role_id(guild, text)
+            if role is not None:
+                pairs.append((role, ""))
+            elif not pairs:
+                raise UserError(f"{quote(text, 40)} is not a role of this server; name a role first, "
+                                f"e.g. `{prefix}limits set quota_roles @Patron 2h`")
+            else:
+                pairs[-1] = (pairs[-1][0], f"{pairs[-1][1]} {text}".strip())
+        for role, time in pairs:
+            if not time:
+                raise UserError(f"give <@&{role}> its time a day, e.g. `{prefix}limits set quota_roles @Patron 2h`")
+        return pairs
+
+    @staticmethod
+    def _role_id(guild: discord.Guild, text: str) -> int | None:
+        """A role of this server, as a mention (@Patron), an id or a name; None if ``text`` is none of those."""
+        match = _ROLE.match(text)
+        key = match.group(1) if match else text.lstrip("@")
+        role = guild.get_role(int(key)) if is_whole(key) else discord.utils.get(guild.roles, name=key)
+        if role is None and match:
+            raise UserError(f"{quote(text, 40)} is not a role of this server")
+        return role.id if role is not None and not role.is_default() else None
 
     @staticmethod
     def _channel_id(guild: discord.Guild, text: str) -> int:
@@ -104,7 +165,8 @@ class Limits(commands.Cog, name="Server limits"):
         await reply(ctx, await self.show_text(ctx.guild, ctx.clean_prefix))
 
     @limits.command(name="set", help="Set a limit: max_epochs, max_size, max_frames, max_clip_seconds, "
-                                      "max_jobs_per_user, cooldown (seconds), channels (#a #b), style_editors (admins or everyone).")
+                                      "max_jobs_per_user, cooldown (seconds), channels (#a #b), style_editors (admins or everyone), "
+                                      "quota_member and quota_server (a day: 30m, 2h), quota_roles (@Patron 2h @VIP 1h).")
     @manage_server_or_owner()
     async def set_(self, ctx: commands.Context, name: str, *values: str):
         await reply(ctx, await self.set_text(ctx.guild, ctx.author.id, name, list(values), ctx.clean_prefix))
@@ -135,8 +197,8 @@ class Limits(commands.Cog, name="Server limits"):
         await self._answer(interaction, lambda: self.show_text(interaction.guild, "/"), check=False)
 
     @slash.command(name="set", description="Set a limit")
-    @app_commands.describe(name="which limit", value="a number (seconds for cooldown), channels: #art #bots, "
-                                                        "or admins/everyone for style_editors")
+    @app_commands.describe(name="which limit", value="a number (cooldown: seconds), #art #bots, admins/everyone, "
+                                                        "quotas: 2h a day, quota_roles: @Patron 2h")
     async def slash_set(
         self,
         interaction: discord.Interaction,
