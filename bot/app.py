@@ -19,6 +19,7 @@ from discord.ext import commands
 from bot.config import Config, make_executor
 from bot.core.imagecache import ImageCache
 from bot.core.jobs import JobService
+from bot.core.quotas import QuotaService
 from bot.core.store import Store, prune_periodically
 from bot.core.styles import StyleLibrary
 from bot.executor import Executor
@@ -73,12 +74,14 @@ class StyleBot(commands.AutoShardedBot):
         self.executor: Executor | None = executor
         self.store: Store | None = None
         self.styles: StyleLibrary | None = None
+        self.quotas: QuotaService | None = None
         self.metrics = Metrics(self)
         self.web: WebServer | None = None
         self._shards_connected: dict[int, bool] = {}  # from the shard events: READY/RESUMED vs disconnect
         self.shutting_down = False
         self._lag_sampler: asyncio.Task | None = None
         self._pruner: asyncio.Task | None = None
+        self._usage_refresher: asyncio.Task | None = None
         self.message_content = self._intents.message_content
         # Edits in one channel: at most one per CHANNEL_EDIT_GAP (Discord's limit); a status_interval
         # set below it (a private test server) lowers the gap to match.
@@ -102,7 +105,10 @@ class StyleBot(commands.AutoShardedBot):
         if self.executor is None:
             self.executor = make_executor(self.config)
         await self.executor.start()
-        self.jobs.start(store=self.store, styles=self.styles, executor=self.executor)
+        self.quotas = QuotaService(self.config, self.store)
+        self.jobs.start(store=self.store, styles=self.styles, executor=self.executor, quotas=self.quotas)
+        await self.jobs.load_order()
+        self.executor.set_order(self.jobs.fair.order)  # the queue's order is the fair queue's from now on
         for cog in (Stylize(self), Styles(self), Presets(self), Settings(self), Limits(self), Usage(self)):
             await self.add_cog(cog)
         slash.register(self)  # published by the owner's `sync`, never at start (Discord limits creates)
@@ -111,6 +117,7 @@ class StyleBot(commands.AutoShardedBot):
         await self.jobs.cache.prune()
         self._lag_sampler = asyncio.create_task(self.metrics.sample_loop_lag())
         self._pruner = asyncio.create_task(prune_periodically(self.store, self.config.bot.job_history_days * 86400))
+        self._usage_refresher = asyncio.create_task(self.jobs.fair.refresh_periodically())
         if self.config.web.enabled:
             self.web = WebServer(self, self.config.web.host, self.config.web.port)
             await self.web.start()
@@ -193,6 +200,8 @@ class StyleBot(commands.AutoShardedBot):
             self._lag_sampler.cancel()
         if self._pruner is not None:
             self._pruner.cancel()
+        if self._usage_refresher is not None:
+            self._usage_refresher.cancel()
         if self.web is not None:
             await self.web.stop()
         if self.store is not None:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import io
+import math
 import multiprocessing
 import os
 import signal
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bot.executor.base import CANCELLED, CRASHED, ERROR, SHUTDOWN, TIMEOUT, Done, ExecutorError, Failed, Preview, Progress, Queued, Refused, Started, StyleJob, timeout_reason
+from bot.executor.base import CANCELLED, CRASHED, ERROR, SHUTDOWN, TIMEOUT, Done, ExecutorError, Failed, Placement, Preview, Progress, Queued, Refused, Started, StyleJob, timeout_reason, worth_announcing
 from bot.executor.local import LocalExecutor, _wait_for_exit, worker_context
 from bot_harness import CONTENT_PNG, PRECISION, STYLE_PNG, proc_stat, time_budget
 from nst.params import StyleParams
@@ -478,3 +479,51 @@ def test_the_memory_budget_and_an_upscales_picture_reach_the_engine(model):
     assert done.stats["steps"] <= 2 and len(done.stats["tiles"]) == 1 and is_red(done.image)  # from the picture
     refused = run_job(model, payload(1024**2, size=96), emit=lambda event: None, should_stop=lambda: False)
     assert refused.kind == ERROR and "more than the memory budget of 1.0 MiB" in refused.reason
+
+
+async def test_the_order_function_decides_which_job_a_free_worker_takes_and_its_estimates_are_announced(weights_file):
+    """The executor keeps the queue, the order (issue 23: the job service's fair queue) ranks it: here,
+    the newest first, each estimated 100 s a place. It sees the running job with its start and work."""
+    seen_running = []
+
+    def newest_first(waiting, running, workers):
+        seen_running.extend(running)
+        ranked = sorted(waiting, key=lambda entry: -entry.submitted_at)
+        return [Placement(entry.job_id, position, 100.0 * position) for position, entry in enumerate(ranked, start=1)]
+
+    async with executor(weights_file) as ex:
+        ex.set_order(newest_first)
+        first_job = dataclasses.replace(job(1, epochs=60, size=64), work=1234.0)
+        handles = [await ex.submit(first_job, **LIMITS)]
+        await first(handles[0], Started)
+        for user in (2, 3, 4):
+            handles.append(await ex.submit(dataclasses.replace(job(user), submitted_at=time.time() + user), **LIMITS))
+        assert [(i.user_id, i.position, i.starts_in) for i in ex.jobs() if i.state == "queued"] == [
+            (4, 1, 100.0), (3, 2, 200.0), (2, 3, 300.0)]
+        starts = []
+
+        async def follow(handle):
+            async for event in handle:
+                if isinstance(event, Started):
+                    starts.append(handle.job.user_id)
+                yield event
+
+        streams = await asyncio.gather(*(events(follow(h)) for h in handles[1:]))
+    assert starts == [4, 3, 2]  # the order's, not the arrival's
+    queued = {h.job.user_id: [e for e in s if isinstance(e, Queued)] for h, s in zip(handles[1:], streams)}
+    assert queued[4][0] == Queued(1, 100.0)
+    assert [e.position for e in queued[2]] == [1, 2, 3, 2, 1]  # each newer job went ahead of it, then it moved up
+    running = next(e for e in seen_running if e.job_id == first_job.job_id)
+    assert running.work == 1234.0 and running.started_at is not None and running.started_at <= time.time()
+
+
+def test_an_estimate_is_announced_again_only_when_it_moved_meaningfully():
+    assert worth_announcing(None, Queued(2, 40.0))
+    assert worth_announcing(Queued(2, 40.0), Queued(1, 40.0))  # a new position
+    assert not worth_announcing(Queued(2, 40.0), Queued(2, 45.0))  # 5 s: not worth an edit
+    assert not worth_announcing(Queued(2, 100.0), Queued(2, 85.0))  # 15 s but 15 %
+    assert worth_announcing(Queued(2, 100.0), Queued(2, 75.0))  # 25 s and 25 %
+    assert worth_announcing(Queued(2, 40.0), Queued(2, math.inf))  # the last worker went away
+    assert not worth_announcing(Queued(2, math.inf), Queued(2, math.inf))
+    assert worth_announcing(Queued(2), Queued(2, 40.0))  # an estimate appears
+    assert not worth_announcing(Queued(2), Queued(2))

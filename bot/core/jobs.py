@@ -7,8 +7,15 @@ into a :class:`JobRequest` and call :meth:`JobService.submit`. The service decid
     accepting?  ▸  channel allowed  ▸  the bot's own permissions in the channel  ▸  options resolved
     (command > preset > the user's defaults > the bot's, then limits)  ▸  the inputs' metadata (or
     the cached inputs of a re-run), named styles looked up  ▸  cooldown  ▸  a pre-check of the queue
-    and per-user caps  ▸  named styles read, download and decode  ▸  executor.submit (the
-    authoritative admission check)  ▸  image cache, store record  ▸  follow the events
+    and per-user caps  ▸  the daily quotas (refused, or the slow lane)  ▸  named styles read, download
+    and decode  ▸  executor.submit (the authoritative admission check)  ▸  image cache, store record
+    ▸  follow the events
+
+The executor keeps the queue; the order of its waiting jobs is the fair queue's (bot.core.fairqueue,
+handed to it as its order function), which this service keeps informed: a job's member and slow lane
+at admission, its start (fair-share's shares), its end (the speed, and the usage ledger: the worker's
+own seconds for a finished job, the seconds between its start and its end for one that failed or was
+cancelled after it started).
 
 Named styles (``--style NAME``, or a preset's or the user's default style when no style image is
 attached) are read from the server's library at admission: the job carries those bytes from then on,
@@ -35,7 +42,9 @@ from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
 
 from nst.errors import ParamError
 
+from bot.core import usage
 from bot.core.errors import UserError
+from bot.core.fairqueue import FairQueue, job_work
 from bot.executor.base import (
     CANCELLED,
     SHUTDOWN,
@@ -61,6 +70,7 @@ from bot.core.store import JobRecord, StoreError
 
 if TYPE_CHECKING:
     from bot.config import Config
+    from bot.core.quotas import QuotaService
     from bot.core.store import Store
     from bot.core.styles import StyleLibrary
     from bot.executor import Executor
@@ -102,6 +112,9 @@ class JobRequest:
     interactive: bool = False  # refusals can be private (interaction) rather than replies
     # Upscale ×2 (with rerun_of): the delivered picture (the result message's attachment), continued at twice its size
     upscale: Any = None
+    # the member's role ids in the request's server (role quota allowances); None: the front-end did not
+    # say, and the service asks it (JobFrontend.role_ids)
+    role_ids: Sequence[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -114,7 +127,7 @@ class Submitted:
 class JobView(Protocol):
     """How a job looks where it was asked for; the front-end renders each event."""
 
-    async def queued(self, position: int) -> None: ...
+    async def queued(self, position: int, starts_in: float | None = None) -> None: ...
     async def started(self, device: str) -> None: ...
     async def progress(self, event: Progress) -> None: ...
     def preview(self, event: Preview) -> None: ...
@@ -145,6 +158,9 @@ class JobFrontend(Protocol):
                                status_message_id: int | None) -> tuple[Destination, Any] | None:
         """Where a job of an earlier process posts (and its status message), or None: the channel is gone."""
 
+    async def role_ids(self, user_id: int, where: Destination) -> Sequence[int]:
+        """The member's role ids in the destination's server (none in a DM, or when it cannot be told)."""
+
 
 class JobService:
     """Admits, submits and follows jobs. ``start`` hands it the collaborators that exist only once the
@@ -158,14 +174,24 @@ class JobService:
         self.store: "Store | None" = None
         self.styles: "StyleLibrary | None" = None
         self.executor: "Executor | None" = None
+        self.quotas: "QuotaService | None" = None
+        self.fair: FairQueue = FairQueue(config.queue.policy, None, None)
         self.accepting = True
         self._mine: set[str] = set()  # ids this process submitted: never "interrupted" by resume()
         self._handles: dict[str, JobHandle] = {}  # unfinished jobs this process follows
         self._tasks: set[asyncio.Task] = set()
         self._resumed = False
 
-    def start(self, *, store: "Store", styles: "StyleLibrary", executor: "Executor") -> None:
-        self.store, self.styles, self.executor = store, styles, executor
+    def start(self, *, store: "Store", styles: "StyleLibrary", executor: "Executor",
+              quotas: "QuotaService | None" = None) -> None:
+        """``quotas``: the daily quotas and usage ledger (None: none kept). The executor's order is
+        ``self.fair.order`` once the bot hands it over (bot.app); ``load_order`` reads its persisted state."""
+        self.store, self.styles, self.executor, self.quotas = store, styles, executor, quotas
+        self.fair = FairQueue(self.config.queue.policy, quotas, store)
+
+    async def load_order(self) -> None:
+        """The fair order's persisted state and today's usage, before the first job is ordered."""
+        await self.fair.load()
 
     # ------------------------------------------------------------------------------ submit
 
@@ -207,6 +233,8 @@ class JobService:
                             f"{'s' if styles_given != 1 else ''}; give one weight per style image")
         await self._check_cooldown(request.user_id, guild_id, limits.cooldown)
         self._precheck_queue(request.user_id, limits.max_jobs_per_user)
+        role_ids = await self._role_ids(request, guild_id)
+        slow = await self._admit_quota(request.user_id, guild_id, role_ids)
 
         content, styles, labels = await self._read_inputs(guild_id, names, attached, cached, earlier)
         init_image = await self._upscale_picture(request.upscale)
@@ -216,10 +244,13 @@ class JobService:
                                        max_memory=config.engine.max_memory)
         if params.seed is None:  # pick it here, so the result and Details can say how to get it again
             params = params.replace(seed=self._fresh_seed(None))
-        job = self._style_job(request, content, styles, params, init_image)
+        work = await asyncio.to_thread(job_work, content, styles, params, checked.frames)
+        job = self._style_job(request, content, styles, params, init_image, work)
+        self.fair.admitted(job.job_id, job.user_id, job.guild_id, role_ids, slow is not None)  # before it is ordered
         try:
             handle = await self.executor.submit(job, max_per_user=limits.max_jobs_per_user, max_queue=config.caps.max_queue)
         except Refused as refusal:
+            self.fair.forget(job.job_id)
             raise UserError(str(refusal)) from None
         self._mine.add(job.job_id)  # before the record exists: resume() must never see it as an orphan
         log.info("job %s accepted via %s", job.job_id, request.via, extra={"job": job.job_id})
@@ -232,9 +263,9 @@ class JobService:
             **({"upscaled_from": {"job": request.rerun_of, "size": [request.upscale.width, request.upscale.height]}}
                if init_image else {}),
         }
-        await self._record(job, info)
+        await self._record(job, info, role_ids if guild_id else None)
         await self.cache.put(job.job_id, content, styles)
-        notes = (*resolved.notes, *checked.notes)
+        notes = (*resolved.notes, *checked.notes, *((slow,) if slow else ()))
         messages = self._messages(job, where, notes, named=[label for label in labels if label],
                                   upscaled_from=info.get("upscaled_from"))
         self._spawn(self._follow(handle, messages))
@@ -292,7 +323,7 @@ class JobService:
         return data
 
     def _style_job(self, request: JobRequest, content: bytes, styles: Sequence[bytes], params,
-                   init_image: bytes = b"") -> StyleJob:
+                   init_image: bytes = b"", work: float = 0.0) -> StyleJob:
         where = request.destination
         return StyleJob(
             user_id=request.user_id,
@@ -306,6 +337,7 @@ class JobService:
             max_pixels=self.config.caps.max_pixels,
             max_memory=self.config.engine.max_memory,
             init_image=init_image,
+            work=work,
         )
 
     @staticmethod
@@ -391,6 +423,28 @@ class JobService:
             wait = cooldown - (time.time() - last)
             raise UserError(f"please wait {wait:.0f} s before your next job (the cooldown here is {cooldown:g} s)")
 
+    async def _role_ids(self, request: JobRequest, guild_id: int | None) -> tuple[int, ...]:
+        """The member's role ids, for the server's role allowances: asked of the front-end only when the
+        request did not carry them and the server has allowances (for most, it costs nothing)."""
+        if guild_id is None:
+            return ()
+        if request.role_ids is not None:
+            return tuple(request.role_ids)
+        if self.quotas is None or not (await self.quotas.limits(guild_id)).roles:
+            return ()
+        return tuple(await self.frontend.role_ids(request.user_id, request.destination))
+
+    async def _admit_quota(self, user_id: int, guild_id: int | None, role_ids: Sequence[int]) -> str | None:
+        """The daily quotas: a refusal (UserError), or the slow lane's words for the reply (None: within)."""
+        if self.quotas is None:
+            return None
+        try:
+            assessment = await self.quotas.admit(user_id=user_id, guild_id=guild_id, role_ids=role_ids)
+        except StoreError as error:  # the ledger unreadable: the job runs, in the ordinary lane
+            log.error("could not read the usage ledger for user %s: %s", user_id, error)
+            return None
+        return assessment.text if assessment.verdict == usage.SLOW else None
+
     def _precheck_queue(self, user_id: int, max_per_user: int) -> None:
         """The executor's own check, on what it reported last, before anything is downloaded."""
         try:
@@ -410,14 +464,17 @@ class JobService:
         return self.frontend.view(job, where, notes, existing_status=existing_status, on_status=remember_status,
                                   named=named, upscaled_from=upscaled_from)
 
-    async def _follow(self, handle: JobHandle, messages: JobView) -> None:
+    async def _follow(self, handle: JobHandle, messages: JobView, started_at: float | None = None) -> None:
+        """``started_at``: when the job started, for one followed again after a restart that had."""
         job = handle.job
         self._handles[job.job_id] = handle
         try:
             async for event in handle:
                 if isinstance(event, Queued):
-                    await messages.queued(event.position)
+                    await messages.queued(event.position, event.starts_in)
                 elif isinstance(event, Started):
+                    if started_at is None or event.attempt > 1:  # not a replay of its start before a restart
+                        started_at = await self._started(job)
                     await self._update(job.job_id, state="running", attempts=event.attempt)  # 2+: a worker died
                     await messages.started(event.device)
                 elif isinstance(event, Progress):
@@ -425,8 +482,10 @@ class JobService:
                 elif isinstance(event, Preview):
                     messages.preview(event)
                 elif isinstance(event, Done):
+                    await self._ended(job, started_at, event.stats.get("seconds"))
                     await self._done(job, event, messages)
                 elif isinstance(event, Failed):
+                    await self._ended(job, started_at, None)
                     self.metrics.job_finished(event.kind)
                     state = {CANCELLED: "cancelled", SHUTDOWN: "interrupted"}.get(event.kind, "failed")
                     await self._update(job.job_id, state=state, outcome=event.reason, finished_at=time.time())
@@ -435,6 +494,30 @@ class JobService:
                     await messages.detached(event.reason)
         finally:
             self._handles.pop(job.job_id, None)
+
+    async def _started(self, job: StyleJob) -> float:
+        """A worker took the job: recorded (round-robin reads when each member last started one), and
+        fair-share moves its server and member on."""
+        started_at = time.time()
+        await self._update(job.job_id, started_at=started_at, work=job.work or None)
+        try:
+            await self.fair.started(job.job_id, job.user_id, job.guild_id, job.work)
+        except Exception:  # noqa: BLE001 - bookkeeping must never stop a job
+            log.exception("could not account for the start of job %s", job.job_id)
+        return started_at
+
+    async def _ended(self, job: StyleJob, started_at: float | None, worker_seconds: Any) -> None:
+        """The job ended: charged to its user when it had started, with the worker's own seconds for a
+        finished job (they teach the speed too), else the seconds from its start until now."""
+        if started_at is None:
+            self.fair.forget(job.job_id)
+            return
+        measured = isinstance(worker_seconds, (int, float)) and worker_seconds >= 0
+        seconds = float(worker_seconds) if measured else max(0.0, time.time() - started_at)
+        try:
+            await self.fair.ended(job.job_id, job.user_id, job.guild_id, job.work, seconds, measured=measured)
+        except Exception:  # noqa: BLE001 - bookkeeping must never keep a result from its user
+            log.exception("could not account for the end of job %s", job.job_id)
 
     async def _done(self, job: StyleJob, done: Done, messages: JobView) -> None:
         await self.cache.put_meta(job.job_id, {"stats": done.stats, "params": job.params})
@@ -484,7 +567,7 @@ class JobService:
         job = StyleJob(
             user_id=record.user_id, guild_id=record.guild_id, channel_id=record.channel_id, message_id=record.message_id,
             content=b"", styles=(b"",), params=record.params, max_result_bytes=0, max_pixels=0,
-            job_id=record.job_id, submitted_at=record.created_at,
+            job_id=record.job_id, submitted_at=record.created_at, work=record.work or 0.0,
         )
         messages = self._messages(job, where, (), existing_status=existing,
                                   named=[label for label in record.info.get("styles") or () if label],
@@ -496,7 +579,8 @@ class JobService:
             await messages.failed(Failed(SHUTDOWN, LOST + (" (or press Again)" if retry else "")), retry=retry)
             return
         log.info("re-attached to job %s", record.job_id)
-        await self._follow(handle, messages)
+        self.fair.admitted(job.job_id, job.user_id, job.guild_id, record.roles, None)  # its quota: checked again
+        await self._follow(handle, messages, started_at=record.started_at)
 
     # ------------------------------------------------------------------------------ shutdown
 
@@ -517,11 +601,12 @@ class JobService:
         task.add_done_callback(_log_crash)
         return task
 
-    async def _record(self, job: StyleJob, info: dict[str, Any]) -> None:
+    async def _record(self, job: StyleJob, info: dict[str, Any], role_ids: Sequence[int] | None) -> None:
         record = JobRecord(
             job_id=job.job_id, user_id=job.user_id, guild_id=job.guild_id, channel_id=job.channel_id,
             message_id=job.message_id, status_message_id=None, params=job.params, state="queued", outcome=None,
             attempts=0, created_at=job.submitted_at, updated_at=job.submitted_at, finished_at=None, info=info,
+            work=job.work or None, roles=None if role_ids is None else tuple(role_ids),
         )
         try:
             await self.store.add_job(record)

@@ -152,6 +152,12 @@ class Usage:
         return replace(self._with_running(user_id, guild_id, seconds, started_at),
                        shares=self.shares.started(user_id, guild_id, seconds))
 
+    def started(self, user_id: int, guild_id: int | None, started_at: float) -> "Usage":
+        """This usage once a job of ``user_id`` in ``guild_id`` started at ``started_at``: when each one
+        last started, as the job records will say (a caller's snapshot, until it reads them again)."""
+        return replace(self, user_last_start=_latest(self.user_last_start, user_id, started_at),
+                       server_last_start=_latest(self.server_last_start, guild_id, started_at))
+
     def with_running(self, running: Iterable[Running], speed: "Speed") -> "Usage":
         """The ledger holds finished jobs; a running one counts with its planned seconds from its start,
         so a second free worker does not go to the same user just because the first job has not ended.

@@ -9,7 +9,9 @@ the tensor work ran (local worker processes, or Celery workers on other machines
 
 Events, the same from both executors (the worker side, jobrun.run_job, produces them itself):
 
-    Queued(position)                   waiting; 1 = next to start (sent again when it moves up)
+    Queued(position, starts_in)        waiting; 1 = next to start; starts_in: the estimated seconds
+                                       until it starts (None: no estimate). Sent again when either
+                                       changes meaningfully (worth_announcing)
     Started(device, attempt)           a worker took it; attempt > 1 after a worker died (Celery)
     Progress(step, total, ...)         every field of nst.Progress, carried as is (losses, elapsed,
                                        eta, level/levels, ...): at most one per PROGRESS_INTERVAL
@@ -24,6 +26,11 @@ Events, the same from both executors (the worker side, jobrun.run_job, produces 
 On the wire (the local workers' pipe, the Celery workers' Redis stream) an event is a JSON header
 plus, for Done and Preview, the image bytes beside it: encode_event / decode_event below are the
 only code that turns one into the other.
+
+The executors keep the queue but do not decide its order: whoever runs the bot hands them an
+:data:`Order` (``executor.set_order``), which ranks the waiting jobs, as :class:`QueueEntry` values,
+and estimates each one's start. Without one they take jobs first come, first served
+(:func:`arrival_order`).
 """
 
 from __future__ import annotations
@@ -31,10 +38,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Protocol, Union
+from typing import Any, AsyncIterator, Callable, Protocol, Sequence, Union
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,7 @@ class StyleJob:
     max_pixels: int
     max_memory: int | str | None = None  # the step's memory budget (engine.max_memory; None: the device's default)
     init_image: bytes = b""  # a finished picture to continue from (Upscale ×2), or none
+    work: float = 0.0  # planned pixel-steps (bot.core.scheduling.planned_work), for the order; 0: unknown
     job_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     submitted_at: float = field(default_factory=time.time)
 
@@ -82,6 +91,7 @@ RESULT_STEM = "stylized"  # the result is posted as stylized.png / .jpg / .webp
 @dataclass(frozen=True)
 class Queued:
     position: int  # 1 = next to start
+    starts_in: float | None = None  # estimated seconds until it starts; None: no estimate; inf: no worker online
 
 
 @dataclass(frozen=True)
@@ -248,6 +258,75 @@ def admission_refusal(mine: int, total: int, *, max_per_user: int, max_queue: in
     return Refused(f"the queue is full ({max_queue} jobs); please try again later")
 
 
+# ------------------------------------------------------------------------------------------- order
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """A job as the order sees it: waiting, or running (``started_at`` set)."""
+
+    job_id: str
+    user_id: int
+    guild_id: int | None
+    submitted_at: float
+    work: float  # planned pixel-steps; 0: unknown
+    started_at: float | None = None  # wall clock, once a worker took it
+    remaining: float | None = None  # seconds left by the running job's own progress ETA, once it reported one
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A waiting job's place in the order, and its estimated start."""
+
+    job_id: str
+    position: int  # 1 = next to start
+    starts_in: float | None = None  # seconds from now; None: no estimate; inf: no worker online
+
+
+# (waiting, running, workers) -> every waiting job's placement, the next to start first. Synchronous
+# and cheap: the local executor asks it whenever a worker frees and to refresh the announced positions.
+Order = Callable[[Sequence[QueueEntry], Sequence[QueueEntry], int], list[Placement]]
+
+
+def arrival_order(waiting: Sequence[QueueEntry], running: Sequence[QueueEntry], workers: int) -> list[Placement]:
+    """First come, first served, without estimates: the order when nobody set one."""
+    ranked = sorted(waiting, key=lambda entry: (entry.submitted_at, entry.job_id))
+    return [Placement(entry.job_id, position) for position, entry in enumerate(ranked, start=1)]
+
+
+ETA_CHANGE = 0.2  # an estimate is announced again once it moved by more than this share of itself...
+ETA_CHANGE_SECONDS = 10.0  # ... and by more than this (a status edit is not worth a few seconds)
+
+
+def worth_announcing(before: Queued | None, after: Queued) -> bool:
+    """Whether a queued job's users should see ``after``, having seen ``before``: a new position, an
+    estimate that appears, disappears or moved meaningfully; not every tick of the clock."""
+    if before is None or before.position != after.position:
+        return True
+    old, new = before.starts_in, after.starts_in
+    if _estimate_kind(old) != _estimate_kind(new):
+        return True
+    return _estimate_kind(new) == "finite" and abs(new - old) > max(ETA_CHANGE_SECONDS, ETA_CHANGE * old)
+
+
+def _estimate_kind(seconds: float | None) -> str:
+    return "none" if seconds is None else "never" if math.isinf(seconds) else "finite"
+
+
+def ordered(order: Order, waiting: Sequence[QueueEntry], running: Sequence[QueueEntry], workers: int,
+            log: Any) -> list[Placement]:
+    """``order``'s placements, or first come, first served when it fails (a bug there must never stop
+    the queue) or leaves a waiting job out."""
+    try:
+        placements = order(waiting, running, workers)
+    except Exception:  # noqa: BLE001 - logged; the queue goes on in arrival order
+        log.exception("the queue order failed; taking jobs in arrival order")
+        return arrival_order(waiting, running, workers)
+    if sorted(p.job_id for p in placements) != sorted(e.job_id for e in waiting):
+        log.error("the queue order did not place every waiting job; taking jobs in arrival order")
+        return arrival_order(waiting, running, workers)
+    return placements
+
+
 @dataclass
 class JobInfo:
     """A snapshot line for !queue."""
@@ -260,6 +339,7 @@ class JobInfo:
     fraction: float  # progress of running jobs, 0..1
     device: str | None
     submitted_at: float
+    starts_in: float | None = None  # queued jobs: the estimated seconds until it starts (None: no estimate)
 
 
 class JobHandle:
@@ -307,6 +387,9 @@ class Executor(Protocol):
 
     async def submit(self, job: StyleJob, *, max_per_user: int, max_queue: int) -> JobHandle:
         """Queue a job, or raise Refused. The per-user check counts queued + running jobs."""
+
+    def set_order(self, order: Order) -> None:
+        """Rank the waiting jobs with ``order`` from now on (the default: arrival_order)."""
 
     def jobs(self) -> list[JobInfo]:
         """Running jobs, then queued ones in order."""

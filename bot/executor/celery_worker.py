@@ -24,7 +24,20 @@ import time
 from typing import Any, Sequence
 
 from .base import CANCELLED, CRASHED, ERROR, TIMEOUT, Done, Failed, Preview, encode_event, timeout_reason
-from .jobqueue import ACTIVE, HEARTBEAT_EVERY, HEARTBEAT_TTL, PENDING, QUEUE, TASK_NAME, WORKERS, JobKeys, make_celery, safe_url
+from .jobqueue import (
+    ACTIVE,
+    HEARTBEAT_EVERY,
+    HEARTBEAT_TTL,
+    PENDING,
+    QUEUE,
+    RUNNING,
+    TASK_NAME,
+    WORKER_CONCURRENCY,
+    WORKERS,
+    JobKeys,
+    make_celery,
+    safe_url,
+)
 from .jobrun import JobPayload, run_job
 
 log = logging.getLogger("bot.worker")
@@ -105,7 +118,7 @@ def stylize_task(job: dict, max_attempts: int) -> None:
     r.zrem(PENDING, job_id)
     entry = r.hget(ACTIVE, job_id)
     if entry is not None:
-        running = {**json.loads(entry), "state": "running", "device": str(STATE.model.device),
+        running = {**json.loads(entry), "state": RUNNING, "device": str(STATE.model.device), "started_at": time.time(),
                    "expires_at": settings.running_expiry(time.time())}  # fmt: skip
         r.hset(ACTIVE, job_id, json.dumps(running))
     content, styles = r.get(keys.content), r.lrange(keys.styles, 0, -1)
@@ -160,11 +173,13 @@ def _finish(r, keys: JobKeys, header, ttl: int) -> None:
 
 
 class Heartbeat:
-    """A key that expires unless refreshed: the bot's /healthz counts live workers by it."""
+    """A key that expires unless refreshed: the bot's /healthz counts live workers by it, and its
+    dispatcher sends as many jobs as the live workers' concurrency allows."""
 
-    def __init__(self, name: str, device: str):
+    def __init__(self, name: str, device: str, concurrency: int = WORKER_CONCURRENCY):
         self.key = WORKERS + name
-        self.value = json.dumps({"name": name, "device": device, "pid": os.getpid(), "since": time.time()})
+        self.value = json.dumps({"name": name, "device": device, "pid": os.getpid(), "since": time.time(),
+                                 "concurrency": concurrency})
         self._stop = threading.Event()
 
     def start(self, **_: Any) -> None:
@@ -248,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker_ready.connect(heartbeat.start, weak=False)
     worker_shutdown.connect(heartbeat.stop, weak=False)
     app.worker_main([
-        "worker", "--pool=prefork", "--concurrency=1", "--prefetch-multiplier=1", f"--queues={QUEUE}",
+        "worker", "--pool=prefork", f"--concurrency={WORKER_CONCURRENCY}", "--prefetch-multiplier=1", f"--queues={QUEUE}",
         "--without-gossip", "--without-mingle", f"--hostname={name}", f"--loglevel={config.bot.log_level.upper()}",
     ])
     return 0

@@ -4,6 +4,12 @@ Everything in Redis and in Celery messages is JSON or raw image bytes: never pic
 reach Redis cannot make a worker run code. Images travel as Redis keys with a time-to-live, not
 inside messages; so do results, keyed by job id, which makes a re-delivered job idempotent.
 
+The bot holds jobs back: a job waits in Redis (its images and its task message, state ``held``)
+until a worker slot is free, and only then is its task sent to the broker (state ``queued``), the
+one the order ranks first. Capacity is what the live workers' heartbeats say (their concurrency);
+one bot process at a time dispatches, under DISPATCH_LOCK. So the order is decided when a slot frees,
+whichever bot process or machine holds the lock, and held jobs survive any bot's restart.
+
 Keys (``nst:`` prefix):
     job:<id>:content             the uploaded content image
     job:<id>:styles              a list: the style image(s)
@@ -14,12 +20,16 @@ Keys (``nst:`` prefix):
                                  two keys above, not in the stream
     job:<id>:cancel              set to stop the job (before it starts, or within a step)
     job:<id>:attempts            deliveries so far
-    active                       hash job id -> JSON {user_id, user, guild_id, submitted_at, state,
+    job:<id>:task                the task's message (JSON), kept until the job is dispatched
+    active                       hash job id -> JSON {user_id, user, guild_id, submitted_at, work,
+                                 state (held, queued: sent to the broker, running), started_at,
                                  expires_at}: a job whose expires_at passed without an end is failed
                                  by whoever sweeps next (admission, the bot's refresh), so a slot
                                  can never leak
-    pending                      sorted set of job ids not started yet, by submit time (positions)
-    worker:<name>                heartbeat of a live worker (expires)
+    pending                      sorted set of job ids not started yet, by submit time
+    worker:<name>                heartbeat of a live worker (expires): JSON {name, device, pid,
+                                 since, concurrency}
+    dispatch                     the dispatcher's lock (SET NX PX): one bot process sends at a time
 """
 
 from __future__ import annotations
@@ -32,6 +42,10 @@ PREFIX = "nst:"
 ACTIVE = PREFIX + "active"
 PENDING = PREFIX + "pending"
 WORKERS = PREFIX + "worker:"
+DISPATCH_LOCK = PREFIX + "dispatch"
+DISPATCH_LOCK_MS = 5000  # a dispatcher that died holding the lock holds it no longer than this
+HELD, SENT, RUNNING = "held", "queued", "running"  # an active entry's states
+WORKER_CONCURRENCY = 1  # jobs a worker runs at once (nst-worker: --concurrency=1); an older heartbeat without it: 1
 TASK_NAME = "nst.stylize"
 QUEUE = "nst"
 HEARTBEAT_EVERY = 5.0
@@ -83,8 +97,13 @@ class JobKeys:
     def attempts(self) -> str:
         return self._key("attempts")
 
+    @property
+    def task(self) -> str:
+        return self._key("task")
+
     def all(self) -> list[str]:
-        return [self.content, self.styles, self.result, self.meta, self.preview, self.events, self.cancel, self.attempts]
+        return [self.content, self.styles, self.result, self.meta, self.preview, self.events, self.cancel, self.attempts,
+                self.task]
 
 
 @dataclass(frozen=True)
@@ -212,6 +231,21 @@ end
 redis.call('HSET', KEYS[1], ARGV[5], ARGV[9])
 redis.call('ZADD', KEYS[2], ARGV[10], ARGV[5])
 return {1, mine, #values}
+"""
+
+# KEYS: active. ARGV: job id, its entry as read, the entry to write. Writes only if nobody changed the
+# entry since it was read (1), else 0: a held job is sent once, and never after a cancel removed it.
+# The entries are compared and written as text: Lua's cjson would round the ids (beyond 2^53).
+SWAP_SCRIPT = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+"""
+
+# KEYS: the lock. ARGV: the holder's token. Deletes the lock only if it is still this holder's.
+UNLOCK_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 EXPIRED_REASON = (

@@ -9,6 +9,11 @@ worker does with a job, before it reads the images): a worker that dies before t
 killed by the job (it was dead or dying when the job was sent), so the job goes back to the front of
 the queue, once; only a job that started is failed with its worker. The job's deadline is enforced inside the worker (jobrun); a worker stuck past it
 is killed. Workers die with the bot, however it dies (see worker.die_with_parent).
+
+Which waiting job a free worker takes is the order's to say (base.Order, set by the job service;
+first come, first served without one). The queued jobs' positions and estimated starts are announced
+when a job is queued, starts or ends, and every ANNOUNCE_EVERY seconds while jobs wait (the running
+jobs' progress moves the estimates), each only when it changed meaningfully (base.worth_announcing).
 """
 
 from __future__ import annotations
@@ -23,7 +28,6 @@ import signal
 import sys
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,14 +44,20 @@ from .base import (
     Failed,
     JobHandle,
     JobInfo,
+    Order,
+    Placement,
     Progress,
     Queued,
+    QueueEntry,
     Refused,
     Started,
     StyleJob,
+    arrival_order,
     check_admission,
     decode_event,
+    ordered,
     timeout_reason,
+    worth_announcing,
 )
 from .jobrun import JobPayload
 from .worker import WorkerSpec, run_worker
@@ -59,6 +69,7 @@ CANCEL_GRACE = 30.0  # a running job that ignores its stop flag this long is kil
 RESTART_BACKOFF = 10.0  # a replacement worker that cannot start is retried after this
 STOP_WAIT = 10.0  # at shutdown, how long stopped jobs get to report before they are failed anyway
 HURRIED_WAIT = 1.0  # the same after a second signal (hurry): users are still told, within a second or two
+ANNOUNCE_EVERY = 2.0  # seconds between refreshes of the queued jobs' estimated starts
 
 
 # What the fork server imports once, so that each worker it forks starts without seconds of imports.
@@ -89,11 +100,14 @@ class _Entry:
     worker: "_Worker | None" = None
     stop_reason: str | None = None  # why we asked it to stop: CANCELLED, TIMEOUT or SHUTDOWN
     fraction: float = 0.0
-    started_at: float | None = None  # when it was sent to its worker
+    started_at: float | None = None  # when it was sent to its worker (monotonic)
+    started_wall: float | None = None  # the same, by the wall clock (what the order reads)
+    eta: tuple[float, float] | None = None  # (monotonic time, seconds left) of its last progress report
     acknowledged: bool = False  # its worker reported Started: from here on, its worker's death is its failure
     requeued: bool = False  # it went back to the queue once already, its worker dead before it started
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
-    announced_position: int | None = None
+    announced: Queued | None = None  # what its users were last told while it waited
+    requeued_first: bool = False  # back in the queue after its worker died before it started: next to go
 
     @property
     def job(self) -> StyleJob:
@@ -139,7 +153,9 @@ class LocalExecutor:
         self._log_json = log_json
         self._context = worker_context()
         self._workers: list[_Worker] = []
-        self._waiting: deque[_Entry] = deque()
+        self._waiting: list[_Entry] = []  # in arrival order; the order decides which goes next
+        self._order: Order = arrival_order
+        self._ticker: asyncio.TimerHandle | None = None
         self._entries: dict[str, _Entry] = {}
         self._seq = itertools.count(1)
         self._closing = False
@@ -170,6 +186,7 @@ class LocalExecutor:
                 raise
             raise ExecutorError(f"the workers did not load VGG-19 within {STARTUP_TIMEOUT:.0f} s") from None
         log.info("workers ready: %s", self.describe_workers())
+        self._ticker = self._loop.call_later(ANNOUNCE_EVERY, self._tick)
 
     def _spawn(self, index: int, device: str) -> _Worker:
         parent_end, child_end = self._context.Pipe(duplex=True)
@@ -214,8 +231,10 @@ class LocalExecutor:
         if self._closing:
             return
         self._closing = True
+        if self._ticker is not None:
+            self._ticker.cancel()
         while self._waiting:
-            self._finish(self._waiting.popleft(), Failed(SHUTDOWN, SHUTDOWN_QUEUED))
+            self._finish(self._waiting.pop(0), Failed(SHUTDOWN, SHUTDOWN_QUEUED))
         if self._running() and grace > 0:
             log.info("waiting up to %.0f s for %d running job(s)", grace, len(self._running()))
             await self._until_idle(grace)
@@ -277,6 +296,9 @@ class LocalExecutor:
         self._dispatch()
         return handle
 
+    def set_order(self, order: Order) -> None:
+        self._order = order
+
     async def cancel(self, job_id: str) -> bool:
         entry = self._entries.get(job_id)
         if entry is None:
@@ -296,8 +318,9 @@ class LocalExecutor:
             for e in running
         ]
         infos += [
-            JobInfo(e.job.job_id, e.job.user_id, e.job.guild_id, "queued", i, 0.0, None, e.job.submitted_at)
-            for i, e in enumerate(self._waiting, start=1)
+            JobInfo(e.job.job_id, e.job.user_id, e.job.guild_id, "queued", placement.position, 0.0, None,
+                    e.job.submitted_at, placement.starts_in)
+            for e, placement in self._placed()
         ]
         return infos
 
@@ -318,14 +341,43 @@ class LocalExecutor:
     def _running(self) -> list[_Entry]:
         return [e for e in self._entries.values() if e.worker is not None]
 
+    def _placed(self) -> list[tuple[_Entry, Placement]]:
+        """The waiting jobs in the order they will start, with their placements. A job whose worker died
+        before it started goes first, as if never sent."""
+        if not self._waiting:
+            return []
+        now = time.monotonic()
+        running = [self._queue_entry(e, now) for e in self._running()]
+        workers = sum(1 for w in self._workers if w.state in ("idle", "busy"))
+        placements = ordered(self._order, [self._queue_entry(e, now) for e in self._waiting], running, workers, log)
+        by_id = {e.job.job_id: e for e in self._waiting}
+        placed = [(by_id[p.job_id], p) for p in placements]
+        first = [pair for pair in placed if pair[0].requeued_first]
+        if first:
+            placed = first + [pair for pair in placed if not pair[0].requeued_first]
+            placed = [(e, Placement(p.job_id, position, p.starts_in)) for position, (e, p) in enumerate(placed, start=1)]
+        return placed
+
+    @staticmethod
+    def _queue_entry(entry: _Entry, now: float) -> QueueEntry:
+        job = entry.job
+        remaining = None
+        if entry.eta is not None:
+            reported, seconds = entry.eta
+            remaining = max(0.0, seconds - (now - reported))
+        return QueueEntry(job.job_id, job.user_id, job.guild_id, job.submitted_at, job.work,
+                          started_at=entry.started_wall, remaining=remaining)
+
     def _dispatch(self) -> None:
         while self._waiting and not self._closing:
             worker = next((w for w in self._workers if w.state == "idle"), None)
             if worker is None:
                 break
-            entry = self._waiting.popleft()
+            entry = self._placed()[0][0]
+            self._waiting.remove(entry)
+            entry.requeued_first = False
             worker.state, worker.entry = "busy", entry
-            entry.worker, entry.started_at = worker, time.monotonic()
+            entry.worker, entry.started_at, entry.started_wall = worker, time.monotonic(), time.time()
             worker.cancel.value = 0
             job = entry.job
             payload = JobPayload.of(job, timeout=self._job_timeout, preview_interval=self._preview_interval)
@@ -348,10 +400,18 @@ class LocalExecutor:
         self._loop.run_in_executor(None, send)
 
     def _announce_positions(self) -> None:
-        for position, entry in enumerate(self._waiting, start=1):
-            if entry.announced_position != position:
-                entry.announced_position = position
-                entry.handle.emit(Queued(position))
+        for entry, placement in self._placed():
+            queued = Queued(placement.position, placement.starts_in)
+            if worth_announcing(entry.announced, queued):
+                entry.announced = queued
+                entry.handle.emit(queued)
+
+    def _tick(self) -> None:
+        """Refresh the estimates while jobs wait: the running jobs' progress moves them."""
+        if self._closing:
+            return
+        self._announce_positions()
+        self._ticker = self._loop.call_later(ANNOUNCE_EVERY, self._tick)
 
     def _request_stop(self, entry: _Entry, reason: str) -> None:
         worker = entry.worker
@@ -415,6 +475,9 @@ class LocalExecutor:
             entry.acknowledged = True
         if isinstance(event, Progress):
             entry.fraction = event.fraction
+            eta = getattr(event, "eta", None)
+            if isinstance(eta, (int, float)):
+                entry.eta = (time.monotonic(), float(eta))
         if isinstance(event, Failed) and event.kind == CANCELLED:
             event = self._stopped_event(entry)  # we asked it to stop: say why
         if isinstance(event, (Done, Failed)):
@@ -468,8 +531,9 @@ class LocalExecutor:
         for timer in entry.timers:
             timer.cancel()
         entry.timers.clear()
-        entry.worker, entry.started_at, entry.announced_position, entry.requeued = None, None, None, True
-        self._waiting.appendleft(entry)
+        entry.worker, entry.started_at, entry.started_wall, entry.eta = None, None, None, None
+        entry.announced, entry.requeued, entry.requeued_first = None, True, True
+        self._waiting.insert(0, entry)
         self._dispatch()
 
     def _replace(self, worker: _Worker) -> None:

@@ -12,6 +12,7 @@ import discord
 
 from bot.core.jobs import DEFAULT_UPLOAD_LIMIT, Destination
 from bot.core.limits import effective_limits
+from bot.core.scheduling import Estimate, queued_text
 from bot.core.store import StoreError
 from bot.executor.base import CANCELLED, Done, Failed, Preview, Progress, StyleJob
 from bot.frontend import attachments
@@ -58,8 +59,9 @@ class JobMessages:
             preview_interval=bot.config.bot.preview_interval,
         )
 
-    async def queued(self, position: int) -> None:
-        await self.status.show(f"{self.who}⏳ Queued, position {position}. **Cancel** withdraws it.{self.notes}")
+    async def queued(self, position: int, starts_in: float | None = None) -> None:
+        line = f"⏳ Queued, position {position}" if starts_in is None else queued_text(Estimate(self.job.job_id, position, starts_in))
+        await self.status.show(f"{self.who}{line}. **Cancel** withdraws it.{self.notes}")
 
     async def started(self, device: str) -> None:
         await self.status.show(f"{self.who}🎨 Started on {device}…{self.notes}", now=True)
@@ -167,6 +169,28 @@ class DiscordJobs:
         )
         existing = channel.get_partial_message(status_message_id) if status_message_id else None
         return where, existing
+
+    async def role_ids(self, user_id: int, where: Destination) -> list[int]:
+        """The member's roles (quota allowances), when the request did not carry them: from the member
+        cache, else asked of Discord (the bot has no members intent); none if Discord cannot say."""
+        guild = where.guild
+        if guild is None:
+            return []
+        member = guild.get_member(user_id)
+        if member is None:
+            try:
+                member = await guild.fetch_member(user_id)
+            except discord.HTTPException as error:
+                log.warning("cannot read the roles of member %s in server %s: %s", user_id, guild.id, error)
+                return []
+        return member_role_ids(member)
+
+
+def member_role_ids(member: Any) -> list[int]:
+    """A member's role ids (quota allowances), without @everyone; none for a user outside a server."""
+    roles = getattr(member, "roles", None) or []
+    guild = getattr(member, "guild", None)
+    return [role.id for role in roles if guild is None or role.id != guild.id]
 
 
 def missing_permissions(where: "Destination") -> list[str]:

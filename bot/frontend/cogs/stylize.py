@@ -13,7 +13,9 @@ from bot.frontend import attachments
 from bot.core.errors import UserError
 from bot.core.jobs import Destination, JobRequest, Silent
 from bot.core.options import options_help
+from bot.core.scheduling import starts_in_text
 from bot.frontend.errors import errors_answered
+from bot.frontend.job_view import member_role_ids
 from bot.frontend.replies import reply
 from bot.frontend.forms import is_form_submission, parse_options
 from bot.frontend.forms import submitted as form_submitted
@@ -59,6 +61,7 @@ class Stylize(commands.Cog, name="Style transfer"):
             attachments=images,
             options=given,
             via="prefix",
+            role_ids=member_role_ids(ctx.author) if ctx.guild else None,
         )
         try:
             await self.bot.jobs.submit(request)
@@ -76,7 +79,7 @@ class Stylize(commands.Cog, name="Style transfer"):
     async def cancel(self, ctx: commands.Context):
         await reply(ctx, await cancel_jobs(self.bot, ctx.author.id))
 
-    @commands.command(name="queue", help="Show the jobs running and waiting.")
+    @commands.command(name="queue", help="Show the jobs running and waiting, and when yours starts.")
     async def queue(self, ctx: commands.Context):
         await reply(ctx, queue_text(self.bot, ctx.guild, ctx.author.id))
 
@@ -132,10 +135,12 @@ async def sync_commands(bot: "StyleBot", scope: str, guild: discord.Guild | None
 
 
 def queue_text(bot: "StyleBot", guild: discord.Guild | None, user_id: int) -> str:
+    """The jobs running and waiting, in the order they will start, and the caller's own jobs' places
+    and estimated starts first."""
     jobs = bot.executor.jobs()
     if not jobs:
         return "The queue is empty: your job would start at once."
-    lines = []
+    lines = [your_place(info) for info in jobs if info.user_id == user_id and info.state == "queued"]
     for info in jobs:
         # A job is named to its owner, and in the server it runs for; a direct message's job only to its owner.
         shown = info.user_id == user_id or (guild is not None and info.guild_id == guild.id)
@@ -145,3 +150,9 @@ def queue_text(bot: "StyleBot", guild: discord.Guild | None, user_id: int) -> st
         else:
             lines.append(f"{info.position}. {who}: waiting")
     return "\n".join(lines)
+
+
+def your_place(info) -> str:
+    """ "⏳ Your job: position 2 · starts in about 40 s" (the estimate when the queue has one)."""
+    place = f"⏳ Your job: position {info.position}"
+    return place if info.starts_in is None else f"{place} · {starts_in_text(info.starts_in)}"

@@ -1,0 +1,94 @@
+"""End to end (issue 23), local worker: the fair order of waiting jobs, the slow lane and the refusal of
+members over their daily quota, and the position and estimated start in the status message and in
+!queue. The real bot against the fake Discord, one CPU worker, tiny jobs."""
+
+from __future__ import annotations
+
+import time
+
+from bot_harness import IMAGES, command, make_config, reply_to, running_bot, submitted_jobs, time_budget
+
+LONG = "--epochs 40 --size 64"  # the job that keeps the one worker busy while the others queue
+SHORT = "--epochs 2"
+
+
+def versions(message) -> list[str]:
+    return [v.content for v in message.edits] + [message.content]
+
+
+async def result_of(fake, request, weights_file, steps: int):
+    return await reply_to(fake, request, lambda m: m.attachments and m.attachments[0].filename.startswith("stylized"),
+                          timeout=time_budget(steps, weights_file))
+
+
+def second_server(fake, world):
+    """Server B, with a member of its own."""
+    guild = fake.add_guild(name="Other Club", owner_id=world.owner.id)
+    channel = fake.add_text_channel(guild.id, "general")
+    erin = fake.add_user("erin")
+    fake.add_member(guild.id, erin.id)
+    return guild, channel, erin
+
+
+async def start_order(bot, jobs) -> list[int]:
+    """The users of ``jobs`` in the order their workers started them (the records' started_at)."""
+    records = [await bot.store.get_job(job.job_id) for job in jobs]
+    assert all(record.started_at is not None for record in records), records
+    return [record.user_id for record in sorted(records, key=lambda record: record.started_at)]
+
+
+async def test_round_robin_across_servers_with_the_estimate_in_the_status_and_in_queue(fake, world, tmp_path, weights_file):
+    """Server A queues 3 jobs, server B then 1: under round-robin B's runs second, not last. Queued jobs
+    show their position and estimated start, in their status messages and in !queue."""
+    config = make_config(tmp_path, weights_file, queue={"policy": "round-robin"},
+                         caps={"max_jobs_per_user": 3, "max_queue": 10})
+    _, b_channel, erin = second_server(fake, world)
+    async with running_bot(fake, config) as bot:
+        with submitted_jobs(bot) as jobs:
+            requests = [await command(fake, world.general, world.alice, f"!stylize {LONG}", IMAGES)]
+            await fake.wait_until(lambda: [i.state for i in bot.executor.jobs()] == ["running"], timeout=30,
+                                  what="the first job runs")
+            for _ in range(2):
+                requests.append(await command(fake, world.general, world.alice, f"!stylize {SHORT}", IMAGES))
+            await fake.wait_until(lambda: len(bot.executor.jobs()) == 3, timeout=30, what="server A's jobs queued")
+            requests.append(await command(fake, b_channel, erin, f"!stylize {SHORT}", IMAGES))
+            await fake.wait_until(lambda: len(bot.executor.jobs()) == 4, timeout=30, what="server B's job queued")
+            listing = await reply_to(fake, await command(fake, b_channel, erin, "!queue"))
+            for request in requests:
+                await result_of(fake, request, weights_file, 40 + 3 * 2)
+        assert await start_order(bot, jobs) == [world.alice.id, erin.id, world.alice.id, world.alice.id]
+    assert "⏳ Your job: position 1 · starts in" in listing.content, listing.content
+    status = [m for m in fake.bot_messages(b_channel.id) if m.message_reference == requests[3].id and not m.attachments]
+    shown = [text for message in status for text in versions(message)]
+    assert any(text.startswith("⏳ Queued, position 1 · starts in") for text in shown), shown
+
+
+async def test_a_job_over_quota_waits_in_the_slow_lane_behind_a_later_one(fake, world, tmp_path, weights_file):
+    config = make_config(tmp_path, weights_file, quotas={"user_daily": 60, "over_quota": "slow-lane"})
+    async with running_bot(fake, config) as bot:
+        await bot.store.record_usage("earlier", world.alice.id, world.guild.id, 75.0, None, time.time())
+        with submitted_jobs(bot) as jobs:
+            first = await command(fake, world.general, world.bob, f"!stylize {LONG}", IMAGES)
+            await fake.wait_until(lambda: [i.state for i in bot.executor.jobs()] == ["running"], timeout=30,
+                                  what="bob's job runs")
+            slow = await command(fake, world.general, world.alice, f"!stylize {SHORT}", IMAGES)
+            await fake.wait_until(lambda: len(bot.executor.jobs()) == 2, timeout=30, what="alice's job queued")
+            later = await command(fake, world.general, world.carol, f"!stylize {SHORT}", IMAGES)
+            results = [await result_of(fake, request, weights_file, 40 + 2 * 2) for request in (first, slow, later)]
+        assert await start_order(bot, jobs) == [world.bob.id, world.carol.id, world.alice.id]
+        # the member over quota is told why and until when, with the job (the others are not)
+        assert "⚠️ you have used 1 min of your 1 min today; your jobs wait in the slow lane until 00:00 UTC" \
+            in results[1].content, results[1].content
+        assert "slow lane" not in results[2].content
+        charged = await bot.quotas.used(user_id=world.bob.id, guild_id=world.guild.id)
+        assert charged.user > 0  # bob's finished job is in the ledger, with the worker's own seconds
+
+
+async def test_a_job_over_quota_is_refused_where_the_operator_says_so(fake, world, tmp_path, weights_file):
+    config = make_config(tmp_path, weights_file, quotas={"user_daily": 60, "over_quota": "refuse"})
+    async with running_bot(fake, config) as bot:
+        await bot.store.record_usage("earlier", world.alice.id, world.guild.id, 75.0, None, time.time())
+        refused = await command(fake, world.general, world.alice, f"!stylize {SHORT}", IMAGES)
+        reply = await reply_to(fake, refused)
+        assert reply.content.startswith("⚠️ ") and "new jobs are refused until 00:00 UTC" in reply.content, reply.content
+        assert bot.executor.jobs() == []
