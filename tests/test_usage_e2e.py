@@ -4,11 +4,13 @@ and reset a member's usage (a member may not; the bot's owner resets everywhere)
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 
-from bot_harness import command, make_config, reply_to, running_bot
+from bot.core.usage import duration
+from bot_harness import IMAGES, command, make_config, reply_to, running_bot, time_budget
 
 
 async def say(fake, channel, user, text):
@@ -24,6 +26,17 @@ async def private_answer(ix, timeout: float = 30):
 
 async def charge(bot, job_id: str, user_id: int, guild_id: int | None, seconds: float) -> None:
     assert await bot.store.record_usage(job_id, user_id, guild_id, seconds, None, time.time())
+
+
+async def ledger_rows(bot, user_id: int, guild_id: int) -> list:
+    """The user's counted ledger rows (resets applied) in that server, once a charge has landed (it is
+    recorded when the job ends, beside the result)."""
+    deadline = time.monotonic() + 10
+    while True:
+        rows = [row for row in await bot.store.usage_since(0.0) if row[:2] == (user_id, guild_id) and row[2] > 0]
+        if rows or time.monotonic() > deadline:
+            return rows
+        await asyncio.sleep(0.05)
 
 
 async def test_usage_limits_and_resets_through_discord(fake, world, tmp_path, weights_file):
@@ -79,10 +92,20 @@ async def test_usage_limits_and_resets_through_discord(fake, world, tmp_path, we
         assert "is not a member" in await say(fake, g, boss, "!usage reset everyone")
         assert f"Reset <@{alice.id}>'s usage everywhere" in await say(fake, g, world.operator, f"!usage reset <@{alice.id}>")
 
+        # a job that runs is charged to the ledger with the worker's own seconds, and counts after a reset
+        result = await reply_to(fake, await command(fake, g, alice, "!stylize --epochs 4", IMAGES),
+                                lambda m: bool(m.attachments), timeout=time_budget(4, weights_file))
+        assert result.attachments
+        charged = await ledger_rows(bot, alice.id, world.guild.id)
+        assert len(charged) == 1  # the owner's reset took the earlier 10 min out: only the new job counts
+        _, _, seconds, member_seconds = charged[0]
+        assert seconds == member_seconds and 0 < seconds < time_budget(4, weights_file)
+
     async with running_bot(fake, config) as bot:  # the ledger, the limits and the resets survive a restart
         fake.register_tree(bot)
         answer = await private_answer(await fake.slash(alice, g, "usage"))
-        assert "You, everywhere: 0 s of 1 h today" in answer and "This server: 20 min of 2 h today" in answer
+        assert f"You, everywhere: {duration(seconds)} of 1 h today" in answer
+        assert f"This server: {duration(1200.0 + seconds)} of 2 h today" in answer
         shown = await say(fake, g, bob, "!usage")
         assert "You, in this server: 0 s of 5 min today" in shown
         reset = await private_answer(await fake.slash(boss, g, "usage-reset", options={"member": alice}))
