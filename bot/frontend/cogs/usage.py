@@ -31,18 +31,12 @@ def role_ids(user: discord.abc.User) -> list[int]:
 class Usage(commands.Cog, name="Usage"):
     def __init__(self, bot: "StyleBot"):
         self.bot = bot
-        self._quotas: QuotaService | None = None
 
     @property
     def quotas(self) -> QuotaService:
-        """The bot's quota service; a QuotaService keeps nothing of its own (everything is in the store),
-        so one made here, where the bot has none, sees exactly what the job service's would."""
-        shared = getattr(self.bot, "quotas", None)
-        if shared is not None:
-            return shared
-        if self._quotas is None:
-            self._quotas = QuotaService(self.bot.config, self.bot.store)
-        return self._quotas
+        """The job service's (made in setup_hook, before the cogs)."""
+        assert self.bot.quotas is not None, "the bot's quota service is made before the cogs are added"
+        return self.bot.quotas
 
     # ------------------------------------------------------------------ what each action answers
 
