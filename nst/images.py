@@ -20,6 +20,7 @@ Decoding policy, and why:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
@@ -29,7 +30,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Mapping
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, features
@@ -362,6 +363,17 @@ def fitted_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
     return (max(1, round(width * max_side / height)), max_side)
 
 
+def enlarged_size(size: tuple[int, int], side: int) -> tuple[int, int]:
+    """``size`` with its longer side raised to ``side`` (aspect kept), as it is when already as large:
+    how an upscale (``stylize(init_image=...)``) enlarges its content, and how the checks before
+    queueing size it."""
+    width, height = size
+    if max(width, height) >= side:
+        return (width, height)
+    scale = side / max(width, height)
+    return (side, max(1, round(height * scale))) if width >= height else (max(1, round(width * scale)), side)
+
+
 def fit_within(image: Image.Image, max_side: int) -> Image.Image:
     """Downscale (never upscale) so the longer side is at most ``max_side``, keeping the aspect ratio.
 
@@ -653,24 +665,34 @@ def decode_animation(
     data = _read_source(source, name)
     if _is_video(data[:64]):
         return _decode_video(data, max_pixels, max_frames, max_total_pixels, name)
+    with _animated(data, name) as (image, count):
+        if count > 1:
+            _check_frames(name, image.size, count, max_pixels, max_frames, max_total_pixels)
+            return _pillow_frames(image, count, name)
+    # outside the lock, which decode_image takes itself
+    return Animation((decode_image(data, max_pixels=max_pixels, name=name),), (0,), None)
+
+
+@contextlib.contextmanager
+def _animated(data: bytes, name: str):
+    """(the opened GIF/WebP, its frame count) from its header, or (None, 1) for anything else (a
+    stills' decode explains a bad header better). A GIF/WebP whose frames cannot even be counted ends
+    early: refused, not read as a still of its first frame."""
     with _WARNINGS_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
         try:
             image = Image.open(io.BytesIO(data), formats=_ANIMATION_FORMATS)
-            count = getattr(image, "n_frames", 1)
-        except Exception:  # not a GIF/WebP, or a header a stills' decode explains better
-            image, count = None, 1
-        if image is not None and count > 1:
+        except Exception:  # not a GIF/WebP
+            yield None, 1
+            return
+        with image:
             try:
-                _check_frames(name, image.size, count, max_pixels, max_frames, max_total_pixels)
-                return _pillow_frames(image, count, name)
-            finally:
-                image.close()
-        if image is not None:
-            image.close()
-    # outside the lock, which decode_image takes itself
-    return Animation((decode_image(data, max_pixels=max_pixels, name=name),), (0,), None)
+                count = int(getattr(image, "n_frames", 1))
+            except Exception:  # noqa: BLE001 - Pillow's reader fails on a file cut short
+                raise ImageError(f"the {name} is a broken animation: the file ends before its last frame "
+                                 "(incomplete upload?)") from None
+            yield image, count
 
 
 def _read_source(source, name: str) -> bytes:
@@ -708,7 +730,7 @@ def _check_frames(name: str, size: tuple[int, int], count: int, max_pixels: int,
             f"the {name} is {width}×{height} = {describe_pixels(width * height)}; the limit is {describe_pixels(max_pixels)}"
         )
     if count > max_frames:
-        raise ImageError(f"the {name} has {count} frames; the limit is {max_frames}")
+        raise ImageError(frames_refusal(name, count, max_frames))
     if count * width * height > max_total:
         raise ImageError(
             f"the {name} is {count} frames of {width}×{height} = {describe_pixels(count * width * height)}; "
@@ -955,23 +977,81 @@ def write_animation(animation: Animation, path: str | os.PathLike[str], *, quali
 
 
 def check_animation(
-    size: tuple[int, int], frames: int, duration_ms: int, style_sizes: Sequence[tuple[int, int]], params
+    size: tuple[int, int], frames: int, duration_ms: int, style_sizes: Sequence[tuple[int, int]], params,
+    *, name: str = "animation", reasons: Mapping[str, str] | None = None,
 ) -> None:
     """Refuse, before any tensor work, a clip over the caps in ``params`` (a StyleParams): frames,
     playing time and frames × pixels at ``params.animation_size``; then what
-    :func:`nst.check_runnable` refuses for its frames at that size. Raises ImageError/ParamError."""
+    :func:`nst.check_runnable` refuses for its frames at that size. Raises ImageError/ParamError.
+    ``reasons`` names whose limit ``max_frames`` and ``max_clip_seconds`` are (the bot: "this server's
+    limit"); "the limit" otherwise."""
     from .schedule import check_runnable  # here, not at the top: schedule imports this module
 
+    reasons = reasons or {}
     if frames > params.max_frames:
-        raise ImageError(f"the animation has {frames} frames; the limit is {params.max_frames}")
+        raise ImageError(frames_refusal(name, frames, params.max_frames, reasons.get("max_frames", "the limit")))
     seconds = duration_ms / 1000
     if seconds > params.max_clip_seconds:
-        raise ImageError(f"the animation plays for {seconds:g} s; the limit is {params.max_clip_seconds:g} s")
+        reason = reasons.get("max_clip_seconds", "the limit")
+        raise ImageError(f"the {name} plays for {seconds:g} s; {reason} is {params.max_clip_seconds:g} s")
     width, height = fitted_size(size, params.animation_size)
     cost = frames * width * height
     if cost > params.max_clip_pixels:
         raise ImageError(
-            f"the animation is {frames} frames of {width}×{height} = {describe_pixels(cost)} to stylize; the limit "
+            f"the {name} is {frames} frames of {width}×{height} = {describe_pixels(cost)} to stylize; the limit "
             f"is {describe_pixels(params.max_clip_pixels)}: use fewer frames or a smaller animation_size"
         )
     check_runnable(size, style_sizes, params.replace(size=params.animation_size))
+
+
+def frames_refusal(name: str, frames: int, limit: int, reason: str = "the limit") -> str:
+    """The one wording of a clip over a frame cap, whoever counted its frames."""
+    return f"the {name} has {frames} frames; {reason} is {limit}"
+
+
+@dataclass(frozen=True)
+class ClipFacts:
+    """What the checks before queueing need of a content image, read without keeping its frames."""
+
+    size: tuple[int, int]
+    frames: int  # 1: a still
+    duration_ms: int  # the playing time as the engine counts it (0 for a still)
+
+
+def probe_animation(
+    source: bytes | bytearray | memoryview,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_frames: int = 1000,
+    name: str = "image",
+    frames_reason: str = "the limit",
+) -> ClipFacts:
+    """The size, frame count and playing time of a still, an animated GIF/WebP or a clip, with the
+    decoders' own refusals. An animated GIF/WebP is refused over ``max_frames`` from its header
+    before any frame is decoded, then walked one frame at a time (each frame decoded and dropped:
+    broken frames are found, durations counted as :func:`decode_animation` counts them), so a process
+    that only checks never holds the clip; stills and videos go through :func:`decode_animation`."""
+    data = _read_source(source, name)
+    if not _is_video(data[:64]):
+        with _animated(data, name) as (image, count):
+            if count > 1:
+                return _walked(image, count, max_pixels, max_frames, name, frames_reason)
+    animation = decode_animation(data, max_pixels=max_pixels, max_frames=max_frames, name=name)
+    return ClipFacts(animation.size, len(animation.frames), animation.duration_ms if animation.animated else 0)
+
+
+def _walked(image: Image.Image, count: int, max_pixels: int, max_frames: int, name: str, frames_reason: str) -> ClipFacts:
+    if count > max_frames:
+        raise ImageError(frames_refusal(name, count, max_frames, frames_reason))
+    _check_frames(name, image.size, count, max_pixels, max_frames, DEFAULT_MAX_ANIMATION_PIXELS)
+    total = 0
+    try:
+        for index in range(count):
+            image.seek(index)
+            image.load()  # WebP sets a frame's duration when it decodes it
+            total += _frame_ms(image.info.get("duration"))
+    except MemoryError:
+        raise ImageError(f"the {name} is too large to decode in the memory available") from None
+    except Exception:  # noqa: BLE001 - a frame Pillow cannot read: the worker's decode would refuse it too
+        raise ImageError(f"the {name} is a broken animation: one of its frames cannot be read") from None
+    return ClipFacts(image.size, count, total)

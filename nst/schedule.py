@@ -98,7 +98,7 @@ def _style_name(index: int, count: int) -> str:
 
 def check_runnable(
     content_size: tuple[int, int], style_sizes: Sequence[tuple[int, int]], params: StyleParams,
-    *, max_memory: int | float | str | None = None,
+    *, max_memory: int | float | str | None = None, init_size: tuple[int, int] | None = None,
 ) -> None:
     """Refuse, before any tensor work, a content/style pair that VGG-19 cannot process at ``params``.
 
@@ -108,8 +108,19 @@ def check_runnable(
     below the minimum or a blend weight count that does not match the style images, and
     (``max_memory``) when a level cannot fit that memory budget (bytes or text like ``"2GiB"``) even in
     the smallest tiles: estimated for fp32 unless ``precision`` is bf16 (``auto`` may only need less).
+    ``init_size``: the job continues from a picture of that size (an upscale, ``stylize(init_image=)``):
+    checked as stylize runs it, the content enlarged to ``size`` and only the final level planned,
+    with the picture's own size scored once.
     """
+    if init_size is not None:
+        if min(init_size) < MIN_SIDE:
+            raise ImageError(f"the init image ({init_size[0]}×{init_size[1]}) is too small: VGG-19 needs at least "
+                             f"{MIN_SIDE} px on its shorter side")
+        content_size = images.enlarged_size(tuple(content_size), params.size)
     the_plan = plan(content_size, style_sizes, params)
+    sizes = [level.size for level in the_plan.levels]
+    if init_size is not None:
+        sizes = [sizes[-1], tuple(init_size)]
     if max_memory is not None:
         from . import memory  # no torch: nst.memory imports it only to ask a device for its default
 
@@ -117,7 +128,7 @@ def check_runnable(
         if budget is None:
             return
         memory.check_fits(
-            [level.size for level in the_plan.levels], budget, params.layers,
+            sizes, budget, params.layers,
             params.content_layer, dtype_bytes=memory.dtype_bytes_for(params.precision),
             optimizer="adam" if params.schedule == "reference" else params.optimizer, pool=params.pool,
         )

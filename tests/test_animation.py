@@ -86,6 +86,37 @@ def test_too_many_frames_or_frame_pixels_are_refused_from_the_header():
         images.decode_animation(data, max_total_pixels=10_000, name="content image")
 
 
+def test_the_probe_counts_frames_and_playing_time_as_the_decoder_does_without_keeping_them():
+    clip = _clip(4, durations=[60, 0, 80, 90])  # a frame without a delay shows for DEFAULT_FRAME_MS
+    data = _gif_bytes(clip)
+    facts = images.probe_animation(data, name="content image")
+    decoded = images.decode_animation(data, name="content image")
+    assert (facts.size, facts.frames, facts.duration_ms) == (decoded.size, len(decoded.frames), decoded.duration_ms)
+    assert facts.duration_ms == 60 + images.DEFAULT_FRAME_MS + 80 + 90
+    still = io.BytesIO()
+    _textured(40, 30).save(still, "PNG")
+    assert images.probe_animation(still.getvalue()) == images.ClipFacts((40, 30), 1, 0)
+
+
+def test_the_probe_refuses_from_the_header_naming_whose_limit_and_finds_a_broken_frame(monkeypatch):
+    data = _gif_bytes(_clip(6))
+    monkeypatch.setattr(images, "_frame_ms", lambda value: pytest.fail("a frame was read"))  # refused before any
+    with pytest.raises(nst.ImageError, match="^the content image has 6 frames; this server's limit is 5$"):
+        images.probe_animation(data, max_frames=5, name="content image", frames_reason="this server's limit")
+    monkeypatch.undo()
+    with pytest.raises(nst.ImageError, match="content image"):
+        images.probe_animation(data[: len(data) * 2 // 3], name="content image")
+
+
+def test_the_clip_caps_name_whose_limit_they_are():
+    params = nst.StyleParams(max_frames=3, max_clip_seconds=0.2)
+    with pytest.raises(nst.ImageError, match="^the content image has 4 frames; the bot's limit is 3$"):
+        images.check_animation((48, 40), 4, 100, [(48, 40)], params, name="content image", reasons={"max_frames": "the bot's limit"})
+    with pytest.raises(nst.ImageError, match=r"^the content image plays for 0\.3 s; this server's limit is 0\.2 s$"):
+        images.check_animation((48, 40), 3, 300, [(48, 40)], params, name="content image",
+                               reasons={"max_clip_seconds": "this server's limit"})
+
+
 def test_a_truncated_gif_is_refused_as_truncated():
     data = _gif_bytes(_clip(4))
     with pytest.raises(nst.ImageError, match="content image"):

@@ -10,19 +10,27 @@ from __future__ import annotations
 
 import io
 import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw, ImageSequence
 
 from nst.params import StyleParams
 
-from bot_harness import IMAGES, command, make_config, reply_to, run_scenarios, running_bot, submitted_jobs
+from bot_harness import IMAGES, command, make_config, reply_to, run_scenarios, running_bot, submitted_jobs, time_budget
 from test_bot_e2e import result_of, status_of, versions
 from test_buttons_e2e import press, private_answer
 
 DURATIONS = [60, 70, 80, 90]
 # The clips' own settings: frames at 48 px, two steps a later frame; one bot for the quick scenarios.
 CLIP_DEFAULTS = {"epochs": 8, "animation_size": 48, "frame_steps": 2}
+
+
+def clip_budget(bot) -> float:
+    """A wall-time bound for one clip job of CLIP_DEFAULTS (4 frames: the first frame's epochs, then
+    frame_steps each) from this machine's measured step time, with room for the frames' set-up."""
+    steps = CLIP_DEFAULTS["epochs"] + 3 * CLIP_DEFAULTS["frame_steps"]
+    return time_budget(2 * steps, Path(bot.config.engine.weights))
 
 
 def clip_frames(count: int, size=(48, 40)) -> list[Image.Image]:
@@ -121,7 +129,7 @@ async def the_buttons_under_an_animated_result(fake, world, bot):
     details = await private_answer(await press(fake, world.bob, result, "Details"))
     assert "steps over 3 frames at 48×40" in details and "**Final losses (first frame)**" in details, details
     assert "Queued (seed" in await private_answer(await press(fake, world.bob, result, "Again"))
-    again = await reply_to(fake, result, lambda m: bool(m.attachments), timeout=60)
+    again = await reply_to(fake, result, lambda m: bool(m.attachments), timeout=clip_budget(bot))
     assert again.attachments[0].filename == "stylized.gif" and frames_of(again.attachments[0].data) == DURATIONS[:3]
     assert "🎞️ 3 frames" in again.content and "seed 9" not in again.content
 
@@ -137,9 +145,9 @@ async def an_animated_style_gives_its_first_frame_and_says_so(fake, world, bot):
 async def clips_over_the_bots_caps_are_refused_before_queueing(fake, world, bot):
     with submitted_jobs(bot) as jobs:
         text = await refusal(fake, world, world.alice, "!stylize", gif_attachments(7, [50] * 7))
-        assert "the content image is an animation of 7 frames; the bot's limit is 6 frames" in text
+        assert "the content image has 7 frames; the bot's limit is 6" in text
         text = await refusal(fake, world, world.alice, "!stylize", gif_attachments(3, [1000, 1000, 500]))
-        assert "the content image is an animation of 2.5 s; the bot's limit is 2 s" in text
+        assert "the content image plays for 2.5 s; the bot's limit is 2 s" in text
         text = await refusal(fake, world, world.alice, "!stylize", [gif_attachments()[0], ("clip.mp4", b"x" * 64, "video/mp4")])
         assert "the style image (clip.mp4) is a video (MP4); a style must be a picture" in text
     assert jobs == [] and bot.executor.jobs() == []
@@ -155,7 +163,7 @@ async def a_server_limit_lowers_the_frames_cap(fake, world, bot):
     try:
         with submitted_jobs(bot) as jobs:
             text = await refusal(fake, world, world.alice, "!stylize", gif_attachments(4))
-        assert "the content image is an animation of 4 frames; this server's limit is 3 frames" in text and jobs == []
+        assert "the content image has 4 frames; this server's limit is 3" in text and jobs == []
         request = await command(fake, world.general, world.alice, "!stylize --size 32", gif_attachments(3))
         result = (await result_of(fake, request)).attachments[0].data
         assert len(frames_of(result)) == 3  # within it: runs, its frames as small as the command asked
@@ -186,7 +194,7 @@ async def test_cancel_in_the_middle_of_a_clip(fake, world, tmp_path, weights_fil
                          bot={"status_interval": 0.2})
     async with running_bot(fake, config) as bot:
         request = await command(fake, world.general, world.alice, "!stylize", gif_attachments())
-        await status_of(fake, request, "🎞️ frame 2/4", timeout=60)
+        await status_of(fake, request, "🎞️ frame 2/4", timeout=time_budget(CLIP_DEFAULTS["epochs"] + 1, weights_file))
         cancel = await command(fake, world.general, world.alice, "!cancel")
         assert "Cancelling" in (await reply_to(fake, cancel)).content
         stopped = await status_of(fake, request, "did not finish")
@@ -220,7 +228,7 @@ def test_the_result_line_says_what_the_gif_gave_up_to_fit():
 async def test_a_clip_through_celery_workers(tmp_path, weights_file):
     """The Celery path runs the same run_job: frame progress crosses Redis as JSON, the GIF comes back."""
     from bot.executor.base import Done, Progress, StyleJob
-    from bot_harness import PRECISION, time_budget
+    from bot_harness import PRECISION
     from redis_harness import celery_config, redis_server
     from test_celery import events, executor, workers
 

@@ -311,3 +311,17 @@ def test_accelerators_read_back_a_few_times_a_second():
     assert Readback.for_device(torch.device("cpu")) == Readback(1, 0.0)
     gpu = Readback.for_device(torch.device("cuda"))
     assert gpu.every_seconds >= 0.1 and not gpu.due(100, 0.05) and gpu.due(1, 0.3)
+
+
+def test_an_upscale_is_checked_at_the_size_it_will_run():
+    """An upscale enlarges its content to ``size`` (a new job never does): the budget is checked at
+    that size and at the picture's own, as stylize(init_image=) runs them."""
+    params = StyleParams(size=4096)
+    small = (64, 48)
+    check_runnable(small, [(64, 48)], params, max_memory="300MiB")  # a new job runs at 64×48: fits
+    with pytest.raises(ParamError) as refused:  # at 4096×3072 the picture's own copies alone exceed it
+        check_runnable(small, [(64, 48)], params, max_memory="300MiB", init_size=(2048, 1536))
+    assert refused.value.field == "max_memory" and "4096×3072" in refused.value.reason
+    check_runnable(small, [(64, 48)], params, max_memory="16GiB", init_size=(2048, 1536))
+    with pytest.raises(ImageError, match="init image"):
+        check_runnable(small, [(64, 48)], params, init_size=(512, 8))

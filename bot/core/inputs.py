@@ -28,11 +28,14 @@ VIDEO_TYPES = {"video/mp4": "MP4", "video/webm": "WebM", "video/quicktime": "Qui
 ANIMATED_STYLE_NOTE = "the style image is animated: its first frame is used"
 
 
+CONTENT = "content image"
+
+
 def roles(count: int) -> list[str]:
     """How each of ``count`` images is named in messages: the content first, then the style(s)."""
     if count <= 2:
-        return ["content image", "style image"][:count]
-    return ["content image", *(f"style image {i}" for i in range(1, count))]
+        return [CONTENT, "style image"][:count]
+    return [CONTENT, *(f"style image {i}" for i in range(1, count))]
 
 
 def video_readable() -> bool:
@@ -44,7 +47,7 @@ def check_video(kind: str, role: str, filename: str) -> None:
     """Refuse, from its content type alone, a clip the job cannot take: as a style (a still is needed),
     or as the content when PyAV is missing (the operator can add it)."""
     name = VIDEO_TYPES[kind]
-    if role != "content image":
+    if role != CONTENT:
         raise UserError(f"the {role} ({filename}) is a video ({name}); a style must be a picture")
     if not video_readable():
         raise UserError(
@@ -67,24 +70,28 @@ class CheckedInputs:
 
 
 async def check_runnable(content: bytes, styles: Sequence[bytes], params, *, max_pixels: int,
-                         reasons: dict[str, str] | None = None, max_memory: int | str | None = None) -> CheckedInputs:
+                         reasons: dict[str, str] | None = None, max_memory: int | str | None = None,
+                         init_size: tuple[int, int] | None = None) -> CheckedInputs:
     """Refuse, before queueing, images VGG-19 cannot process at ``params`` (too small, too elongated,
     a style scaled below the minimum): nst.check_runnable's rule, the same as the CLI's and the
     library's, with its message naming the image, its size and the minimum. An animated content is
     checked against the clip caps in ``params`` (nst.check_animation); ``reasons`` says whose limit
     max_frames and max_clip_seconds are (e.g. "this server's limit"), for the refusal. ``max_memory``
     (engine.max_memory: bytes, or "unlimited"; None, "auto": the worker's device decides) refuses a
-    still whose levels cannot fit that budget even in the smallest tiles, with the engine's message."""
+    still whose levels cannot fit that budget even in the smallest tiles, with the engine's message;
+    ``init_size``: an upscale's picture (the job continues from it at ``params.size``, its content
+    enlarged as the engine will), so the budget is checked at the size the job will really run."""
     from nst import check_animation, check_runnable as engine_check  # lazily: it loads the engine
 
+    reasons = reasons or {}
     try:
         content_facts, style_sizes, animated_styles = await asyncio.to_thread(
-            _read_inputs, content, styles, params, max_pixels, reasons or {})
-        size, frames, duration_ms = content_facts
-        if frames > 1:
-            check_animation(size, frames, duration_ms, style_sizes, params)
+            _read_inputs, content, styles, params, max_pixels, reasons)
+        if content_facts.frames > 1:
+            check_animation(content_facts.size, content_facts.frames, content_facts.duration_ms, style_sizes, params,
+                            name=CONTENT, reasons=reasons)
         else:
-            engine_check(size, style_sizes, params, max_memory=max_memory)
+            engine_check(content_facts.size, style_sizes, params, max_memory=max_memory, init_size=init_size)
     except ImageError as error:
         raise UserError(str(error)) from None
     except ParamError as error:
@@ -93,54 +100,19 @@ async def check_runnable(content: bytes, styles: Sequence[bytes], params, *, max
                             "(the budget is set by the bot's operator)") from None
         raise option_refusal(error) from None
     notes = (ANIMATED_STYLE_NOTE,) if animated_styles else ()
-    return CheckedInputs(frames, duration_ms if frames > 1 else 0, notes)
+    return CheckedInputs(content_facts.frames, content_facts.duration_ms, notes)
 
 
 def _read_inputs(content: bytes, styles: Sequence[bytes], params, max_pixels: int, reasons: dict[str, str]):
-    """((content size, frames, milliseconds), style sizes, whether a style is animated), in a thread.
-    The content's frame count is read from its header and refused before any frame is decoded; an
-    animated GIF/WebP is then read one frame at a time (the bot's process never holds the clip)."""
+    """(the content's size, frames and playing time, style sizes, whether a style is animated), in a
+    thread. The engine's probe refuses a clip over the frame cap from its header before decoding any
+    frame, then reads an animated GIF/WebP one frame at a time (the bot's process never holds it)."""
     names = roles(1 + len(styles))
-    frames = frame_count(content)
-    _check_clip(frames, None, params, reasons)
-    if frames > 1:
-        size = images.decode_image(content, max_pixels=max_pixels, name=names[0]).size  # the stills' checks
-        duration_ms = _playing_time(content, names[0])
-    else:  # a still, or a clip (PyAV: decoding stops at the frame cap)
-        clip = images.decode_animation(content, max_pixels=max_pixels, max_frames=params.max_frames, name=names[0])
-        size, frames, duration_ms = clip.size, len(clip.frames), clip.duration_ms
-    _check_clip(frames, duration_ms if frames > 1 else None, params, reasons)
+    facts = images.probe_animation(content, max_pixels=max_pixels, max_frames=params.max_frames, name=names[0],
+                                   frames_reason=reasons.get("max_frames", "the limit"))
     style_sizes = [images.decode_image(data, max_pixels=max_pixels, name=name).size for data, name in zip(styles, names[1:])]
     animated_styles = any(frame_count(data) > 1 for data in styles)
-    return (size, frames, duration_ms), style_sizes, animated_styles
-
-
-def _playing_time(data: bytes, name: str) -> int:
-    """An animated GIF/WebP's playing time in ms, as the engine counts it (a frame without a usable
-    delay shows for images.DEFAULT_FRAME_MS), decoding one frame at a time."""
-    total = 0
-    try:
-        with Image.open(io.BytesIO(data), formats=("GIF", "WEBP")) as image:
-            for index in range(image.n_frames):
-                image.seek(index)
-                image.load()  # WebP sets a frame's duration when it decodes it
-                duration = image.info.get("duration")
-                total += duration if isinstance(duration, (int, float)) and duration > 0 else images.DEFAULT_FRAME_MS
-    except Exception:  # noqa: BLE001 - a frame Pillow cannot read: the same refusal as the worker's decode
-        raise ImageError(f"the {name} is a broken animation: one of its frames cannot be read") from None
-    return round(total)
-
-
-def _check_clip(frames: int, duration_ms: int | None, params, reasons: dict[str, str]) -> None:
-    """The clip caps a server may lower, refused with whose limit they are (nst.check_animation checks
-    them again, with the frames × pixels cap and what VGG-19 can process)."""
-    if frames > params.max_frames:
-        reason = reasons.get("max_frames", "the limit")
-        raise UserError(f"the content image is an animation of {frames} frames; {reason} is {params.max_frames} frames")
-    if duration_ms is not None and duration_ms / 1000 > params.max_clip_seconds:
-        reason = reasons.get("max_clip_seconds", "the limit")
-        raise UserError(f"the content image is an animation of {duration_ms / 1000:g} s; {reason} is "
-                        f"{params.max_clip_seconds:g} s")
+    return facts, style_sizes, animated_styles
 
 
 def frame_count(data: bytes) -> int:
