@@ -66,3 +66,21 @@ async def a_saved_size_that_could_never_run_is_refused_and_an_old_one_ignored(fa
     result = await reply_to(fake, old, lambda m: m.attachments, timeout=120)
     assert "your saved size is no longer valid" in result.content
     assert "48×36" in result.content  # the bot's default size, not 16
+
+
+async def test_an_upscale_is_checked_at_the_size_it_will_run():
+    """An upscale continues from its picture at ``size``, its content enlarged (a new job never
+    enlarges): the operator's memory budget is checked at that size, before anything is queued."""
+    import pytest
+
+    from bot.core.errors import UserError
+    from bot.core.inputs import check_runnable
+    from nst.params import StyleParams
+
+    content, style = png(make_content(64, 48)), png(make_content(64, 48))
+    params = StyleParams(size=4096)
+    await check_runnable(content, [style], params, max_pixels=10**8, max_memory="300MiB")  # runs at 64×48
+    picture = png(make_content(2048, 1536))
+    with pytest.raises(UserError, match="does not fit this bot's memory: .*4096×3072"):
+        await check_runnable(content, [style], params, max_pixels=10**8, max_memory="300MiB", init_image=picture)
+    await check_runnable(content, [style], params, max_pixels=10**8, max_memory="16GiB", init_image=picture)

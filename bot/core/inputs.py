@@ -71,7 +71,7 @@ class CheckedInputs:
 
 async def check_runnable(content: bytes, styles: Sequence[bytes], params, *, max_pixels: int,
                          reasons: dict[str, str] | None = None, max_memory: int | str | None = None,
-                         init_size: tuple[int, int] | None = None) -> CheckedInputs:
+                         init_image: bytes = b"") -> CheckedInputs:
     """Refuse, before queueing, images VGG-19 cannot process at ``params`` (too small, too elongated,
     a style scaled below the minimum): nst.check_runnable's rule, the same as the CLI's and the
     library's, with its message naming the image, its size and the minimum. An animated content is
@@ -79,7 +79,7 @@ async def check_runnable(content: bytes, styles: Sequence[bytes], params, *, max
     max_frames and max_clip_seconds are (e.g. "this server's limit"), for the refusal. ``max_memory``
     (engine.max_memory: bytes, or "unlimited"; None, "auto": the worker's device decides) refuses a
     still whose levels cannot fit that budget even in the smallest tiles, with the engine's message;
-    ``init_size``: an upscale's picture (the job continues from it at ``params.size``, its content
+    ``init_image``: an upscale's picture (the job continues from it at ``params.size``, its content
     enlarged as the engine will), so the budget is checked at the size the job will really run."""
     from nst import check_animation, check_runnable as engine_check  # lazily: it loads the engine
 
@@ -87,6 +87,8 @@ async def check_runnable(content: bytes, styles: Sequence[bytes], params, *, max
     try:
         content_facts, style_sizes, animated_styles = await asyncio.to_thread(
             _read_inputs, content, styles, params, max_pixels, reasons)
+        init_size = (await asyncio.to_thread(images.decode_image, init_image, max_pixels=max_pixels,
+                                             name="picture to upscale")).size if init_image else None
         if content_facts.frames > 1:
             check_animation(content_facts.size, content_facts.frames, content_facts.duration_ms, style_sizes, params,
                             name=CONTENT, reasons=reasons)
