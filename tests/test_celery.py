@@ -16,9 +16,9 @@ import redis
 from PIL import Image
 
 from bot.config import load_config, queue_settings
-from bot.executor.base import CANCELLED, CRASHED, TIMEOUT, Done, Failed, Preview, Progress, Queued, Refused, Started, StyleJob, timeout_reason
+from bot.executor.base import CANCELLED, CRASHED, TIMEOUT, Done, Failed, Placement, Preview, Progress, Queued, Refused, Started, StyleJob, timeout_reason
 from bot.executor.distributed import CeleryExecutor
-from bot.executor.jobqueue import ACTIVE, PENDING, JobKeys
+from bot.executor.jobqueue import ACTIVE, HELD, PENDING, QUEUE, SENT, WORKERS, JobKeys
 from bot_harness import CONTENT_PNG, PRECISION, STYLE_PNG, png, time_budget
 from conftest import make_style
 from nst.params import StyleParams
@@ -328,3 +328,28 @@ async def wait_for(predicate, what: str, timeout: float = 30) -> None:
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting until {what}"
         await asyncio.sleep(0.1)
+
+
+async def test_jobs_are_held_until_a_worker_slot_frees_and_sent_once_in_the_orders_ranking(config_path, tmp_path, redis_url):
+    """Issue 23: the bot sends a task to the broker only when a live worker has a free slot, the job its
+    order ranks first; two bot processes dispatching at once never send one job twice."""
+    r = redis.Redis.from_url(redis_url)
+    newest_first = lambda waiting, running, workers: [  # noqa: E731
+        Placement(e.job_id, i, None) for i, e in enumerate(sorted(waiting, key=lambda e: -e.submitted_at), start=1)]
+    async with executor(config_path) as one, executor(config_path) as two:  # no worker yet: every job is held
+        for ex in (one, two):
+            ex.set_order(newest_first)
+        handles = [await one.submit(dataclasses.replace(job(user), submitted_at=time.time() + user), **LIMITS)
+                   for user in (1, 2, 3)]
+        await asyncio.sleep(1.5)  # a refresh of each: nothing to send to
+        assert [json.loads(v)["state"] for v in r.hvals(ACTIVE)] == [HELD] * 3 and r.llen(QUEUE) == 0
+        r.set(WORKERS + "fake@test", json.dumps({"name": "fake@test", "concurrency": 1}), ex=30)  # one slot
+        await wait_for(lambda: r.llen(QUEUE) == 1, "one task is sent", timeout=10)
+        await asyncio.sleep(2.5)  # more refreshes of both bots: the slot is taken
+        assert r.llen(QUEUE) == 1
+        states = {handle.job.user_id: json.loads(r.hget(ACTIVE, handle.job.job_id))["state"] for handle in handles}
+        assert states == {1: HELD, 2: HELD, 3: SENT}  # the newest, as the order ranked them
+        await wait_for(lambda: [(i.user_id, i.position) for i in one.jobs()] == [(3, 1), (2, 2), (1, 3)], "the listing")
+        for handle in handles:
+            await handle.cancel()
+    r.delete(QUEUE, WORKERS + "fake@test")

@@ -92,3 +92,31 @@ async def test_a_job_over_quota_is_refused_where_the_operator_says_so(fake, worl
         reply = await reply_to(fake, refused)
         assert reply.content.startswith("⚠️ ") and "new jobs are refused until 00:00 UTC" in reply.content, reply.content
         assert bot.executor.jobs() == []
+
+
+async def test_a_roles_allowance_keeps_its_members_out_of_the_slow_lane_by_prefix_and_by_slash(fake, world, tmp_path, weights_file):
+    """The member cap of a server would put both in the slow lane; alice's role gives her more. The
+    prefix command carries her roles; a slash command's are asked of Discord (the bot has no members
+    intent)."""
+    from test_slash_e2e import private_answer
+
+    config = make_config(tmp_path, weights_file, quotas={"over_quota": "slow-lane"})
+    patron = fake.add_role(world.guild.id, "Patron")
+    fake.update_member(world.guild.id, world.alice.id, roles=[patron])
+    async with running_bot(fake, config) as bot:
+        fake.register_tree(bot)
+        await bot.store.set_guild_limit(world.guild.id, "quota_member", 60.0)
+        await bot.store.set_guild_limit(world.guild.id, "quota_roles", {str(patron.id): 3600.0})
+        for user in (world.alice, world.bob):
+            await bot.store.record_usage(f"earlier-{user.id}", user.id, world.guild.id, 75.0, None, time.time())
+        prefix = {}
+        for user in (world.alice, world.bob):
+            request = await command(fake, world.general, user, f"!stylize {SHORT}", IMAGES)
+            prefix[user.id] = (await result_of(fake, request, weights_file, 2)).content
+        ix = await fake.slash(world.alice, world.general, "stylize", options={"content": IMAGES[0], "style_image": IMAGES[1]})
+        assert "slow lane" not in await private_answer(ix)
+        ix = await fake.slash(world.bob, world.general, "stylize", options={"content": IMAGES[0], "style_image": IMAGES[1]})
+        assert "your jobs wait in the slow lane until 00:00 UTC" in await private_answer(ix)
+        await fake.wait_until(lambda: bot.executor.jobs() == [], timeout=time_budget(4, weights_file), what="both ran")
+    assert "slow lane" not in prefix[world.alice.id]
+    assert "you have used 1 min of your 1 min in this server today; your jobs wait in the slow lane" in prefix[world.bob.id]

@@ -199,7 +199,10 @@ class CeleryExecutor:
             raise Refused("the job queue is unavailable right now; please try again later") from None
         handle = JobHandle(job, self.cancel)
         self._follow(handle)
-        await self._refresh()  # announces its place, and sends it at once if a worker slot is free
+        try:
+            await self._refresh()  # announces its place, and sends it at once if a worker slot is free
+        except Exception as error:  # noqa: BLE001 - it is queued: the reader's next refresh sends it
+            log.warning("could not refresh the queue after job %s: %s", job.job_id, error)
         return handle
 
     def set_order(self, order: Order) -> None:
