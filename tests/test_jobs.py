@@ -8,7 +8,7 @@ import asyncio
 import logging
 
 from bot.app import StyleBot
-from bot_harness import IMAGES, TOKEN, command, make_config, reply_to, running_bot
+from bot_harness import IMAGES, TOKEN, command, make_config, reply_to, running_bot, submitted_jobs
 
 try:
     from fake_discord import P
@@ -101,3 +101,29 @@ def bot_jobs(bot) -> int:
 
     with sqlite3.connect(bot.config.database_path) as db:
         return db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+
+
+
+async def test_a_finished_job_is_charged_its_workers_seconds_and_the_fair_orders_state_survives_a_restart(
+        fake, world, tmp_path, weights_file):
+    """Issue 23: a job that ran is charged once to its member and server, the worker's own seconds (within
+    what the bot saw between its start and its end); fair-share's shares and the measured speed are kept
+    in the store, and a restarted bot orders by them."""
+    config = make_config(tmp_path, weights_file)
+    async with running_bot(fake, config) as bot:
+        with submitted_jobs(bot) as jobs:
+            request = await command(fake, world.general, world.alice, "!stylize --epochs 4", IMAGES)
+            await reply_to(fake, request, is_result, timeout=60)
+        await bot.jobs.drain(timeout=10)  # its record is written after the result is posted
+        record = await bot.store.get_job(jobs[0].job_id)
+        rows = await bot.store.usage_since(0.0)
+        shares, speed = bot.jobs.fair.shares, bot.jobs.fair.speed
+    assert [(user, guild) for user, guild, _, _ in rows] == [(world.alice.id, world.guild.id)]
+    seconds = rows[0][2]
+    assert 0 < seconds <= record.finished_at - record.started_at + 0.5
+    assert record.work == jobs[0].work > 0
+    assert world.guild.id in shares.servers and (world.guild.id, world.alice.id) in shares.members
+    assert speed.samples == 1 and speed.seconds_per_unit == seconds / jobs[0].work
+    async with running_bot(fake, config) as again:
+        assert again.jobs.fair.shares == shares and again.jobs.fair.speed == speed
+        assert [row[2] for row in await again.store.usage_since(0.0)] == [seconds]  # charged once
