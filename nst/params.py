@@ -259,7 +259,15 @@ def check_value(name: str, value: Any) -> Any:
     return _check(FIELDS[name], parse_value(name, value))
 
 
+def _plain_number(spec: FieldSpec, text: str) -> None:
+    """Refuse ``text`` unless written with ASCII digits only: Python's int() and float() also take other scripts'
+    digits ("٣" is 3) and "1_000", which a user reading the value back would not recognise."""
+    if not text.isascii() or "_" in text:
+        raise ParamError(spec.name, f"must be {spec.describe_range()} written with the digits 0-9, got {text!r}")
+
+
 def _to_float(spec: FieldSpec, text: str) -> float:
+    _plain_number(spec, text)  # outside the try: ParamError is a ValueError
     try:
         return float(text)
     except ValueError:
@@ -267,6 +275,7 @@ def _to_float(spec: FieldSpec, text: str) -> float:
 
 
 def _to_int(spec: FieldSpec, text: str) -> int:
+    _plain_number(spec, text)
     try:
         return int(text)
     except ValueError:

@@ -152,3 +152,10 @@ def test_blend_is_an_option_but_not_a_saved_setting():
     spec = FIELDS["style_blend"]
     assert spec.user_option and not spec.user_setting
     assert all(FIELDS[name].user_setting for name in ("schedule", "colors", "optimizer", "epochs"))
+
+
+@pytest.mark.parametrize("name, text", [("epochs", "٣٠٠"), ("size", "1_024"), ("style_weight", "１e8"), ("tv_weight", "²")])
+def test_numbers_are_written_with_the_digits_0_9(name, text):
+    """int() and float() read other scripts' digits and underscores; a value shown back must be the one typed."""
+    with pytest.raises(ParamError, match="digits 0-9"):
+        check_value(name, text)
