@@ -844,7 +844,9 @@ async def test_edit_rate_limit_and_edit_log(fake, world):
     assert fake.edit_log[0][:2] == (world.general.id, msg.id)
 
 
-async def test_interaction_webhook_edits_share_the_channel_edit_limit(fake, world):
+async def test_interaction_webhook_edits_have_their_own_bucket(fake, world):
+    """The webhook routes' major parameter is the webhook and its token: an interaction's edits do not
+    spend the channel's edits, and are limited per interaction."""
     bot = make_bot()
     async with running(fake, bot):
         fake.register_tree(bot)
@@ -852,10 +854,14 @@ async def test_interaction_webhook_edits_share_the_channel_edit_limit(fake, worl
         await ix.wait_acknowledged()
         fake.set_rate_limit("edit", limit=1, per=30)
         base = f"/webhooks/{world.bot_user.id}/{ix.token}/messages/@original"
-        status, _ = await call_raw(fake, "PATCH", base, json={"content": "one"})
+        for text in ("one", "two"):
+            status, _ = await call_raw(fake, "PATCH", base, json={"content": text})
+            assert status == 200
+        fake.set_rate_limit("interaction-edit", limit=1, per=30)
+        status, _ = await call_raw(fake, "PATCH", base, json={"content": "three"})
         assert status == 200
-        status, body = await call_raw(fake, "PATCH", base, json={"content": "two"})
-        assert status == 429 and body["retry_after"] > 0 and ix.original.content == "one"
+        status, body = await call_raw(fake, "PATCH", base, json={"content": "four"})
+        assert status == 429 and body["retry_after"] > 0 and ix.original.content == "three"
 
 
 async def test_429_body_and_headers(fake, world):

@@ -93,7 +93,8 @@ Things worth knowing:
   acknowledgement, 10062 unknown interaction, 10015 unknown webhook.  Ephemeral messages carry
   ``ephemeral_to`` and are invisible to channel routes and the gateway (``fake.visible_to``).
   Components, modals, choices and commands are validated (400/50035 with Discord's errors tree).
-  ``fake.set_rate_limit("edit", limit, per)`` adds per-channel rate limits (429, X-RateLimit-*);
+  ``fake.set_rate_limit("edit", limit, per)`` adds rate limits per channel (``"send"``, ``"edit"``) or
+  per interaction (``"interaction-edit"``) (429, X-RateLimit-*);
   ``fake.edit_log`` times every edit.
 * Import as ``fake_discord`` (pytest puts ``tests/`` on sys.path while
   ``tests/`` has no ``__init__.py``) or as ``tests.fake_discord``; do not mix.

@@ -180,7 +180,7 @@ class InteractionRoutes:
         after = {k: changes.get(k, getattr(msg, k)) for k in ("content", "embeds", "attachments", "components")}
         if not any(after.values()):
             raise ApiError(*EMPTY_MESSAGE)
-        self.api._rate_limit("edit", channel.id)
+        self.api._rate_limit("interaction-edit", ix.id)  # its own bucket: see ratelimits.py
         self.fake._edit_message(msg, **changes)
         return msg
 

@@ -3,9 +3,12 @@
 Discord documents the mechanism (X-RateLimit-* headers, 429 with ``retry_after``, buckets per major
 parameter such as ``channel_id``), not the numbers of each route, so a test chooses them:
 ``fake.set_rate_limit("edit", limit=5, per=5.0)``.  Kinds: ``"send"`` (POST channel messages) and
-``"edit"`` (PATCH of a message, through the channel route or an interaction webhook), counted per
-channel in fixed windows like Discord's buckets.  discord.py reads the headers and waits before the
-bucket is empty; a 429 carries ``Via`` so discord.py retries it after ``retry_after``.
+``"edit"`` (PATCH of a message through the channel route), counted per channel, and
+``"interaction-edit"`` (PATCH of a message through an interaction's webhook), counted per
+interaction: the webhook routes' major parameter is the webhook and its token, not the channel, so
+editing an interaction's messages does not spend the channel's edits. Fixed windows like Discord's
+buckets.  discord.py reads the headers and waits before the bucket is empty; a 429 carries ``Via`` so
+discord.py retries it after ``retry_after``.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Dict, List, Optional, Tuple
 
 from .errors import ApiError
 
-KINDS = ("send", "edit")
+KINDS = ("send", "edit", "interaction-edit")
 
 
 @dataclass
