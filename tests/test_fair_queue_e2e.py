@@ -120,3 +120,21 @@ async def test_a_roles_allowance_keeps_its_members_out_of_the_slow_lane_by_prefi
         await fake.wait_until(lambda: bot.executor.jobs() == [], timeout=time_budget(4, weights_file), what="both ran")
     assert "slow lane" not in prefix[world.alice.id]
     assert "you have used 1 min of your 1 min in this server today; your jobs wait in the slow lane" in prefix[world.bob.id]
+
+
+async def test_a_job_cancelled_after_it_started_is_charged_the_seconds_it_ran_and_one_cancelled_before_is_not(
+        fake, world, tmp_path, weights_file):
+    config = make_config(tmp_path, weights_file)
+    async with running_bot(fake, config) as bot:
+        sent = time.time()
+        running = await command(fake, world.general, world.bob, "!stylize --epochs 400 --size 64", IMAGES)
+        await reply_to(fake, running, lambda m: "%" in m.content, timeout=time_budget(2, weights_file))
+        waiting = await command(fake, world.general, world.carol, f"!stylize {SHORT}", IMAGES)
+        await reply_to(fake, waiting, lambda m: "Queued" in m.content, timeout=30)
+        await reply_to(fake, await command(fake, world.general, world.carol, "!cancel"))
+        await reply_to(fake, await command(fake, world.general, world.bob, "!cancel"))
+        await fake.wait_until(lambda: bot.executor.jobs() == [], timeout=time_budget(2, weights_file), what="both ended")
+        await bot.jobs.drain(timeout=10)
+        rows = await bot.store.usage_since(0.0)
+    assert [(user, guild) for user, guild, _, _ in rows] == [(world.bob.id, world.guild.id)]  # carol's never ran
+    assert 0 < rows[0][2] < time.time() - sent  # from its start to its end, as the bot saw them
