@@ -117,19 +117,26 @@ def decode_image(
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"decode_image() takes bytes or a path, not {type(source).__name__}")
 
-    path = os.fspath(source)
-    try:
-        file = open(path, "rb")  # noqa: SIM115 - closed by the with block below
-    except FileNotFoundError:
-        raise ImageError(f"the {name} file was not found: {path}") from None
-    except IsADirectoryError:
-        raise ImageError(f"the {name} path is a directory, not a file: {path}") from None
-    except PermissionError:
-        raise ImageError(f"the {name} file cannot be read (permission denied): {path}") from None
-    except OSError as err:
-        raise ImageError(f"the {name} file cannot be read ({err.strerror or err}): {path}") from None
-    with file:  # we own the handle, so it is closed whatever happens to the decode
+    with _open_file(os.fspath(source), name) as file:  # ours, so closed whatever happens to the decode
         return _decode_stream(file, max_pixels, name)
+
+
+def _open_file(path: str, name: str) -> BinaryIO:
+    """``path`` opened for reading, a failure worded for the user (what is missing or refused, and where)."""
+    try:
+        return open(path, "rb")  # noqa: SIM115 - the caller closes it
+    except OSError as err:
+        raise ImageError(_file_error(name, path, err)) from None
+
+
+def _file_error(name: str, path: str, err: OSError) -> str:
+    if isinstance(err, FileNotFoundError):
+        return f"the {name} file was not found: {path}"
+    if isinstance(err, IsADirectoryError):
+        return f"the {name} path is a directory, not a file: {path}"
+    if isinstance(err, PermissionError):
+        return f"the {name} file cannot be read (permission denied): {path}"
+    return f"the {name} file cannot be read ({err.strerror or err}): {path}"
 
 
 def _decode_stream(fp: BinaryIO, max_pixels: int, name: str) -> Image.Image:
@@ -700,15 +707,11 @@ def _read_source(source, name: str) -> bytes:
         data = bytes(source)
     else:
         path = os.fspath(source)
-        try:
-            with open(path, "rb") as file:
+        with _open_file(path, name) as file:
+            try:
                 data = file.read()
-        except FileNotFoundError:
-            raise ImageError(f"the {name} file was not found: {path}") from None
-        except IsADirectoryError:
-            raise ImageError(f"the {name} path is a directory, not a file: {path}") from None
-        except OSError as err:
-            raise ImageError(f"the {name} file cannot be read ({err.strerror or err}): {path}") from None
+            except OSError as err:
+                raise ImageError(_file_error(name, path, err)) from None
     if not data:
         raise ImageError(f"the {name} is empty (0 bytes)")
     return data
