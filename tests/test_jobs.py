@@ -127,3 +127,18 @@ async def test_a_finished_job_is_charged_its_workers_seconds_and_the_fair_orders
     async with running_bot(fake, config) as again:
         assert again.jobs.fair.shares == shares and again.jobs.fair.speed == speed
         assert [row[2] for row in await again.store.usage_since(0.0)] == [seconds]  # charged once
+
+
+def test_the_fair_queue_counts_a_job_sent_to_its_worker_before_its_start_is_reported():
+    """Between the executor sending a job and the service handling its Started event, the order must
+    already count it: else the next free worker (or the estimates) would go to the same server again."""
+    from bot.core.fairqueue import FairQueue
+    from bot.executor.base import QueueEntry
+
+    fair = FairQueue("fair-share", None, None, clock=lambda: 1000.0)
+    for job_id, user, guild in (("a1", 1, 10), ("a2", 1, 10), ("b1", 2, 20)):
+        fair.admitted(job_id, user, guild, (), False)
+    running = [QueueEntry("a1", 1, 10, 900.0, 1e6, started_at=999.0)]
+    waiting = [QueueEntry("a2", 1, 10, 901.0, 1e6), QueueEntry("b1", 2, 20, 950.0, 1e6)]
+    assert [p.job_id for p in fair.order(waiting, running, 1)] == ["b1", "a2"]
+    assert [p.job_id for p in fair.order(waiting, [], 1)] == ["a2", "b1"]  # nothing ran: the oldest first

@@ -80,15 +80,19 @@ class FairQueue:
     def order(self, waiting: Sequence[QueueEntry], running: Sequence[QueueEntry], workers: int) -> list[Placement]:
         """base.Order: every waiting job's position and estimated start, the next first."""
         now = self.clock()
-        for entry in running:  # a start this process did not follow (another bot's), before the records say it
-            if entry.started_at is not None:
+        shares = self.shares
+        for entry in running:
+            if entry.started_at is not None:  # a start before the records say it (another bot's job, say)
                 self.usage = self.usage.started(entry.user_id, entry.guild_id, entry.started_at)
+            if entry.job_id in self._members and entry.job_id not in self._planned:
+                # ours, sent to its worker but its Started not handled yet: its share moves on now, for this order
+                shares = shares.started(entry.user_id, entry.guild_id, self.speed.seconds(entry.work))
         queued = [scheduling.Waiting(e.job_id, e.user_id, e.guild_id, e.submitted_at, e.work,
                                      over_quota=self._over_quota((e.user_id, e.guild_id)))
                   for e in waiting]
         started = [scheduling.Running(e.job_id, e.user_id, e.guild_id, e.started_at or now, e.work, e.remaining)
                    for e in running]
-        estimates = scheduling.forecast(queued, started, replace(self.usage, shares=self.shares), policy=self.policy,
+        estimates = scheduling.forecast(queued, started, replace(self.usage, shares=shares), policy=self.policy,
                                         workers=workers, speed=self.speed, now=now)
         return [Placement(e.job_id, e.position, e.starts_in) for e in estimates]
 
