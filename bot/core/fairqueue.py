@@ -182,16 +182,23 @@ class FairQueue:
             members = {member: roles for member, roles in self._members.values()}
             members.update({member: () for member in self._unknown if member not in members})
             self._unknown.clear()
+            slow = {}  # only the members with a job now: the map does not grow with every member ever seen
             for (user_id, guild_id), roles in members.items():
-                self._slow[(user_id, guild_id)] = await self.quotas.over_quota(user_id=user_id, guild_id=guild_id,
-                                                                              role_ids=roles)
+                slow[(user_id, guild_id)] = await self.quotas.over_quota(user_id=user_id, guild_id=guild_id,
+                                                                         role_ids=roles)
+            # a job admitted while this ran keeps its admission's verdict
+            current = {member for member, _ in self._members.values()}
+            self._slow = {**{member: over for member, over in self._slow.items() if member in current}, **slow}
         except StoreError as error:  # the order goes on with what it knew
             log.error("could not read today's usage for the queue order: %s", error)
 
     async def refresh_periodically(self, every: float = REFRESH_EVERY) -> None:
         while True:
             await asyncio.sleep(every)
-            await self.refresh()
+            try:
+                await self.refresh()
+            except Exception:  # noqa: BLE001 - logged; the next refresh tries again
+                log.exception("could not refresh the queue order's view of today's usage")
 
     async def _update_shares(self, change: Callable[[scheduling.Shares], scheduling.Shares]) -> None:
         """Apply ``change`` to the shares as the store has them (another bot process may have moved them)."""
