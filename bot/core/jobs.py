@@ -241,7 +241,7 @@ class JobService:
         params = resolved.params
         reasons = {name: limits.reason_of(name) for name in ("max_frames", "max_clip_seconds")}
         checked = await check_runnable(content, styles, params, max_pixels=config.caps.max_pixels, reasons=reasons,
-                                       max_memory=config.engine.max_memory)
+                                       max_memory=config.engine.max_memory, init_image=init_image)
         if params.seed is None:  # pick it here, so the result and Details can say how to get it again
             params = params.replace(seed=self._fresh_seed(None))
         work = await asyncio.to_thread(job_work, content, styles, params, checked.frames)

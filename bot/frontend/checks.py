@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord.ext import commands
@@ -63,3 +63,10 @@ async def may_moderate(interaction: discord.Interaction, owner_id: int) -> bool:
     """The job's owner, a moderator of its channel, or the bot's owner."""
     bot: "StyleBot" = interaction.client  # type: ignore[assignment]
     return interaction.user.id == owner_id or is_moderator(interaction) or await bot.is_owner(interaction.user)
+
+
+def member_role_ids(member: Any) -> list[int]:
+    """A member's role ids (quota allowances), without @everyone; none for a user outside a server."""
+    roles = getattr(member, "roles", None) or []
+    guild = getattr(member, "guild", None)
+    return [role.id for role in roles if guild is None or role.id != guild.id]

@@ -3,12 +3,14 @@ channel within its upload limit), and the submission answered privately."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 import discord
 
 from bot.core.jobs import Destination, JobRequest
 from bot.frontend.errors import on_interaction_error
+from bot.frontend.checks import member_role_ids
 from bot.frontend.replies import answer
 
 if TYPE_CHECKING:
@@ -40,6 +42,8 @@ async def submit_from_interaction(interaction: discord.Interaction, request: Job
     bot: "StyleBot" = interaction.client  # type: ignore[assignment]
     if not interaction.response.is_done():
         await interaction.response.defer(ephemeral=True, thinking=True)
+    if request.role_ids is None and interaction.guild is not None:  # the member's roles came with the interaction
+        request = dataclasses.replace(request, role_ids=member_role_ids(interaction.user))
     try:
         submitted = await bot.jobs.submit(request)
     except Exception as error:  # noqa: BLE001 - answered by the one handler

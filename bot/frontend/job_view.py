@@ -16,6 +16,7 @@ from bot.core.scheduling import Estimate, queued_text
 from bot.core.store import StoreError
 from bot.executor.base import CANCELLED, Done, Failed, Preview, Progress, StyleJob
 from bot.frontend import attachments
+from bot.frontend.checks import member_role_ids
 from bot.frontend.components import again_view, cancel_view, result_view
 from bot.frontend.render import progress_line, result_line
 from bot.frontend.replies import fit
@@ -184,13 +185,6 @@ class DiscordJobs:
                 log.warning("cannot read the roles of member %s in server %s: %s", user_id, guild.id, error)
                 return []
         return member_role_ids(member)
-
-
-def member_role_ids(member: Any) -> list[int]:
-    """A member's role ids (quota allowances), without @everyone; none for a user outside a server."""
-    roles = getattr(member, "roles", None) or []
-    guild = getattr(member, "guild", None)
-    return [role.id for role in roles if guild is None or role.id != guild.id]
 
 
 def missing_permissions(where: "Destination") -> list[str]:

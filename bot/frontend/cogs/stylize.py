@@ -15,7 +15,7 @@ from bot.core.jobs import Destination, JobRequest, Silent
 from bot.core.options import options_help
 from bot.core.scheduling import starts_in_text
 from bot.frontend.errors import errors_answered
-from bot.frontend.job_view import member_role_ids
+from bot.frontend.checks import member_role_ids
 from bot.frontend.replies import reply
 from bot.frontend.forms import is_form_submission, parse_options
 from bot.frontend.forms import submitted as form_submitted
