@@ -9,8 +9,12 @@ single``, 4:3 pictures) through :func:`nst.stylize`, with or without a budget. M
 beyond the loaded model: on a CPU the process's peak RSS (``resource.getrusage``) minus its RSS right
 after loading the model; on CUDA ``torch.cuda.max_memory_allocated`` minus the allocation after
 loading. Time is the last step's wall and CPU seconds (CPU time: user + system of the process, all
-threads). ``estimate`` is :func:`nst.memory.step_bytes` for what the row ran (tiles or not). The
-gradient row compares the tiled gradient with the untiled one at 512×384 in fp32 (relative L2 error).
+threads). ``estimate`` is :func:`nst.memory.step_bytes` for what the row ran (tiles or not); ``cut``
+the pooling the tiled network was cut at (the deep part after it runs once on the whole map; ``-``:
+every tile runs the whole depth); ``work`` the predicted cost of a tiled step relative to an untiled
+one (:meth:`nst.tiling.Tiling.work`), beside the measured ratio ``×untiled`` (CPU seconds of the
+tiled row over the untiled row's at that size). The gradient rows compare the tiled gradient with
+the untiled one at 512×384 in fp32 (relative L2 error), cut at pool3 and whole depth.
 Precision ``auto`` is bf16 only where the device runs it fast; on a CPU without AVX512-BF16/AMX it is
 fp32, and its rows are then the fp32 rows (not run twice).
 """
@@ -90,16 +94,18 @@ def run_row(side: int, budget: str | None, precision: str, steps: int, device: s
     dtype = compute_dtype(model.device, precision)
     needs = memory.need(result.stats.size, memory.parse_bytes(budget) if budget else None, params.layers,
                         params.content_layer, dtype_bytes=4 if dtype is None else 2)
+    tiling = needs.tiling
     return {
         "size": f"{result.stats.size[0]}×{result.stats.size[1]}", "side": side, "budget": budget or "none",
         "precision": f"{precision} ({result.stats.dtype})", "tiles": result.stats.tiles[-1],
+        "cut": (tiling.split or "-") if tiling else "", "work": tiling.work(*result.stats.size) if tiling else 1.0,
         "peak": peak, "estimate": needs.bytes,
         "wall": marks[-1][0] - previous[0], "cpu": marks[-1][1] - previous[1],
     }
 
 
-def gradient_row(device: str, weights: str) -> dict:
-    """The tiled gradient against the untiled one at 512×384, fp32, conv5_1's halo, 128 px tiles."""
+def gradient_row(device: str, weights: str, split: str | None) -> dict:
+    """The tiled gradient against the untiled one at 512×384, fp32, 128 px tiles cut at ``split``."""
     import torch
 
     from nst import images
@@ -114,7 +120,7 @@ def gradient_row(device: str, weights: str) -> dict:
     pixels = (content + 0.1 * torch.randn_like(content)).clamp(0, 1).requires_grad_(True)
     untiled = Objective(model, content, [style], params, None).loss_and_grad(pixels)
     expected = pixels.grad.clone()
-    tiling = Tiling.for_layers(128, params.layers)
+    tiling = Tiling.for_layers(128, params.layers, split)
     tiled = Objective(model, content, [style], params, None, tiling=tiling).loss_and_grad(pixels)
     error = float((pixels.grad - expected).norm() / expected.norm())
     loss_error = float(abs(tiled.total - untiled.total) / untiled.total)
@@ -143,7 +149,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads per row (0: torch's default)")
     parser.add_argument("--skip-untiled-above", type=int, default=2048, help="no untiled row above this side")
     parser.add_argument("--row", nargs=3, metavar=("SIDE", "BUDGET", "PRECISION"), help=argparse.SUPPRESS)
-    parser.add_argument("--gradient", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--gradient", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
         import torch
@@ -154,7 +160,7 @@ def main() -> None:
         print(json.dumps(run_row(int(side), None if budget == "none" else budget, precision, args.steps, args.device, args.weights)))
         return
     if args.gradient:
-        print(json.dumps(gradient_row(args.device, args.weights)))
+        print(json.dumps(gradient_row(args.device, args.weights, None if args.gradient == "none" else args.gradient)))
         return
 
     from nst.model import compute_dtype, resolve_device
@@ -163,7 +169,8 @@ def main() -> None:
     common = ["--steps", str(args.steps), "--device", args.device, "--weights", args.weights]
     print(f"device {args.device}, {args.threads or 'default'} thread(s), {args.steps} step(s) per row, weights {args.weights}"
           + ("; auto precision is fp32 on this device: its rows are the fp32 rows" if auto_is_fp32 else ""))
-    print(f"{'size':>10} {'budget':>7} {'precision':>16} {'tiles':>5} {'peak GiB':>8} {'est GiB':>7} {'wall s':>7} {'cpu s':>7}")
+    print(f"{'size':>10} {'budget':>7} {'precision':>16} {'tiles':>5} {'cut':>5} {'peak GiB':>8} {'est GiB':>7} "
+          f"{'wall s':>7} {'cpu s':>7} {'work':>5} {'×untiled':>8}")
     rows = {}
     for side in args.sizes:
         for precision in args.precisions:
@@ -175,11 +182,15 @@ def main() -> None:
                 if "error" in row:
                     print(f"{side:>10} {budget:>7} {precision:>16} error: {row['error']}")
                     continue
-                print(f"{row['size']:>10} {budget:>7} {row['precision']:>16} {row['tiles']:>5} {_gib(row['peak']):>8} "
-                      f"{_gib(row['estimate']):>7} {row['wall']:>7.2f} {row['cpu']:>7.2f}", flush=True)
-    gradient = _child(["--gradient", "--device", args.device, "--weights", args.weights], args.threads)
-    print(f"tiled gradient vs untiled at 512×384 fp32 ({gradient.get('tiles')} tiles): relative error "
-          f"{gradient.get('gradient_error', float('nan')):.2e}, loss {gradient.get('loss_error', float('nan')):.2e} (goal < 1e-4)")
+                untiled = rows.get((side, "none", precision))
+                ratio = f"{row['cpu'] / untiled['cpu']:.2f}" if budget != "none" and untiled and "error" not in untiled else ""
+                work = f"{row['work']:.2f}" if budget != "none" else ""
+                print(f"{row['size']:>10} {budget:>7} {row['precision']:>16} {row['tiles']:>5} {row['cut']:>5} {_gib(row['peak']):>8} "
+                      f"{_gib(row['estimate']):>7} {row['wall']:>7.2f} {row['cpu']:>7.2f} {work:>5} {ratio:>8}", flush=True)
+    for split in ("pool3", "none"):
+        gradient = _child(["--gradient", split, "--device", args.device, "--weights", args.weights], args.threads)
+        print(f"tiled gradient vs untiled at 512×384 fp32 ({gradient.get('tiles')} tiles, cut at {split}): relative error "
+              f"{gradient.get('gradient_error', float('nan')):.2e}, loss {gradient.get('loss_error', float('nan')):.2e} (goal < 1e-4)")
     for side in args.sizes:
         untiled, tiled = rows.get((side, "none", "fp32")), rows.get((side, BUDGETS.get(side, "2GiB"), "fp32"))
         if untiled and tiled and "error" not in untiled and "error" not in tiled:

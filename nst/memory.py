@@ -9,8 +9,10 @@ autograd saves for the backward pass up to the deepest layer in use (every ReLU'
 captured conv outputs, each pooling's output and, for max pooling, its int64 indices), the backward
 pass's two largest transient gradients, and the full-size tensors of the picture (pixels, gradient,
 the optimiser's state, the content target, temporaries). A tiled step keeps the activations of one
-tile (interior and halo) and the full-size tensors of the whole picture. A fixed part and a factor
-for tiled steps are calibrated with bench/memory.py (see FIXED_BYTES).
+tile (interior and halo) and the full-size tensors of the whole picture; cut at a pooling (see
+nst/tiling.py), also the deep part's activations on the whole map of that pooling, in a phase of
+its own (see HELD_SHARE). A fixed part and the factors for tiled steps are calibrated with
+bench/memory.py (see FIXED_BYTES).
 """
 
 from __future__ import annotations
@@ -23,9 +25,8 @@ from typing import Sequence
 
 from .errors import ParamError
 from .params import VGG19_LAYERS
-from .tiling import GRID, Tiling, grid_for, layer_scale
+from .tiling import Tiling, channels, layer_scale, split_points
 
-_CHANNELS = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
 INDEX_BYTES = 8  # max pooling keeps int64 indices for its backward
 PIXEL_BYTES = 3 * 4  # one fp32 RGB pixel
 # Full-size picture tensors alive at a step's peak, in fp32 RGB copies: pixels, gradient, Adam's two
@@ -42,6 +43,13 @@ LBFGS_PICTURE_COPIES = 2 * 20 + 8
 # stays below its estimate.
 FIXED_BYTES = 192 * 1024**2
 TILED_FACTOR = 1.3
+# Cut at a pooling, a tiled step has two phases that do not overlap (the deep part on the whole map,
+# one tile's shallow part), but the allocator still holds part of the earlier phase's blocks when the
+# later one peaks: measured (bench/memory.py, CPU, fp32; peak beyond the model minus FIXED_BYTES) 340,
+# 1150 and 1999 MiB at 512×384, 1024×768 and 2048×1536 against 216, 859 and 1312 MiB counted for
+# the larger phase and the pictures alone (cut at pool2, pool2 and pool3). The smaller phase's share
+# counted on top is set so every measurement stays below its estimate.
+HELD_SHARE = 0.5
 # The smallest tile interior considered: at 64 px a tile with conv5_1's 80 px halo already pushes
 # about 12x its interior's pixels through the network; smaller tiles would take hours per job.
 MIN_TILE = 64
@@ -102,33 +110,53 @@ def format_bytes(count: float) -> str:
 # --------------------------------------------------------------------------- the estimate
 
 
-def _activation_bytes(width: int, height: int, layers: Sequence[str], dtype_bytes: int, pool: str) -> float:
+def _activation_bytes(width: int, height: int, layers: Sequence[str], dtype_bytes: int, pool: str, after: str | None = None) -> float:
     """Bytes a forward pass up to the deepest of ``layers`` keeps for its backward, plus the backward's
-    two largest transient gradients."""
+    two largest transient gradients; from the pixels, or (``after`` a pooling) from that layer's whole
+    map, which the next convolution keeps as its input. ``width``×``height``: the pixels it covers."""
     deepest = max(VGG19_LAYERS.index(name) for name in layers)
+    first = VGG19_LAYERS.index(after) + 1 if after is not None else 0
     wanted = set(layers)
-    kept = 3 * width * height * dtype_bytes  # the normalised input conv1_1 saves
+    kept = _map_bytes(width, height, after, dtype_bytes) if after is not None else 3 * width * height * dtype_bytes
     largest = 0
-    for name in VGG19_LAYERS[: deepest + 1]:
-        scale = layer_scale(name)
-        positions = (height // scale) * (width // scale)
-        channels = _CHANNELS[int(name[4] if name.startswith("pool") else name[4])]
-        size = channels * positions * dtype_bytes
+    for name in VGG19_LAYERS[first : deepest + 1]:
+        size = _map_bytes(width, height, name, dtype_bytes)
         if name.startswith("relu"):
             kept += size
         elif name.startswith("conv") and name in wanted:
             kept += size
         elif name.startswith("pool"):
-            kept += size + (channels * positions * INDEX_BYTES if pool == "max" else 0)
+            kept += size + (size // dtype_bytes * INDEX_BYTES if pool == "max" else 0)
         largest = max(largest, size)
     return kept + 2 * largest
 
 
+def _map_bytes(width: int, height: int, layer: str, dtype_bytes: int) -> int:
+    scale = layer_scale(layer)
+    return channels(layer) * (height // scale) * (width // scale) * dtype_bytes
+
+
 def _picture_bytes(width: int, height: int, optimizer: str, content_layer: str) -> float:
     copies = LBFGS_PICTURE_COPIES if optimizer == "lbfgs" else ADAM_PICTURE_COPIES
-    scale = layer_scale(content_layer)
-    content_target = _CHANNELS[int(content_layer[4])] * (height // scale) * (width // scale) * 4
-    return copies * width * height * PIXEL_BYTES + content_target
+    return copies * width * height * PIXEL_BYTES + _map_bytes(width, height, content_layer, 4)
+
+
+def _tiled_bytes(width: int, height: int, layers: Sequence[str], dtype_bytes: int, pool: str, tiling: Tiling) -> float:
+    """The activations a tiled step keeps at its peak. Without a split, one tile's whole depth. With
+    one: the larger of one tile's shallow part (beside the split's full map, pass 1, or its
+    gradient, pass 2) and the deep part on the whole map (the map, its gradient, the deep activations)."""
+    tiled_layers = [tiling.split] if tiling.split is not None else list(layers)
+    tiled_layers += [name for name in layers if tiling.is_shallow(name)]
+    # Tiles come in a few shapes (inner ones and those at the picture's edges): one estimate each.
+    shapes = {(t.outer[2] - t.outer[0], t.outer[3] - t.outer[1]) for t in tiling.tiles(width, height)}
+    tile = max(_activation_bytes(w, h, tiled_layers, dtype_bytes, pool) for w, h in shapes)
+    if tiling.split is None:
+        return tile
+    split_map = _map_bytes(width, height, tiling.split, dtype_bytes)
+    deep_layers = [name for name in layers if not tiling.is_shallow(name)]
+    deep = _activation_bytes(width, height, deep_layers, dtype_bytes, pool, after=tiling.split) + split_map
+    phases = sorted((tile + split_map, deep))
+    return phases[1] + HELD_SHARE * phases[0]
 
 
 @dataclass(frozen=True)
@@ -149,37 +177,55 @@ def step_bytes(
     pictures = _picture_bytes(width, height, optimizer, content_layer)
     if tiling is None:
         return int(FIXED_BYTES + _activation_bytes(width, height, layers, dtype_bytes, pool) + pictures)
-    activations = max(
-        _activation_bytes(t.outer[2] - t.outer[0], t.outer[3] - t.outer[1], layers, dtype_bytes, pool)
-        for t in tiling.tiles(width, height)
-    )
-    return int(FIXED_BYTES + TILED_FACTOR * (activations + pictures))
+    return int(FIXED_BYTES + TILED_FACTOR * (_tiled_bytes(width, height, layers, dtype_bytes, pool, tiling) + pictures))
+
+
+def _tilings(size: tuple[int, int], layers: Sequence[str], split: str | None, min_tile: int):
+    """The tilings cut at ``split``, largest tiles first, one per distinct tile count (tiles of
+    the same count are the same tiles), down to ``min_tile``."""
+    grid = Tiling.for_layers(min_tile, layers, split).grid
+    smallest = max(min_tile, grid)
+    seen = set()
+    tile = max(smallest, -(-max(size) // grid) * grid)
+    while tile >= smallest:
+        counts = (math.ceil(size[0] / tile), math.ceil(size[1] / tile))
+        if counts not in seen:
+            seen.add(counts)
+            yield Tiling.for_layers(tile, layers, split)
+        tile -= grid
 
 
 def need(
     size: tuple[int, int], budget: int | None, layers: Sequence[str], content_layer: str, *,
     dtype_bytes: int = 4, optimizer: str = "adam", pool: str = "max", min_tile: int = MIN_TILE,
 ) -> Need:
-    """The whole picture if it fits ``budget`` (None: no budget), else the largest tile (on the grid)
-    that fits. Raises ParamError naming the size, the budget and the smallest need when none fits."""
+    """The whole picture if it fits ``budget`` (None: no budget), else, of the tilings that fit, the
+    one with the least work (:meth:`Tiling.work`): for each cut of the network (each pooling before
+    the deepest layer in use, and none), the largest tiles that fit. Raises ParamError naming the
+    size, the budget and the smallest need when none fits."""
     estimate = dict(layers=layers, content_layer=content_layer, dtype_bytes=dtype_bytes, optimizer=optimizer, pool=pool)
     whole = step_bytes(size, **estimate)
     if budget is None or whole <= budget:
         return Need(whole, None)
-    grid = grid_for(layers)
-    smallest = Tiling.for_layers(max(min_tile, grid), layers)
-    tile = (max(size) - 1) // grid * grid  # the largest tile smaller than the picture
-    while tile >= smallest.tile:
-        tiling = Tiling.for_layers(tile, layers)
-        needed = step_bytes(size, tiling=tiling, **estimate)
-        if needed <= budget:
-            return Need(needed, tiling)
-        tile -= grid
-    least = step_bytes(size, tiling=smallest, **estimate)
+    best: tuple[float, Need] | None = None
+    least: tuple[int, Tiling] | None = None
+    for split in (*split_points(layers), None):
+        for tiling in _tilings(size, layers, split, min_tile):
+            needed = step_bytes(size, tiling=tiling, **estimate)
+            if needed <= budget:
+                work = tiling.work(*size)
+                if best is None or work < best[0]:
+                    best = (work, Need(needed, tiling))
+                break
+        else:
+            if least is None or needed < least[0]:
+                least = (needed, tiling)
+    if best is not None:
+        return best[1]
     raise ParamError(
         "max_memory",
-        f"a {size[0]}×{size[1]} picture needs about {format_bytes(least)} even in the smallest tiles "
-        f"({smallest.tile} px), more than the memory budget of {format_bytes(budget)}; "
+        f"a {size[0]}×{size[1]} picture needs about {format_bytes(least[0])} even in the smallest tiles "
+        f"({least[1].tile} px), more than the memory budget of {format_bytes(budget)}; "
         "use a smaller size or a larger budget",
     )
 

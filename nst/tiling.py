@@ -1,22 +1,31 @@
 """The exact objective and its gradient computed tile by tile, in memory bounded by the tile's size.
 
 The style loss compares Gram matrices of the *whole* picture and the content loss is a sum over
-positions, so neither needs the whole picture's activations at once:
+positions, so neither needs the whole picture's activations at once. The network is cut at a
+pooling layer (:attr:`Tiling.split`; None: no cut, every tile runs the whole depth):
 
-- pass 1 (no autograd): each tile's features give its share of every style layer's Gram matrix
-  (ΣFᵀF over the tile's interior positions) and of the content term's squared error; summed over
-  the tiles they are the untiled values;
-- pass 2: with the global Grams known, dL/dF at every position is known too (dL/dF = F·(g+gᵀ)/norm,
-  g = dL/dG); each tile's features are recomputed with autograd and that gradient, restricted to
-  the tile's interior positions, is backpropagated into the tile's pixels (halo included: they feed
-  the interior) and added into one full-size pixel gradient.
+- pass 1 (no autograd): each tile runs the *shallow* part (up to the split) and gives its share of
+  every shallow style layer's Gram matrix (ΣFᵀF over the tile's interior positions) and, when the
+  content layer is shallow, of the content term's squared error; summed over the tiles they are the
+  untiled values. Each tile's interior positions of the split layer are written into one full map;
+- the *deep* part (after the split) runs once on that whole map with autograd, as untiled: its
+  Grams, the content term when it is deep, their loss and its gradient dL/d(map). The map is 1/64
+  of the pixels at pool3 and the deep layers cost a third of the network's work, once;
+- pass 2: with the global Grams known, dL/dF at every shallow position is known too
+  (dL/dF = F·(g+gᵀ)/norm, g = dL/dG); each tile's shallow part is recomputed with autograd and that
+  gradient, with dL/d(map) at the tile's interior, is backpropagated into the tile's pixels (halo
+  included: they feed the interior) and added into one full-size pixel gradient.
 
-A tile's interior sits on VGG-19's pooling grid (:data:`GRID` px, so every pooled layer's positions
-line up with the untiled network's) and is read with a halo as wide as the deepest layer's reach
-(:func:`halo_for`), so its interior features equal the untiled ones: zero padding at a tile's edge
-never reaches them. At the picture's own edges the tile stops where the picture does, with the
-untiled network's own padding. The total-variation term is computed on the whole picture: it needs
-no network and costs a few copies of the picture.
+Without a split (when even the deep part's whole map does not fit the budget) the same two passes
+run the whole depth per tile, and pass 1's accumulation covers every layer.
+
+A tile's interior sits on the pooling grid of the part it runs (:attr:`Tiling.grid` px: 8 for a cut
+at pool3, 16 for conv5_1's whole depth; so every pooled layer's positions line up with the untiled
+network's) and is read with a halo as wide as that part's reach (:func:`halo_for`), so its interior
+features equal the untiled ones: zero padding at a tile's edge never reaches them. At the picture's
+own edges the tile stops where the picture does, with the untiled network's own padding. The
+total-variation term is computed on the whole picture: it needs no network and costs a few copies of
+the picture.
 """
 
 from __future__ import annotations
@@ -28,6 +37,11 @@ from typing import Callable, Iterator, Mapping, Sequence
 from .params import VGG19_LAYERS
 
 GRID = 16  # VGG-19 pools four times before conv5_1: 2**4 px of input per position there
+_CHANNELS = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
+# A frozen network's backward computes input gradients only (no weight gradients): about 1.2 forwards.
+# Measured on the 2-core x86-64 CPU, one torch thread, 512×384 fp32, CPU time, random weights: up to
+# conv5_1 a forward took 1.95 s, a forward and backward 4.33 s; up to pool3 1.07 s and 2.51 s.
+BACKWARD_COST = 1.2
 
 
 def layer_scale(layer: str) -> int:
@@ -36,11 +50,21 @@ def layer_scale(layer: str) -> int:
     return 2 ** sum(1 for name in VGG19_LAYERS[: index + 1] if name.startswith("pool"))
 
 
+def channels(layer: str) -> int:
+    """Channels of a VGG-19 layer's output."""
+    return _CHANNELS[int(layer[4])]
+
+
+def _deepest(layers: Sequence[str]) -> str:
+    return max(layers, key=VGG19_LAYERS.index)
+
+
 def reach(layers: Sequence[str]) -> int:
     """How far (px) beyond a block of ``layer_scale`` pixels the input of one position of the deepest
     layer extends on either side: each 3×3 convolution (padding 1) adds one position of its own
-    scale, poolings (2×2, stride 2) add nothing beyond their block. conv5_1: 70 px; conv4_1: 38 px."""
-    deepest = max(VGG19_LAYERS.index(name) for name in layers)
+    scale, poolings (2×2, stride 2) add nothing beyond their block. conv5_1: 70 px; conv4_1: 30 px;
+    pool3: 22 px."""
+    deepest = VGG19_LAYERS.index(_deepest(layers))
     extent, scale = 0, 1
     for name in VGG19_LAYERS[: deepest + 1]:
         if name.startswith("conv"):
@@ -55,11 +79,33 @@ def grid_for(layers: Sequence[str]) -> int:
     return max(GRID, max(layer_scale(name) for name in layers))
 
 
-def halo_for(layers: Sequence[str]) -> int:
+def halo_for(layers: Sequence[str], grid: int | None = None) -> int:
     """The halo a tile needs so its interior features are exact: the deepest layer's reach rounded up
     to the grid (so a tile's first pixel stays on the grid). conv5_1: 70 px -> 80."""
-    grid = grid_for(layers)
+    grid = grid or grid_for(layers)
     return -(-reach(layers) // grid) * grid
+
+
+def split_points(layers: Sequence[str]) -> list[str]:
+    """The poolings the network can be cut at for ``layers``: those before the deepest layer in use,
+    shallowest first."""
+    deepest = VGG19_LAYERS.index(_deepest(layers))
+    return [name for name in VGG19_LAYERS[:deepest] if name.startswith("pool")]
+
+
+def conv_macs(first: int, last: int) -> float:
+    """Multiply-adds per input pixel of the convolutions at VGG19_LAYERS[first:last] (the network's
+    work is almost all there)."""
+    total = 0.0
+    in_channels = 3
+    for name in VGG19_LAYERS[:last]:
+        if not name.startswith("conv"):
+            continue
+        out_channels = channels(name)
+        if VGG19_LAYERS.index(name) >= first:
+            total += in_channels * out_channels * 9 / layer_scale(name) ** 2
+        in_channels = out_channels
+    return total
 
 
 @dataclass(frozen=True)
@@ -81,6 +127,12 @@ class Tile:
         ox0, oy0 = self.outer[:2]
         return features[..., (y0 - oy0) // scale : (y1 - oy0) // scale, (x0 - ox0) // scale : (x1 - ox0) // scale]
 
+    def place(self, full, scale: int, shape):
+        """The region of a full-picture map (``scale`` px per position) holding this tile's interior
+        positions, ``shape`` as :meth:`crop` gave them."""
+        x0, y0 = self.interior[:2]
+        return full[..., y0 // scale : y0 // scale + shape[-2], x0 // scale : x0 // scale + shape[-1]]
+
     @property
     def outer_pixels(self) -> int:
         x0, y0, x1, y1 = self.outer
@@ -89,16 +141,28 @@ class Tile:
 
 @dataclass(frozen=True)
 class Tiling:
-    """Tiles of at most ``tile``×``tile`` interior pixels (a multiple of ``grid``) with ``halo`` px around."""
+    """Tiles of at most ``tile``×``tile`` interior pixels (a multiple of ``grid``) with ``halo`` px
+    around, running the network up to ``split`` (a pooling; the rest runs once on the whole map) or,
+    with no split, up to ``deepest``, the deepest layer in use."""
 
     tile: int
     halo: int
     grid: int = GRID
+    split: str | None = None
+    deepest: str = "conv5_1"
 
     @classmethod
-    def for_layers(cls, tile: int, layers: Sequence[str]) -> "Tiling":
-        grid = grid_for(layers)
-        return cls(max(grid, tile // grid * grid), halo_for(layers), grid)
+    def for_layers(cls, tile: int, layers: Sequence[str], split: str | None = None) -> "Tiling":
+        """The tiling for ``layers``: cut at ``split`` (one of :func:`split_points`), or whole depth."""
+        if split is not None and split not in split_points(layers):
+            raise ValueError(f"{split} is not a pooling before the deepest of {', '.join(layers)}")
+        tiled = [split] if split is not None else list(layers)
+        grid = layer_scale(split) if split is not None else grid_for(layers)
+        return cls(max(grid, tile // grid * grid), halo_for(tiled, grid), grid, split, _deepest(layers))
+
+    def is_shallow(self, layer: str) -> bool:
+        """Whether ``layer`` is computed in the tiles (else once, on the split's whole map)."""
+        return self.split is None or VGG19_LAYERS.index(layer) <= VGG19_LAYERS.index(self.split)
 
     def _spans(self, length: int) -> list[tuple[int, int]]:
         # Equal tiles rather than full ones and a sliver: the same count, less halo work per tile.
@@ -115,11 +179,16 @@ class Tiling:
         return out
 
     def work(self, width: int, height: int) -> float:
-        """Pixels a tiled step pushes through the network relative to an untiled step's: the halo's
-        overlap, and two forward passes (pass 1, then pass 2's forward and backward, ~3 forwards)
-        where an untiled step makes one forward and one backward."""
-        outer = sum(t.outer_pixels for t in self.tiles(width, height))
-        return outer / (width * height) * (1 + 3) / 3
+        """A tiled step's work relative to an untiled step's (convolution multiply-adds): the tiled part
+        runs twice (pass 1's forward, pass 2's forward and backward) on its tiles' pixels with their
+        halos; the deep part once, forward and backward, as untiled. An untiled step is one forward
+        and one backward of everything."""
+        last = VGG19_LAYERS.index(self.deepest) + 1
+        cut = VGG19_LAYERS.index(self.split) + 1 if self.split is not None else last
+        inflation = sum(t.outer_pixels for t in self.tiles(width, height)) / (width * height)
+        shallow, deep = conv_macs(0, cut), conv_macs(cut, last)
+        tiled = shallow * inflation * (2 + BACKWARD_COST) + deep * (1 + BACKWARD_COST)
+        return tiled / ((shallow + deep) * (1 + BACKWARD_COST))
 
 
 CheckCancel = Callable[[], None]
@@ -147,59 +216,123 @@ def _interiors(model, image, layers, pool, dtype, tiling: Tiling, check_cancel: 
         yield tile, {layer: tile.crop(features[layer], layer_scale(layer)) for layer in layers}
 
 
-def features(model, image, layer: str, pool: str, dtype, tiling: Tiling, check_cancel: CheckCancel | None = None):
-    """The untiled network's ``layer`` features of ``image`` (fp32), assembled from tiles."""
+def _full_map(part, width: int, height: int, scale: int):
+    """An empty full-picture map for a layer of ``scale`` px per position, like the tile part ``part``
+    (dtype, device, memory format)."""
     import torch
 
-    scale = layer_scale(layer)
-    height, width = image.shape[-2:]
-    out = None
-    for tile, found in _interiors(model, image, [layer], pool, dtype, tiling, check_cancel):
-        part = found[layer].float()
-        if out is None:
-            out = torch.empty((*part.shape[:2], height // scale, width // scale), device=part.device)
-        x0, y0 = tile.interior[:2]
-        out[..., y0 // scale : y0 // scale + part.shape[-2], x0 // scale : x0 // scale + part.shape[-1]] = part
+    channels_last = part.is_contiguous(memory_format=torch.channels_last) and not part.is_contiguous()
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    shape = (*part.shape[:2], height // scale, width // scale)
+    return torch.empty(shape, dtype=part.dtype, device=part.device, memory_format=memory_format)
+
+
+def _deep_forward(model, split_map, split: str, layers: Sequence[str], pool: str, dtype) -> dict:
+    """The network after ``split`` on the whole map of ``split``: {layer: activation} for ``layers``.
+    VGGFeatures.forward always starts at the pixels; this continues its loop from the split, on the
+    same (possibly low-precision) layers."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    network = model._layers_for(dtype)
+    wanted = set(layers)
+    last = max(VGG19_LAYERS.index(name) for name in wanted)
+    x, out = split_map, {}
+    for index in range(VGG19_LAYERS.index(split) + 1, last + 1):
+        module = network[index]
+        if pool == "avg" and isinstance(module, nn.MaxPool2d):
+            x = F.avg_pool2d(x, kernel_size=2, stride=2)
+        else:
+            x = module(x)
+        if VGG19_LAYERS[index] in wanted:
+            out[VGG19_LAYERS[index]] = x
     return out
+
+
+@dataclass
+class _Sweep:
+    """Pass 1's sums over the tiles: unnormalised Grams ΣFᵀF of the shallow style layers, the shallow
+    content term's squared error, and the full map of one layer (the split's, or a layer asked for)."""
+
+    sums: dict
+    squared_error: object = None
+    full: object = None
+
+
+def _sweep(model, image, pool, dtype, tiling: Tiling, check_cancel, gram_layers=(), content_layer=None,
+           content_target=None, keep: str | None = None) -> _Sweep:
+    height, width = image.shape[-2:]
+    out = _Sweep({})
+    wanted = list(dict.fromkeys([*gram_layers, *([content_layer] if content_target is not None else []),
+                                 *([keep] if keep else [])]))
+    if not wanted:
+        return out
+    for tile, found in _interiors(model, image, wanted, pool, dtype, tiling, check_cancel):
+        for layer in gram_layers:
+            flat = _wide_flat(found[layer])
+            part = flat.transpose(1, 2) @ flat
+            out.sums[layer] = part if layer not in out.sums else out.sums[layer] + part
+        if content_target is not None:
+            error = _content_error(tile, found[content_layer], content_target, layer_scale(content_layer))
+            out.squared_error = error if out.squared_error is None else out.squared_error + error
+        if keep:
+            part = found[keep]
+            if out.full is None:
+                out.full = _full_map(part, width, height, layer_scale(keep))
+            tile.place(out.full, layer_scale(keep), part.shape).copy_(part)
+    return out
+
+
+def features(model, image, layer: str, pool: str, dtype, tiling: Tiling, check_cancel: CheckCancel | None = None):
+    """The untiled network's ``layer`` features of ``image`` (fp32), from tiles (and the deep part)."""
+    import torch
+
+    if tiling.is_shallow(layer):
+        return _sweep(model, image, pool, dtype, tiling, check_cancel, keep=layer).full.float()
+    split_map = _sweep(model, image, pool, dtype, tiling, check_cancel, keep=tiling.split).full
+    with torch.no_grad():
+        return _deep_forward(model, split_map, tiling.split, [layer], pool, dtype)[layer].float()
 
 
 def _gram_norms(layers: Sequence[str], width: int, height: int, channels: Mapping[str, int]) -> dict[str, float]:
     return {layer: float(channels[layer] * (height // layer_scale(layer)) * (width // layer_scale(layer))) for layer in layers}
 
 
+def _normalised(sums: dict, width: int, height: int) -> dict:
+    norms = _gram_norms(list(sums), width, height, {layer: s.shape[-1] for layer, s in sums.items()})
+    return {layer: s / norms[layer] for layer, s in sums.items()}
+
+
 def grams(model, image, layers: Sequence[str], pool: str, dtype, tiling: Tiling, check_cancel: CheckCancel | None = None) -> dict:
     """Each layer's Gram matrix of ``image`` as losses.gram computes it untiled (fp32, normalised)."""
-    totals, _ = _accumulate(model, image, layers, pool, dtype, tiling, check_cancel)
-    return totals
+    import torch
 
+    from .losses import gram
 
-def _accumulate(model, image, layers, pool, dtype, tiling, check_cancel, content_layer=None, content_target=None):
-    """Pass 1: the normalised Grams of ``layers`` and, given a content target, the content term's
-    summed squared error, over all tiles."""
     height, width = image.shape[-2:]
-    sums: dict = {}
-    squared_error = None
-    wanted = list(dict.fromkeys([*layers, *([content_layer] if content_target is not None else [])]))
-    for tile, found in _interiors(model, image, wanted, pool, dtype, tiling, check_cancel):
-        for layer in layers:
-            flat = _wide_flat(found[layer])
-            part = flat.transpose(1, 2) @ flat
-            sums[layer] = part if layer not in sums else sums[layer] + part
-        if content_target is not None:
-            error = _content_error(tile, found[content_layer], content_target, layer_scale(content_layer))
-            squared_error = error if squared_error is None else squared_error + error
-    channels = {layer: sums[layer].shape[-1] for layer in layers}
-    norms = _gram_norms(layers, width, height, channels)
-    return {layer: sums[layer] / norms[layer] for layer in layers}, squared_error
-
-
-def _target_crop(tile: Tile, target, scale: int, shape):
-    x0, y0 = tile.interior[:2]
-    return target[..., y0 // scale : y0 // scale + shape[-2], x0 // scale : x0 // scale + shape[-1]]
+    shallow = [layer for layer in layers if tiling.is_shallow(layer)]
+    deep = [layer for layer in layers if not tiling.is_shallow(layer)]
+    swept = _sweep(model, image, pool, dtype, tiling, check_cancel, shallow, keep=tiling.split if deep else None)
+    out = _normalised(swept.sums, width, height)
+    if deep:
+        with torch.no_grad():
+            found = _deep_forward(model, swept.full, tiling.split, deep, pool, dtype)
+        out.update({layer: gram(found[layer]) for layer in deep})
+    return {layer: out[layer] for layer in layers}
 
 
 def _content_error(tile: Tile, found, target, scale: int):
-    return (found.float() - _target_crop(tile, target, scale, found.shape)).pow(2).sum()
+    return (found.float() - tile.place(target, scale, found.shape)).pow(2).sum()
+
+
+@dataclass
+class _Pass1:
+    """What pass 1 and the deep part leave: the loss terms, every style layer's global Gram, and
+    dL/d(split map) for pass 2 (None without a split or when no gradient was asked for)."""
+
+    terms: tuple
+    grams: dict
+    split_grad: object = None
 
 
 class TiledLoss:
@@ -213,67 +346,102 @@ class TiledLoss:
         self.tiling = tiling
         self.check_cancel = check_cancel
 
-    def _pass1(self, image, content_target, style_grams):
-        from .losses import tv_loss
+    def _style_layers(self) -> list[str]:
+        return list(self.params.style_layers) if self.params.style_weight else []
+
+    def _pass1(self, image, content_target, style_grams, with_grad: bool) -> _Pass1:
+        import torch
         import torch.nn.functional as F
 
-        p = self.params
-        layers = p.style_layers if p.style_weight else ()
-        target = content_target if p.content_weight else None
-        grams_now, squared_error = _accumulate(
-            self.model, image, layers, p.pool, self.dtype, self.tiling, self.check_cancel, p.content_layer, target
-        )
+        from .losses import gram, tv_loss
+
+        p, tiling = self.params, self.tiling
+        height, width = image.shape[-2:]
+        style_layers = self._style_layers()
+        shallow = [layer for layer in style_layers if tiling.is_shallow(layer)]
+        deep = [layer for layer in style_layers if not tiling.is_shallow(layer)]
+        content_is_deep = bool(p.content_weight) and not tiling.is_shallow(p.content_layer)
+        shallow_target = content_target if p.content_weight and not content_is_deep else None
+        needs_deep = bool(deep) or content_is_deep
+        swept = _sweep(self.model, image, p.pool, self.dtype, tiling, self.check_cancel, shallow, p.content_layer,
+                       shallow_target, keep=tiling.split if needs_deep else None)
+        grams_now = _normalised(swept.sums, width, height)
         zero = image.new_zeros(())
-        content = squared_error / content_target.numel() if target is not None else zero
+        content = swept.squared_error / content_target.numel() if shallow_target is not None else zero
+        deep_loss, split_map = None, None
+        if needs_deep:
+            if self.check_cancel is not None:
+                self.check_cancel()
+            split_map = swept.full.requires_grad_(with_grad)
+            with torch.set_grad_enabled(with_grad):
+                found = _deep_forward(self.model, split_map, tiling.split, [*deep, *([p.content_layer] if content_is_deep else [])], p.pool, self.dtype)
+                deep_grams = {layer: gram(found[layer]) for layer in deep}
+                weights = dict(zip(p.style_layers, p.style_layer_weights))
+                deep_loss = sum(p.style_weight * weights[l] * F.mse_loss(deep_grams[l], style_grams[l]) for l in deep)
+                if content_is_deep:
+                    deep_content = F.mse_loss(found[p.content_layer].float(), content_target)
+                    deep_loss = deep_loss + p.content_weight * deep_content
+                    content = deep_content.detach()
+            grams_now.update({layer: g.detach() for layer, g in deep_grams.items()})
         style = zero
         if p.style_weight:
             style = sum(w * F.mse_loss(grams_now[l], style_grams[l]) for l, w in zip(p.style_layers, p.style_layer_weights))
         tv = tv_loss(image.detach()) if p.tv_weight else zero
         total = p.content_weight * content + p.style_weight * style + p.tv_weight * tv
-        return (content, style, tv, total), grams_now
+        split_grad = None
+        if with_grad and deep_loss is not None:
+            deep_loss.backward()  # frees the deep part's activations; leaves dL/d(map)
+            split_grad = split_map.grad
+        return _Pass1((content, style, tv, total), grams_now, split_grad)
 
     def value(self, image, content_target, style_grams):
-        return self._pass1(image, content_target, style_grams)[0]
+        return self._pass1(image, content_target, style_grams, with_grad=False).terms
 
     def value_and_grad(self, image, content_target, style_grams):
         import torch
 
-        terms, grams_now = self._pass1(image, content_target, style_grams)
+        first = self._pass1(image, content_target, style_grams, with_grad=True)
         grad = torch.zeros_like(image)
-        multipliers = self._feature_multipliers(grams_now, style_grams, image.shape[-1], image.shape[-2])
+        multipliers = self._feature_multipliers(first.grams, style_grams, image.shape[-1], image.shape[-2])
         for tile in self.tiling.tiles(image.shape[-1], image.shape[-2]):
             if self.check_cancel is not None:
                 self.check_cancel()
-            tile_grad = self._tile_gradient(tile, image, content_target, multipliers)
-            tile.pixels(grad).add_(tile_grad)
+            tile_grad = self._tile_gradient(tile, image, content_target, multipliers, first.split_grad)
+            if tile_grad is not None:
+                tile.pixels(grad).add_(tile_grad)
         if self.params.tv_weight:
             grad.add_(self._tv_gradient(image))
         image.grad = grad
-        return terms
+        return first.terms
 
     def _feature_multipliers(self, grams_now, style_grams, width, height) -> dict:
-        """Per style layer, M with dL/dF = F·M for F of shape (h·w, C): M = (g + gᵀ)/norm, g = dL/dG."""
+        """Per shallow style layer, M with dL/dF = F·M for F of shape (h·w, C): M = (g + gᵀ)/norm, g = dL/dG."""
         p = self.params
-        if not p.style_weight:
-            return {}
-        channels = {layer: grams_now[layer].shape[-1] for layer in p.style_layers}
-        norms = _gram_norms(p.style_layers, width, height, channels)
+        layers = [layer for layer in self._style_layers() if self.tiling.is_shallow(layer)]
+        channels_of = {layer: grams_now[layer].shape[-1] for layer in layers}
+        norms = _gram_norms(layers, width, height, channels_of)
+        weights = dict(zip(p.style_layers, p.style_layer_weights))
         out = {}
-        for layer, weight in zip(p.style_layers, p.style_layer_weights):
+        for layer in layers:
             difference = grams_now[layer] - style_grams[layer]
-            g = p.style_weight * weight * 2.0 * difference / difference.numel()  # d(w·mse)/dG
+            g = p.style_weight * weights[layer] * 2.0 * difference / difference.numel()  # d(w·mse)/dG
             out[layer] = (g + g.transpose(1, 2)) / norms[layer]
         return out
 
-    def _tile_gradient(self, tile: Tile, image, content_target, multipliers):
-        """Pass 2 for one tile: the gradient of the full objective (without tv) with respect to the tile's pixels."""
+    def _tile_gradient(self, tile: Tile, image, content_target, multipliers, split_grad):
+        """Pass 2 for one tile: the gradient of the full objective (without tv) with respect to the
+        tile's pixels, through its shallow part (the deep part's share arrives as ``split_grad``)."""
         import torch
 
-        p = self.params
+        p, tiling = self.params, self.tiling
+        shallow_content = bool(p.content_weight) and tiling.is_shallow(p.content_layer)
+        split = tiling.split if split_grad is not None else None
+        layers = list(dict.fromkeys([*multipliers, *([p.content_layer] if shallow_content else []), *([split] if split else [])]))
+        if not layers:
+            return None
         channels_last = image.is_contiguous(memory_format=torch.channels_last) and not image.is_contiguous()
         memory_format = torch.channels_last if channels_last else torch.contiguous_format  # as the picture's
         pixels = tile.pixels(image).detach().contiguous(memory_format=memory_format).requires_grad_(True)
-        layers = list(dict.fromkeys([*multipliers, *([p.content_layer] if p.content_weight else [])]))
         found = self.model(pixels, layers, p.pool, self.dtype)
         outputs, grads = [], []
         for layer, multiplier in multipliers.items():
@@ -283,12 +451,16 @@ class TiledLoss:
             d_flat = torch.bmm(flat, multiplier.to(flat.dtype))  # as losses._Gram.backward, in F's dtype
             outputs.append(interior)
             grads.append(d_flat.reshape(n, h, w, c).permute(0, 3, 1, 2))
-        if p.content_weight:
+        if shallow_content:
             interior = tile.crop(found[p.content_layer], layer_scale(p.content_layer))
-            target = _target_crop(tile, content_target, layer_scale(p.content_layer), interior.shape)
+            target = tile.place(content_target, layer_scale(p.content_layer), interior.shape)
             d_content = p.content_weight * 2.0 * (interior.detach().float() - target) / content_target.numel()
             outputs.append(interior)
             grads.append(d_content.to(interior.dtype))
+        if split:
+            interior = tile.crop(found[split], layer_scale(split))
+            outputs.append(interior)
+            grads.append(tile.place(split_grad, layer_scale(split), interior.shape))
         torch.autograd.backward(outputs, grads)
         return pixels.grad
 

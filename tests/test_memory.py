@@ -12,6 +12,7 @@ from nst import memory
 from nst.errors import ParamError
 from nst.params import StyleParams
 from nst.schedule import check_runnable
+from nst.tiling import layer_scale as tiling_layer_scale
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS, CONTENT = StyleParams().layers, StyleParams().content_layer
@@ -52,10 +53,42 @@ def test_the_estimate_grows_with_the_pixels_and_shrinks_with_bf16():
 def test_the_chosen_tile_fits_the_budget_and_is_the_largest_that_does(budget):
     size, limit = (2048, 1536), memory.parse_bytes(budget)
     need = memory.need(size, limit, LAYERS, CONTENT)
-    assert need.tiling is not None and need.bytes <= limit
-    assert need.tiling.tile % 16 == 0 and need.tiling.halo == 80
-    bigger = memory.Tiling.for_layers(need.tiling.tile + 16, LAYERS)
-    assert memory.step_bytes(size, LAYERS, CONTENT, tiling=bigger) > limit
+    tiling = need.tiling
+    assert tiling is not None and tiling.split is not None and need.bytes <= limit
+    assert tiling.tile % tiling.grid == 0 and tiling.grid == tiling_layer_scale(tiling.split)
+    if len(tiling.tiles(*size)) > 1:  # just under the untiled need (8 GiB), one tile cut at pool1 fits
+        bigger = memory.Tiling.for_layers(tiling.tile + tiling.grid, LAYERS, tiling.split)
+        assert memory.step_bytes(size, LAYERS, CONTENT, tiling=bigger) > limit
+
+
+@pytest.mark.parametrize("size, budget", [((2048, 1536), "2GiB"), ((4096, 3072), "8GiB"), ((1024, 768), "1.5GiB")])
+def test_of_the_cuts_that_fit_the_one_with_the_least_work_is_chosen(size, budget):
+    limit = memory.parse_bytes(budget)
+    chosen = memory.need(size, limit, LAYERS, CONTENT).tiling
+    for split in (*memory.split_points(LAYERS), None):
+        for tile in range(max(size), 63, -16):
+            tiling = memory.Tiling.for_layers(tile, LAYERS, split)
+            if memory.step_bytes(size, LAYERS, CONTENT, tiling=tiling) <= limit:
+                assert tiling.work(*size) >= chosen.work(*size)
+                break
+    # the deep part of the whole picture must fit: cut at pool1, it is almost the untiled network
+    assert chosen.split != "pool1"
+
+
+def test_the_deep_parts_whole_map_counts_in_the_estimate():
+    # Cut at pool3, a tile's shallow part is small; the deep layers on the whole picture's map are not.
+    size = (4096, 3072)
+    one_tile = memory.Tiling.for_layers(64, LAYERS, "pool3")
+    assert memory.step_bytes(size, LAYERS, CONTENT, tiling=one_tile) > 3 * 1024**3
+    assert memory.step_bytes(size, LAYERS, CONTENT, tiling=memory.Tiling.for_layers(64, LAYERS, "pool4")) < (
+        memory.step_bytes(size, LAYERS, CONTENT, tiling=one_tile))
+
+
+def test_without_a_pooling_to_cut_at_every_tile_runs_the_whole_depth():
+    layers = ("conv1_1", "conv1_2")
+    whole = memory.step_bytes((1024, 768), layers, "conv1_2")
+    need = memory.need((1024, 768), whole - 1, layers, "conv1_2")
+    assert need.tiling.split is None and len(need.tiling.tiles(1024, 768)) > 1 and need.bytes < whole
 
 
 def test_a_picture_that_fits_runs_whole():

@@ -10,7 +10,7 @@ from conftest import make_content, make_style
 from nst import images
 from nst.errors import Cancelled
 from nst.params import StyleParams
-from nst.tiling import GRID, Tiling, halo_for, reach
+from nst.tiling import BACKWARD_COST, GRID, Tiling, conv_macs, features, halo_for, reach, split_points
 from nst.transfer import Objective, stylize
 
 # Shallow layers: a 16 px halo, so 64 px tiles save memory on a tiny picture (conv5_1's 80 px halo
@@ -37,21 +37,76 @@ def _relative(a, b) -> float:
 
 
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
-def test_tiled_loss_and_gradient_equal_the_untiled_ones(model, memory_format):
-    # 256×96 with 64 px tiles: conv5_1's 80 px halo leaves every tile short of the whole picture.
+@pytest.mark.parametrize("split", ["pool3", None])
+def test_tiled_loss_and_gradient_equal_the_untiled_ones(model, memory_format, split):
+    # 256×96 with 64 px tiles: the halo (24 px cut at pool3, conv5_1's 80 px whole depth) leaves every
+    # tile short of the whole picture. Cut at pool3, conv4_1, conv4_2 (content) and conv5_1 run once
+    # on the whole map; whole depth (the fallback), every layer runs in the tiles.
     params = StyleParams(tv_weight=1.0)
     content, style, pixels = _tensors(256, 96, memory_format)
     whole, expected = _loss_and_grad(Objective(model, content, [style], params, None), pixels)
-    tiling = Tiling.for_layers(64, params.layers)
+    tiling = Tiling.for_layers(64, params.layers, split)
     assert len(tiling.tiles(256, 96)) == 8 and all(t.outer[2] - t.outer[0] < 256 for t in tiling.tiles(256, 96))
-    tiled, grad = _loss_and_grad(Objective(model, content, [style], params, None, tiling=tiling), pixels)
+    objective = Objective(model, content, [style], params, None, tiling=tiling)
+    tiled, grad = _loss_and_grad(objective, pixels)
     for mine, theirs in zip(tiled.stacked(), whole.stacked()):
         assert abs(float(mine) - float(theirs)) <= 1e-4 * abs(float(theirs))
     assert _relative(grad, expected) < 1e-4
+    with torch.no_grad():
+        assert abs(float(objective(pixels).total) - float(whole.total)) <= 1e-4 * float(whole.total)
+
+
+@pytest.mark.parametrize("split", ["pool1", "pool2", "pool4"])
+def test_any_cut_and_a_shallow_content_layer_keep_the_gradient_exact(model, split):
+    # The user's layers decide what runs where: content at conv2_2 is in the tiles for every cut here,
+    # average pooling as asked.
+    params = StyleParams(content_layer="conv2_2", pool="avg", tv_weight=1.0)
+    content, style, pixels = _tensors(256, 96)
+    whole, expected = _loss_and_grad(Objective(model, content, [style], params, None), pixels)
+    tiled, grad = _loss_and_grad(Objective(model, content, [style], params, None, tiling=Tiling.for_layers(64, params.layers, split)), pixels)
+    assert abs(float(tiled.total) - float(whole.total)) <= 1e-4 * float(whole.total)
+    assert _relative(grad, expected) < 1e-4
+
+
+def test_the_split_map_and_the_deep_features_equal_the_untiled_ones(model):
+    content, _, _ = _tensors(128, 96)
+    tiling = Tiling.for_layers(64, StyleParams().layers, "pool3")
+    assert len(tiling.tiles(128, 96)) == 4
+    with torch.no_grad():
+        untiled = model(content, ["pool3", "conv4_2"], "max", None)
+    for layer in ("pool3", "conv4_2"):
+        assembled = features(model, content, layer, "max", None, tiling)
+        assert assembled.shape == untiled[layer].shape
+        assert _relative(assembled, untiled[layer]) < 1e-5
+
+
+def test_the_cut_comes_from_the_layers_in_use():
+    assert split_points(StyleParams().layers) == ["pool1", "pool2", "pool3", "pool4"]
+    assert split_points(SHALLOW["style_layers"]) == ["pool1", "pool2"]
+    assert split_points(["conv1_1", "conv1_2"]) == []
+    cut = Tiling.for_layers(100, StyleParams().layers, "pool3")
+    assert (cut.tile, cut.grid, cut.halo) == (96, 8, 24)  # pool3's reach is 22 px
+    assert cut.is_shallow("conv3_1") and cut.is_shallow("pool3") and not cut.is_shallow("conv4_1")
+    with pytest.raises(ValueError):
+        Tiling.for_layers(64, SHALLOW["style_layers"], "pool3")  # nothing deep is in use after pool3
+
+
+def test_a_cut_costs_less_than_the_whole_depth_and_larger_tiles_less_than_smaller():
+    layers = StyleParams().layers
+    cut, whole_depth = Tiling.for_layers(512, layers, "pool3"), Tiling.for_layers(512, layers)
+    assert cut.work(2048, 1536) < whole_depth.work(2048, 1536)
+    assert Tiling.for_layers(1024, layers, "pool3").work(2048, 1536) < cut.work(2048, 1536)
+    # one tile without a halo: the shallow part costs a forward more, the deep part as untiled
+    shallow, deep = conv_macs(0, 19), conv_macs(19, 29)  # up to pool3, then up to conv5_1
+    one = Tiling.for_layers(2048, layers, "pool3").work(2048, 1536)
+    backward = BACKWARD_COST
+    assert one == pytest.approx((shallow * (2 + backward) + deep * (1 + backward)) / ((shallow + deep) * (1 + backward)))
+    assert 1.0 < one < 1.5
 
 
 def test_the_halo_comes_from_the_deepest_layer():
     assert reach(["conv5_1"]) == 70 and halo_for(StyleParams().layers) == 80
+    assert reach(["pool3"]) == 22 and halo_for(["pool3"], 8) == 24
     assert reach(["conv1_1", "conv2_1", "conv3_1"]) == 10 and halo_for(SHALLOW["style_layers"]) == GRID
     assert reach(["conv1_1", "conv4_1"]) == 30 and halo_for(["conv1_1", "conv4_1"]) == 32
     assert halo_for(["conv4_2"]) > halo_for(["conv4_1"])
@@ -68,27 +123,34 @@ def test_without_its_halo_a_tile_is_wrong_and_with_it_exact(model):
     assert _relative(wrong, expected) > 1e-2
 
 
+@pytest.mark.parametrize("split, grid", [(None, GRID), ("pool3", 8)])
 @pytest.mark.parametrize("size, tile", [((128, 96), 64), ((100, 75), 32), ((257, 130), 48), ((64, 64), 64), ((500, 20), 160)])
-def test_tiles_sit_on_the_grid_and_cover_the_picture_once(size, tile):
+def test_tiles_sit_on_the_grid_and_cover_the_picture_once(size, tile, split, grid):
     width, height = size
-    tiling = Tiling.for_layers(tile, StyleParams().layers)
+    tiling = Tiling.for_layers(tile, StyleParams().layers, split)
+    assert tiling.grid == grid
     covered = np.zeros((height, width), dtype=int)
     for t in tiling.tiles(width, height):
         x0, y0, x1, y1 = t.interior
-        assert x0 % GRID == 0 and y0 % GRID == 0 and t.outer[0] % GRID == 0 and t.outer[1] % GRID == 0
+        assert x0 % grid == 0 and y0 % grid == 0 and t.outer[0] % grid == 0 and t.outer[1] % grid == 0
         assert x1 - x0 <= tiling.tile and y1 - y0 <= tiling.tile
         assert t.outer[0] == max(0, x0 - tiling.halo) and t.outer[2] == min(width, x1 + tiling.halo)
         covered[y0:y1, x0:x1] += 1
     assert (covered == 1).all()
 
 
-def test_a_job_in_tiles_gives_the_result_of_the_whole_picture(model):
+@pytest.mark.parametrize("layers", [SHALLOW, {}], ids=["to conv3_1", "to conv5_1"])
+def test_a_job_in_tiles_gives_the_result_of_the_whole_picture(model, layers):
     from nst import memory
 
-    params = StyleParams(epochs=4, size=128, seed=3, schedule="single", precision="fp32", tv_weight=1.0, **SHALLOW)
+    params = StyleParams(epochs=4, size=128, seed=3, schedule="single", precision="fp32", tv_weight=1.0, **layers)
     content, style = make_content(128, 96), make_style(80)
     whole = stylize(content, style, params, model=model, max_memory="unlimited")
-    budget = memory.step_bytes((128, 96), params.layers, params.content_layer) - 1  # one byte short
+    # What 64 px tiles need, cut at pool2 (conv3_1's layers) or pool3: the budget then picks its tiles.
+    cut = Tiling.for_layers(64, params.layers, "pool2" if layers else "pool3")
+    budget = memory.step_bytes((128, 96), params.layers, params.content_layer, tiling=cut)
+    assert budget < memory.step_bytes((128, 96), params.layers, params.content_layer)
+    assert memory.need((128, 96), budget, params.layers, params.content_layer).tiling.split is not None
     tiled = stylize(content, style, params, model=model, max_memory=budget)
     assert whole.stats.tiles == (1,) and tiled.stats.tiles[0] > 1
     assert abs(tiled.stats.total_loss - whole.stats.total_loss) <= 1e-4 * whole.stats.total_loss
