@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
 
 from nst.model import export_features, load_vgg19
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest -n N: N test processes share the cores, so each gets its share of torch threads (more
+    # threads than cores spin-wait against each other and every in-process job slows down).
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
 
 
 @pytest.fixture(scope="session")

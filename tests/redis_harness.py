@@ -27,36 +27,53 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def redis_server():
-    """Start redis-server on a free loopback port; yield its URL; stop it."""
+    """Start redis-server on a free loopback port; yield its URL; stop it. The port is free when chosen,
+    not reserved: tests run in parallel (pytest -n), so the server that answers must be ours (its
+    process id), else another port is tried."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server is not installed (CI installs Debian's redis-server)")
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "yes"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
+    for _ in range(5):
+        port = free_port()
+        proc = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "yes"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            if _answers_as(proc, port):
+                yield f"redis://127.0.0.1:{port}/0"
+                return
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    raise RuntimeError("redis-server did not start on any of 5 free ports")
+
+
+def _answers_as(proc: subprocess.Popen, port: int) -> bool:
+    """Whether the redis-server on ``port`` is ``proc`` (False: it exited, e.g. the port was taken)."""
+    deadline = time.monotonic() + 10
+    while proc.poll() is None:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+                sock.sendall(b"INFO server\r\n")
+                reply = b""
+                while b"process_id:" not in reply or not reply.endswith(b"\r\n\r\n"):
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    reply += chunk
+                if f"process_id:{proc.pid}\r\n".encode() in reply:
+                    return True
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("redis-server did not start")
+        time.sleep(0.05)
+    return False
 
 
 def celery_config(tmp_path: Path, weights_file: Path, redis_url: str, *, steps: int = 200, **caps) -> Path:
