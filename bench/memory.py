@@ -11,10 +11,12 @@ after loading the model; on CUDA ``torch.cuda.max_memory_allocated`` minus the a
 loading. Time is the last step's wall and CPU seconds (CPU time: user + system of the process, all
 threads). ``estimate`` is :func:`nst.memory.step_bytes` for what the row ran (tiles or not); ``cut``
 the pooling the tiled network was cut at (the deep part after it runs once on the whole map; ``-``:
-every tile runs the whole depth); ``work`` the predicted cost of a tiled step relative to an untiled
+every tile runs the whole depth), and after a slash the ReLU where the deep part is cut in two
+segments, the first recomputed in the backward; ``work`` the predicted cost of a tiled step relative to an untiled
 one (:meth:`nst.tiling.Tiling.work`), beside the measured ratio ``×untiled`` (CPU seconds of the
 tiled row over the untiled row's at that size). The gradient rows compare the tiled gradient with
-the untiled one at 512×384 in fp32 (relative L2 error), cut at pool3 and whole depth.
+the untiled one at 512×384 in fp32 (relative L2 error), cut at pool3 (with and without the deep
+part's first segment recomputed) and whole depth.
 Precision ``auto`` is bf16 only where the device runs it fast; on a CPU without AVX512-BF16/AMX it is
 fp32, and its rows are then the fp32 rows (not run twice).
 """
@@ -98,14 +100,22 @@ def run_row(side: int, budget: str | None, precision: str, steps: int, device: s
     return {
         "size": f"{result.stats.size[0]}×{result.stats.size[1]}", "side": side, "budget": budget or "none",
         "precision": f"{precision} ({result.stats.dtype})", "tiles": result.stats.tiles[-1],
-        "cut": (tiling.split or "-") if tiling else "", "work": tiling.work(*result.stats.size) if tiling else 1.0,
+        "cut": _cut(tiling) if tiling else "", "work": tiling.work(*result.stats.size) if tiling else 1.0,
         "peak": peak, "estimate": needs.bytes,
         "wall": marks[-1][0] - previous[0], "cpu": marks[-1][1] - previous[1],
     }
 
 
-def gradient_row(device: str, weights: str, split: str | None) -> dict:
-    """The tiled gradient against the untiled one at 512×384, fp32, 128 px tiles cut at ``split``."""
+def _cut(tiling) -> str:
+    """pool3, or pool3/relu4_2 when the deep part's segment up to relu4_2 is recomputed; - for none."""
+    if tiling.split is None:
+        return "-"
+    return f"{tiling.split}/{tiling.boundary}" if tiling.boundary else tiling.split
+
+
+def gradient_row(device: str, weights: str, cut: str) -> dict:
+    """The tiled gradient against the untiled one at 512×384, fp32, 128 px tiles cut at ``cut``
+    (``pool3``, ``pool3/relu4_2``: the deep part in two segments, or ``none``)."""
     import torch
 
     from nst import images
@@ -120,7 +130,8 @@ def gradient_row(device: str, weights: str, split: str | None) -> dict:
     pixels = (content + 0.1 * torch.randn_like(content)).clamp(0, 1).requires_grad_(True)
     untiled = Objective(model, content, [style], params, None).loss_and_grad(pixels)
     expected = pixels.grad.clone()
-    tiling = Tiling.for_layers(128, params.layers, split)
+    split, _, boundary = cut.partition("/")
+    tiling = Tiling.for_layers(128, params.layers, None if split == "none" else split, boundary or None)
     tiled = Objective(model, content, [style], params, None, tiling=tiling).loss_and_grad(pixels)
     error = float((pixels.grad - expected).norm() / expected.norm())
     loss_error = float(abs(tiled.total - untiled.total) / untiled.total)
@@ -160,7 +171,7 @@ def main() -> None:
         print(json.dumps(run_row(int(side), None if budget == "none" else budget, precision, args.steps, args.device, args.weights)))
         return
     if args.gradient:
-        print(json.dumps(gradient_row(args.device, args.weights, None if args.gradient == "none" else args.gradient)))
+        print(json.dumps(gradient_row(args.device, args.weights, args.gradient)))
         return
 
     from nst.model import compute_dtype, resolve_device
@@ -169,7 +180,7 @@ def main() -> None:
     common = ["--steps", str(args.steps), "--device", args.device, "--weights", args.weights]
     print(f"device {args.device}, {args.threads or 'default'} thread(s), {args.steps} step(s) per row, weights {args.weights}"
           + ("; auto precision is fp32 on this device: its rows are the fp32 rows" if auto_is_fp32 else ""))
-    print(f"{'size':>10} {'budget':>7} {'precision':>16} {'tiles':>5} {'cut':>5} {'peak GiB':>8} {'est GiB':>7} "
+    print(f"{'size':>10} {'budget':>7} {'precision':>16} {'tiles':>5} {'cut':>13} {'peak GiB':>8} {'est GiB':>7} "
           f"{'wall s':>7} {'cpu s':>7} {'work':>5} {'×untiled':>8}")
     rows = {}
     for side in args.sizes:
@@ -185,9 +196,9 @@ def main() -> None:
                 untiled = rows.get((side, "none", precision))
                 ratio = f"{row['cpu'] / untiled['cpu']:.2f}" if budget != "none" and untiled and "error" not in untiled else ""
                 work = f"{row['work']:.2f}" if budget != "none" else ""
-                print(f"{row['size']:>10} {budget:>7} {row['precision']:>16} {row['tiles']:>5} {row['cut']:>5} {_gib(row['peak']):>8} "
+                print(f"{row['size']:>10} {budget:>7} {row['precision']:>16} {row['tiles']:>5} {row['cut']:>13} {_gib(row['peak']):>8} "
                       f"{_gib(row['estimate']):>7} {row['wall']:>7.2f} {row['cpu']:>7.2f} {work:>5} {ratio:>8}", flush=True)
-    for split in ("pool3", "none"):
+    for split in ("pool3", "pool3/relu4_2", "none"):
         gradient = _child(["--gradient", split, "--device", args.device, "--weights", args.weights], args.threads)
         print(f"tiled gradient vs untiled at 512×384 fp32 ({gradient.get('tiles')} tiles, cut at {split}): relative error "
               f"{gradient.get('gradient_error', float('nan')):.2e}, loss {gradient.get('loss_error', float('nan')):.2e} (goal < 1e-4)")

@@ -25,7 +25,7 @@ from typing import Sequence
 
 from .errors import ParamError
 from .params import VGG19_LAYERS
-from .tiling import Tiling, channels, layer_scale, split_points
+from .tiling import Tiling, boundaries, channels, layer_scale, split_points
 
 INDEX_BYTES = 8  # max pooling keeps int64 indices for its backward
 PIXEL_BYTES = 3 * 4  # one fp32 RGB pixel
@@ -153,8 +153,7 @@ def _tiled_bytes(width: int, height: int, layers: Sequence[str], dtype_bytes: in
     if tiling.split is None:
         return tile
     split_map = _map_bytes(width, height, tiling.split, dtype_bytes)
-    deep_layers = [name for name in layers if not tiling.is_shallow(name)]
-    deep = _activation_bytes(width, height, deep_layers, dtype_bytes, pool, after=tiling.split) + split_map
+    deep = _deep_phase_bytes(width, height, layers, dtype_bytes, pool, tiling.split, tiling.boundary)
     phases = sorted((tile + split_map, deep))
     return phases[1] + HELD_SHARE * phases[0]
 
@@ -180,9 +179,38 @@ def step_bytes(
     return int(FIXED_BYTES + TILED_FACTOR * (_tiled_bytes(width, height, layers, dtype_bytes, pool, tiling) + pictures))
 
 
-def _tilings(size: tuple[int, int], layers: Sequence[str], split: str | None, min_tile: int):
-    """The tilings cut at ``split``, largest tiles first, one per distinct tile count (tiles of
-    the same count are the same tiles), down to ``min_tile``."""
+def _deep_phase_bytes(width: int, height: int, layers: Sequence[str], dtype_bytes: int, pool: str, split: str,
+                      boundary: str | None) -> float:
+    """The deep part's phase on the whole map of ``split``: its activations, the map and the map's
+    gradient; with a ``boundary``, the larger of its two segments' (see :meth:`Tiling.for_layers`)."""
+    split_map = _map_bytes(width, height, split, dtype_bytes)
+    deep_layers = [name for name in layers if VGG19_LAYERS.index(name) > VGG19_LAYERS.index(split)]
+    if boundary is None:
+        return _activation_bytes(width, height, deep_layers, dtype_bytes, pool, after=split) + split_map
+    # Two segments, one at a time: the second's activations beside the first's input (the map), then
+    # the first's recomputed activations beside the gradient arriving at the boundary.
+    order = VGG19_LAYERS.index
+    first = [name for name in deep_layers if order(name) <= order(boundary)] + [boundary]
+    later = [name for name in deep_layers if order(name) > order(boundary)]
+    first_bytes = _activation_bytes(width, height, first, dtype_bytes, pool, after=split)
+    first_bytes += _map_bytes(width, height, boundary, dtype_bytes)
+    later_bytes = split_map
+    if later:
+        later_bytes += _activation_bytes(width, height, later, dtype_bytes, pool, after=boundary)
+    return max(first_bytes, later_bytes) + split_map
+
+
+def lowest_boundary(size: tuple[int, int], layers: Sequence[str], split: str, dtype_bytes: int = 4, pool: str = "max") -> str | None:
+    """Of the deep part's boundaries after ``split``, the one whose larger segment needs least (None: none)."""
+    candidates = boundaries(layers, split)
+    if not candidates:
+        return None
+    return min(candidates, key=lambda b: _deep_phase_bytes(*size, layers, dtype_bytes, pool, split, b))
+
+
+def _tilings(size: tuple[int, int], layers: Sequence[str], split: str | None, min_tile: int, boundary: str | None = None):
+    """The tilings cut at ``split`` (and the deep part at ``boundary``), largest tiles first, one
+    per distinct tile count (tiles of the same count are the same tiles), down to ``min_tile``."""
     grid = Tiling.for_layers(min_tile, layers, split).grid
     smallest = max(min_tile, grid)
     seen = set()
@@ -191,7 +219,7 @@ def _tilings(size: tuple[int, int], layers: Sequence[str], split: str | None, mi
         counts = (math.ceil(size[0] / tile), math.ceil(size[1] / tile))
         if counts not in seen:
             seen.add(counts)
-            yield Tiling.for_layers(tile, layers, split)
+            yield Tiling.for_layers(tile, layers, split, boundary)
         tile -= grid
 
 
@@ -209,8 +237,11 @@ def need(
         return Need(whole, None)
     best: tuple[float, Need] | None = None
     least: tuple[int, Tiling] | None = None
-    for split in (*split_points(layers), None):
-        for tiling in _tilings(size, layers, split, min_tile):
+    # Per cut: the deep part whole, and cut in two at the boundary that lowers its phase the most.
+    cuts = [(split, boundary) for split in split_points(layers)
+            for boundary in (None, lowest_boundary(size, layers, split, dtype_bytes, pool))]
+    for split, boundary in [*cuts, (None, None)]:
+        for tiling in _tilings(size, layers, split, min_tile, boundary):
             needed = step_bytes(size, tiling=tiling, **estimate)
             if needed <= budget:
                 work = tiling.work(*size)

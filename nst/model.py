@@ -166,18 +166,32 @@ class VGGFeatures(nn.Module):
         return self._low_precision[dtype]
 
     def forward(
-        self, image: torch.Tensor, layers: Sequence[str], pool: str = "max", dtype: torch.dtype | None = None
+        self, image: torch.Tensor, layers: Sequence[str], pool: str = "max", dtype: torch.dtype | None = None,
+        start_after: str | None = None,
     ) -> dict[str, torch.Tensor]:
         """image: (N, 3, H, W) in 0..1 (fp32). Returns {layer name: activation} for the requested layers,
-        in ``dtype`` (None: the weights' own fp32)."""
+        in ``dtype`` (None: the weights' own fp32).
+
+        ``start_after`` (a layer name): ``image`` is instead that layer's activation (in ``dtype``, as
+        this method returns it) and the network runs from the next layer on; tiling cuts the network
+        there (nst/tiling.py). Requested layers must then come after it."""
         wanted = set(layers)
         last = max(self.available.index(name) for name in wanted)
         network = self._layers_for(dtype)
-        x = (image - self.mean) / self.std
-        if dtype is not None:
-            x = x.to(dtype)
+        if start_after is None:
+            first = 0
+            x = (image - self.mean) / self.std
+            if dtype is not None:
+                x = x.to(dtype)
+        else:
+            if start_after not in self.available:
+                raise ParamError("start_after", f"{start_after!r} is not a layer of the loaded network")
+            first = self.available.index(start_after) + 1
+            if min(self.available.index(name) for name in wanted) < first:
+                raise ParamError("layers", f"every requested layer must come after {start_after}")
+            x = image
         out: dict[str, torch.Tensor] = {}
-        for index in range(last + 1):
+        for index in range(first, last + 1):
             module = network[index]
             if pool == "avg" and isinstance(module, nn.MaxPool2d):
                 x = F.avg_pool2d(x, kernel_size=2, stride=2)

@@ -10,7 +10,11 @@ pooling layer (:attr:`Tiling.split`; None: no cut, every tile runs the whole dep
   untiled values. Each tile's interior positions of the split layer are written into one full map;
 - the *deep* part (after the split) runs once on that whole map with autograd, as untiled: its
   Grams, the content term when it is deep, their loss and its gradient dL/d(map). The map is 1/64
-  of the pixels at pool3 and the deep layers cost a third of the network's work, once;
+  of the pixels at pool3 and the deep layers cost a third of the network's work, once. With a
+  :attr:`Tiling.boundary` the deep part runs in two segments and the first (up to the boundary,
+  its loss terms inside) under activation checkpointing: its activations are recomputed in the
+  backward after the second segment's are freed, so the deep phase holds one segment's at a time
+  and leaves room for larger tiles, for one more forward of that segment;
 - pass 2: with the global Grams known, dL/dF at every shallow position is known too
   (dL/dF = F·(g+gᵀ)/norm, g = dL/dG); each tile's shallow part is recomputed with autograd and that
   gradient, with dL/d(map) at the tile's interior, is backpropagated into the tile's pixels (halo
@@ -93,6 +97,15 @@ def split_points(layers: Sequence[str]) -> list[str]:
     return [name for name in VGG19_LAYERS[:deepest] if name.startswith("pool")]
 
 
+def boundaries(layers: Sequence[str], split: str | None) -> list[str]:
+    """Where the deep part after ``split`` can be cut in two segments (see :meth:`Tiling.for_layers`):
+    its ReLUs before the deepest layer in use (a ReLU's output is kept by the next layer anyway)."""
+    if split is None:
+        return []
+    deepest = VGG19_LAYERS.index(_deepest(layers))
+    return [name for name in VGG19_LAYERS[VGG19_LAYERS.index(split) + 1 : deepest] if name.startswith("relu")]
+
+
 def conv_macs(first: int, last: int) -> float:
     """Multiply-adds per input pixel of the convolutions at VGG19_LAYERS[first:last] (the network's
     work is almost all there)."""
@@ -150,15 +163,24 @@ class Tiling:
     grid: int = GRID
     split: str | None = None
     deepest: str = "conv5_1"
+    boundary: str | None = None
 
     @classmethod
-    def for_layers(cls, tile: int, layers: Sequence[str], split: str | None = None) -> "Tiling":
-        """The tiling for ``layers``: cut at ``split`` (one of :func:`split_points`), or whole depth."""
+    def for_layers(cls, tile: int, layers: Sequence[str], split: str | None = None, boundary: str | None = None) -> "Tiling":
+        """The tiling for ``layers``: cut at ``split`` (one of :func:`split_points`), or whole depth;
+        ``boundary`` (one of :func:`boundaries`): the deep part is cut there in two segments, the
+        first recomputed in the backward.
+
+        With a boundary the first segment keeps only its input (the split's map) for the backward and
+        its activations are recomputed there, after the second segment's backward has freed its own:
+        the deep phase holds one segment's activations at a time, for one more forward of the first."""
         if split is not None and split not in split_points(layers):
             raise ValueError(f"{split} is not a pooling before the deepest of {', '.join(layers)}")
+        if boundary is not None and boundary not in boundaries(layers, split):
+            raise ValueError(f"{boundary} is not a ReLU of the deep part after {split}")
         tiled = [split] if split is not None else list(layers)
         grid = layer_scale(split) if split is not None else grid_for(layers)
-        return cls(max(grid, tile // grid * grid), halo_for(tiled, grid), grid, split, _deepest(layers))
+        return cls(max(grid, tile // grid * grid), halo_for(tiled, grid), grid, split, _deepest(layers), boundary)
 
     def is_shallow(self, layer: str) -> bool:
         """Whether ``layer`` is computed in the tiles (else once, on the split's whole map)."""
@@ -181,13 +203,15 @@ class Tiling:
     def work(self, width: int, height: int) -> float:
         """A tiled step's work relative to an untiled step's (convolution multiply-adds): the tiled part
         runs twice (pass 1's forward, pass 2's forward and backward) on its tiles' pixels with their
-        halos; the deep part once, forward and backward, as untiled. An untiled step is one forward
-        and one backward of everything."""
+        halos; the deep part once, forward and backward, as untiled (with a :attr:`boundary`, its first
+        segment's forward once more). An untiled step is one forward and one backward of everything."""
         last = VGG19_LAYERS.index(self.deepest) + 1
         cut = VGG19_LAYERS.index(self.split) + 1 if self.split is not None else last
         inflation = sum(t.outer_pixels for t in self.tiles(width, height)) / (width * height)
         shallow, deep = conv_macs(0, cut), conv_macs(cut, last)
         tiled = shallow * inflation * (2 + BACKWARD_COST) + deep * (1 + BACKWARD_COST)
+        if self.boundary is not None:  # the first deep segment's forward runs again in the backward
+            tiled += conv_macs(cut, VGG19_LAYERS.index(self.boundary) + 1)
         return tiled / ((shallow + deep) * (1 + BACKWARD_COST))
 
 
@@ -228,25 +252,8 @@ def _full_map(part, width: int, height: int, scale: int):
 
 
 def _deep_forward(model, split_map, split: str, layers: Sequence[str], pool: str, dtype) -> dict:
-    """The network after ``split`` on the whole map of ``split``: {layer: activation} for ``layers``.
-    VGGFeatures.forward always starts at the pixels; this continues its loop from the split, on the
-    same (possibly low-precision) layers."""
-    import torch.nn.functional as F
-    from torch import nn
-
-    network = model._layers_for(dtype)
-    wanted = set(layers)
-    last = max(VGG19_LAYERS.index(name) for name in wanted)
-    x, out = split_map, {}
-    for index in range(VGG19_LAYERS.index(split) + 1, last + 1):
-        module = network[index]
-        if pool == "avg" and isinstance(module, nn.MaxPool2d):
-            x = F.avg_pool2d(x, kernel_size=2, stride=2)
-        else:
-            x = module(x)
-        if VGG19_LAYERS[index] in wanted:
-            out[VGG19_LAYERS[index]] = x
-    return out
+    """The network after ``split`` on the whole map of ``split``: {layer: activation} for ``layers``."""
+    return model(split_map, layers, pool, dtype, start_after=split)
 
 
 @dataclass
@@ -353,7 +360,7 @@ class TiledLoss:
         import torch
         import torch.nn.functional as F
 
-        from .losses import gram, tv_loss
+        from .losses import tv_loss
 
         p, tiling = self.params, self.tiling
         height, width = image.shape[-2:]
@@ -373,16 +380,13 @@ class TiledLoss:
             if self.check_cancel is not None:
                 self.check_cancel()
             split_map = swept.full.requires_grad_(with_grad)
+            deep_content_layer = p.content_layer if content_is_deep else None
             with torch.set_grad_enabled(with_grad):
-                found = _deep_forward(self.model, split_map, tiling.split, [*deep, *([p.content_layer] if content_is_deep else [])], p.pool, self.dtype)
-                deep_grams = {layer: gram(found[layer]) for layer in deep}
-                weights = dict(zip(p.style_layers, p.style_layer_weights))
-                deep_loss = sum(p.style_weight * weights[l] * F.mse_loss(deep_grams[l], style_grams[l]) for l in deep)
-                if content_is_deep:
-                    deep_content = F.mse_loss(found[p.content_layer].float(), content_target)
-                    deep_loss = deep_loss + p.content_weight * deep_content
-                    content = deep_content.detach()
-            grams_now.update({layer: g.detach() for layer, g in deep_grams.items()})
+                deep_loss, deep_grams, deep_content = self._deep_part(split_map, deep, deep_content_layer, content_target,
+                                                                       style_grams, segmented=with_grad)
+            if deep_content is not None:
+                content = deep_content
+            grams_now.update(deep_grams)
         style = zero
         if p.style_weight:
             style = sum(w * F.mse_loss(grams_now[l], style_grams[l]) for l, w in zip(p.style_layers, p.style_layer_weights))
@@ -393,6 +397,60 @@ class TiledLoss:
             deep_loss.backward()  # frees the deep part's activations; leaves dL/d(map)
             split_grad = split_map.grad
         return _Pass1((content, style, tv, total), grams_now, split_grad)
+
+    def _deep_terms(self, found, style_layers, content_layer, content_target, style_grams):
+        """The deep part's share of the loss from its features ``found``, its Grams (detached) and its
+        content term (detached; None when the content layer is not among them)."""
+        import torch.nn.functional as F
+
+        from .losses import gram
+
+        p = self.params
+        weights = dict(zip(p.style_layers, p.style_layer_weights))
+        grams_of = {layer: gram(found[layer]) for layer in style_layers}
+        loss = sum((p.style_weight * weights[l] * F.mse_loss(grams_of[l], style_grams[l]) for l in style_layers),
+                   start=content_target.new_zeros(()))
+        content = None
+        if content_layer is not None:
+            content = F.mse_loss(found[content_layer].float(), content_target)
+            loss = loss + p.content_weight * content
+            content = content.detach()
+        return loss, {layer: g.detach() for layer, g in grams_of.items()}, content
+
+    def _deep_part(self, split_map, style_layers, content_layer, content_target, style_grams, segmented: bool):
+        """(loss, Grams, content term) of the deep part on the whole map of the split. ``segmented``
+        (autograd on) with :attr:`Tiling.boundary`: the segment up to the boundary runs under
+        activation checkpointing, its loss terms inside it, so only its input is kept for the backward
+        and its activations are recomputed there, after the second segment's backward has freed its own."""
+        from torch.utils.checkpoint import checkpoint
+
+        p, split, boundary = self.params, self.tiling.split, self.tiling.boundary
+        wanted = [*style_layers, *([content_layer] if content_layer else [])]
+        order = VGG19_LAYERS.index
+        if not segmented or boundary is None or max(map(order, wanted)) <= order(boundary):
+            found = self.model(split_map, wanted, p.pool, self.dtype, start_after=split)
+            return self._deep_terms(found, style_layers, content_layer, content_target, style_grams)
+
+        def first_of(layers):
+            return [layer for layer in layers if order(layer) <= order(boundary)]
+
+        first_style = first_of(style_layers)
+        first_content = content_layer if content_layer in first_of(wanted) else None
+
+        def first_segment(x):
+            found = self.model(x, [*first_of(wanted), boundary], p.pool, self.dtype, start_after=split)
+            return (found[boundary], *self._deep_terms(found, first_style, first_content, content_target, style_grams))
+
+        x, loss, grams_now, content = checkpoint(first_segment, split_map, use_reentrant=False)
+        # The checkpoint's outputs are all attached to its graph: only x and loss need to be.
+        grams_now = {layer: g.detach() for layer, g in grams_now.items()}
+        content = content.detach() if content is not None else None
+        later = [layer for layer in wanted if order(layer) > order(boundary)]
+        found = self.model(x, later, p.pool, self.dtype, start_after=boundary)
+        later_content = content_layer if content_layer in later else None
+        later_loss, later_grams, later_value = self._deep_terms(
+            found, [l for l in style_layers if l in later], later_content, content_target, style_grams)
+        return loss + later_loss, {**grams_now, **later_grams}, content if later_value is None else later_value
 
     def value(self, image, content_target, style_grams):
         return self._pass1(image, content_target, style_grams, with_grad=False).terms

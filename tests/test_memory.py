@@ -57,7 +57,7 @@ def test_the_chosen_tile_fits_the_budget_and_is_the_largest_that_does(budget):
     assert tiling is not None and tiling.split is not None and need.bytes <= limit
     assert tiling.tile % tiling.grid == 0 and tiling.grid == tiling_layer_scale(tiling.split)
     if len(tiling.tiles(*size)) > 1:  # just under the untiled need (8 GiB), one tile cut at pool1 fits
-        bigger = memory.Tiling.for_layers(tiling.tile + tiling.grid, LAYERS, tiling.split)
+        bigger = memory.Tiling.for_layers(tiling.tile + tiling.grid, LAYERS, tiling.split, tiling.boundary)
         assert memory.step_bytes(size, LAYERS, CONTENT, tiling=bigger) > limit
 
 
@@ -65,9 +65,11 @@ def test_the_chosen_tile_fits_the_budget_and_is_the_largest_that_does(budget):
 def test_of_the_cuts_that_fit_the_one_with_the_least_work_is_chosen(size, budget):
     limit = memory.parse_bytes(budget)
     chosen = memory.need(size, limit, LAYERS, CONTENT).tiling
-    for split in (*memory.split_points(LAYERS), None):
+    cuts = [(split, boundary) for split in memory.split_points(LAYERS)
+            for boundary in (None, memory.lowest_boundary(size, LAYERS, split))]
+    for split, boundary in [*cuts, (None, None)]:
         for tile in range(max(size), 63, -16):
-            tiling = memory.Tiling.for_layers(tile, LAYERS, split)
+            tiling = memory.Tiling.for_layers(tile, LAYERS, split, boundary)
             if memory.step_bytes(size, LAYERS, CONTENT, tiling=tiling) <= limit:
                 assert tiling.work(*size) >= chosen.work(*size)
                 break
@@ -82,6 +84,20 @@ def test_the_deep_parts_whole_map_counts_in_the_estimate():
     assert memory.step_bytes(size, LAYERS, CONTENT, tiling=one_tile) > 3 * 1024**3
     assert memory.step_bytes(size, LAYERS, CONTENT, tiling=memory.Tiling.for_layers(64, LAYERS, "pool4")) < (
         memory.step_bytes(size, LAYERS, CONTENT, tiling=one_tile))
+
+
+def test_recomputing_the_deep_parts_first_segment_lets_larger_tiles_fit_at_2048():
+    # Cut at pool3 the deep part's activations on the whole map take about half of a 2 GiB budget;
+    # holding one of its two segments at a time leaves room for fewer, larger tiles (less halo work).
+    size, limit = (2048, 1536), memory.parse_bytes("2GiB")
+    chosen = memory.need(size, limit, LAYERS, CONTENT).tiling
+    assert (chosen.split, chosen.boundary) == ("pool3", "relu4_2")
+    whole_deep = next(t for t in memory._tilings(size, LAYERS, "pool3", 64)
+                      if memory.step_bytes(size, LAYERS, CONTENT, tiling=t) <= limit)
+    assert len(chosen.tiles(*size)) < len(whole_deep.tiles(*size))
+    assert chosen.work(*size) < whole_deep.work(*size)
+    same_tiles = memory.Tiling.for_layers(chosen.tile, LAYERS, "pool3")
+    assert memory.step_bytes(size, LAYERS, CONTENT, tiling=same_tiles) > limit
 
 
 def test_without_a_pooling_to_cut_at_every_tile_runs_the_whole_depth():

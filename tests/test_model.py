@@ -40,6 +40,19 @@ def test_forward_stops_after_the_deepest_requested_layer(model):
         handle.remove()
 
 
+def test_the_network_can_run_on_from_a_cut(model):
+    image = torch.rand(1, 3, 64, 96)
+    whole = model(image, ["pool3", "conv4_2", "conv5_1"], pool="avg")
+    rest = model(whole["pool3"], ["conv4_2", "conv5_1"], pool="avg", start_after="pool3")
+    assert set(rest) == {"conv4_2", "conv5_1"}
+    for name in rest:
+        torch.testing.assert_close(rest[name], whole[name], rtol=0, atol=0)
+    with pytest.raises(ParamError, match="after pool3"):
+        model(whole["pool3"], ["conv3_1", "conv5_1"], start_after="pool3")
+    with pytest.raises(ParamError, match="not a layer"):
+        model(whole["pool3"], ["conv5_1"], start_after="pool9")
+
+
 def test_average_pooling_changes_deeper_features_only(model):
     x = torch.rand(1, 3, 32, 32)
     a, b = model(x, ["conv1_1", "conv2_1"], "max"), model(x, ["conv1_1", "conv2_1"], "avg")

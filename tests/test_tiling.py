@@ -10,7 +10,7 @@ from conftest import make_content, make_style
 from nst import images
 from nst.errors import Cancelled
 from nst.params import StyleParams
-from nst.tiling import BACKWARD_COST, GRID, Tiling, conv_macs, features, halo_for, reach, split_points
+from nst.tiling import BACKWARD_COST, GRID, Tiling, boundaries, conv_macs, features, halo_for, reach, split_points
 from nst.transfer import Objective, stylize
 
 # Shallow layers: a 16 px halo, so 64 px tiles save memory on a tiny picture (conv5_1's 80 px halo
@@ -37,15 +37,17 @@ def _relative(a, b) -> float:
 
 
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
-@pytest.mark.parametrize("split", ["pool3", None])
-def test_tiled_loss_and_gradient_equal_the_untiled_ones(model, memory_format, split):
+@pytest.mark.parametrize("split, boundary", [("pool3", None), ("pool3", "relu4_1"), ("pool3", "relu4_2"), (None, None)])
+def test_tiled_loss_and_gradient_equal_the_untiled_ones(model, memory_format, split, boundary):
     # 256×96 with 64 px tiles: the halo (24 px cut at pool3, conv5_1's 80 px whole depth) leaves every
     # tile short of the whole picture. Cut at pool3, conv4_1, conv4_2 (content) and conv5_1 run once
-    # on the whole map; whole depth (the fallback), every layer runs in the tiles.
+    # on the whole map (with a boundary, the segment up to it recomputed in the backward: the content
+    # layer after relu4_1's boundary, before relu4_2's); whole depth (the fallback), every layer runs
+    # in the tiles.
     params = StyleParams(tv_weight=1.0)
     content, style, pixels = _tensors(256, 96, memory_format)
     whole, expected = _loss_and_grad(Objective(model, content, [style], params, None), pixels)
-    tiling = Tiling.for_layers(64, params.layers, split)
+    tiling = Tiling.for_layers(64, params.layers, split, boundary)
     assert len(tiling.tiles(256, 96)) == 8 and all(t.outer[2] - t.outer[0] < 256 for t in tiling.tiles(256, 96))
     objective = Objective(model, content, [style], params, None, tiling=tiling)
     tiled, grad = _loss_and_grad(objective, pixels)
@@ -56,14 +58,14 @@ def test_tiled_loss_and_gradient_equal_the_untiled_ones(model, memory_format, sp
         assert abs(float(objective(pixels).total) - float(whole.total)) <= 1e-4 * float(whole.total)
 
 
-@pytest.mark.parametrize("split", ["pool1", "pool2", "pool4"])
-def test_any_cut_and_a_shallow_content_layer_keep_the_gradient_exact(model, split):
+@pytest.mark.parametrize("split, boundary", [("pool1", None), ("pool2", None), ("pool2", "relu3_2"), ("pool4", None)])
+def test_any_cut_and_a_shallow_content_layer_keep_the_gradient_exact(model, split, boundary):
     # The user's layers decide what runs where: content at conv2_2 is in the tiles for every cut here,
     # average pooling as asked.
     params = StyleParams(content_layer="conv2_2", pool="avg", tv_weight=1.0)
     content, style, pixels = _tensors(256, 96)
     whole, expected = _loss_and_grad(Objective(model, content, [style], params, None), pixels)
-    tiled, grad = _loss_and_grad(Objective(model, content, [style], params, None, tiling=Tiling.for_layers(64, params.layers, split)), pixels)
+    tiled, grad = _loss_and_grad(Objective(model, content, [style], params, None, tiling=Tiling.for_layers(64, params.layers, split, boundary)), pixels)
     assert abs(float(tiled.total) - float(whole.total)) <= 1e-4 * float(whole.total)
     assert _relative(grad, expected) < 1e-4
 
@@ -102,6 +104,19 @@ def test_a_cut_costs_less_than_the_whole_depth_and_larger_tiles_less_than_smalle
     backward = BACKWARD_COST
     assert one == pytest.approx((shallow * (2 + backward) + deep * (1 + backward)) / ((shallow + deep) * (1 + backward)))
     assert 1.0 < one < 1.5
+    # recomputing the deep part up to relu4_2 costs that segment's forward once more
+    recomputed = Tiling.for_layers(2048, layers, "pool3", "relu4_2").work(2048, 1536)
+    assert recomputed - one == pytest.approx(conv_macs(19, 23) / ((shallow + deep) * (1 + backward)))
+
+
+def test_the_deep_part_is_cut_in_two_at_a_relu_after_the_split():
+    layers = StyleParams().layers
+    assert boundaries(layers, "pool3") == ["relu4_1", "relu4_2", "relu4_3", "relu4_4"]
+    assert boundaries(layers, "pool4") == [] and boundaries(layers, None) == []
+    with pytest.raises(ValueError):
+        Tiling.for_layers(64, layers, "pool3", "relu3_1")  # before the split
+    with pytest.raises(ValueError):
+        Tiling.for_layers(64, layers, None, "relu4_2")  # no deep part without a split
 
 
 def test_the_halo_comes_from_the_deepest_layer():
