@@ -331,7 +331,9 @@ def test_ci_runs_the_container_check_after_the_test_suite_and_fails_with_it():
     script = (ROOT / ".ci" / "run").read_text()
     lines = [line.strip() for line in script.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     assert "set -euo pipefail" in lines  # a failed check fails CI
-    tests = lines.index(".venv/bin/python -m pytest -q")
+    from test_docs import TEST_COMMAND  # the README's test command, which CI runs
+
+    tests = lines.index(TEST_COMMAND)
     checks = [i for i, line in enumerate(lines) if line.endswith(".ci/container_check.py")]
     assert checks and min(checks) > tests, "the container check runs after the test suite"
     assert not any("|| true" in lines[i] for i in checks)
