@@ -7,12 +7,12 @@ torch, to ask the device.
 The estimate counts what a step keeps alive at its peak, beyond the loaded model: the activations
 autograd saves for the backward pass up to the deepest layer in use (every ReLU's output, the
 captured conv outputs, each pooling's output and, for max pooling, its int64 indices), the backward
-pass's two largest transient gradients, and the full-size tensors of the picture (pixels, gradient,
+pass's two largest transient gradients (one in fp32 where the Grams' inputs are bf16), and the full-size tensors of the picture (pixels, gradient,
 the optimiser's state, the content target, temporaries). A tiled step keeps the activations of one
 tile (interior and halo) and the full-size tensors of the whole picture; cut at a pooling (see
 nst/tiling.py), also the deep part's activations on the whole map of that pooling, in a phase of
-its own (see HELD_SHARE). A fixed part and the factors for tiled steps are calibrated with
-bench/memory.py (see FIXED_BYTES).
+its own. A fixed part and the factor for tiled steps are calibrated with
+bench/memory.py (see FIXED_BYTES and TILED_FACTOR).
 """
 
 from __future__ import annotations
@@ -34,22 +34,19 @@ PIXEL_BYTES = 3 * 4  # one fp32 RGB pixel
 ADAM_PICTURE_COPIES = 7
 # L-BFGS keeps LBFGS_HISTORY pairs of (step, gradient change) plus its direction and cache.
 LBFGS_PICTURE_COPIES = 2 * 20 + 8
-# Calibrated with bench/memory.py (CPU, fp32, peak RSS of a fresh process beyond the loaded model):
-# measured untiled 599 MiB at 512×384 and 1856 MiB at 1024×768 against counts of 501 MiB and 2004 MiB;
-# tiled (4 tiles) 436 MiB and 1069 MiB against 245 MiB and 757 MiB. A fixed part (the runtime's and
-# oneDNN's buffers, the decoded pictures) comes on top of any step, and a tiled step keeps more than
-# its tile's count: the allocator holds the freed blocks of pass 1 and of each previous tile
-# (fragmentation) where an untiled step reuses its own. Both terms are set so every measurement
-# stays below its estimate.
+# Calibrated with bench/memory.py and per-tiling runs (CPU, fp32, peak RSS of a fresh process beyond
+# the loaded model): measured untiled 599 MiB at 512×384 and 1856 MiB at 1024×768 against counts of
+# 501 MiB and 2004 MiB. A fixed part (the runtime's and oneDNN's buffers, the decoded pictures) comes
+# on top of any step.
 FIXED_BYTES = 192 * 1024**2
-TILED_FACTOR = 1.3
-# Cut at a pooling, a tiled step has two phases that do not overlap (the deep part on the whole map,
-# one tile's shallow part), but the allocator still holds part of the earlier phase's blocks when the
-# later one peaks: measured (bench/memory.py, CPU, fp32; peak beyond the model minus FIXED_BYTES) 340,
-# 1150 and 1999 MiB at 512×384, 1024×768 and 2048×1536 against 216, 859 and 1312 MiB counted for
-# the larger phase and the pictures alone (cut at pool2, pool2 and pool3). The smaller phase's share
-# counted on top is set so every measurement stays below its estimate.
-HELD_SHARE = 0.5
+# A tiled step cut at a pooling has two phases that do not overlap (the deep part on the whole map;
+# one tile's shallow part) and gives the C heap's freed blocks back between them and between tiles
+# (nst/allocator.py), so the larger phase counts. Measured against FIXED_BYTES + the larger phase +
+# the pictures (2-core x86-64, glibc, 2 steps, 4:3): 0.25 / 0.35 GiB at 512×384 (4 tiles, pool2),
+# 0.82 / 0.85 and 0.49 / 0.54 at 1024×768 (4 tiles pool2, 12 tiles pool3), 1.20 / 1.47, 1.09 / 1.28,
+# 1.70 / 1.76 and 2.75 / 2.96 GiB at 2048×1536 (20 tiles pool3, the same with two deep segments, 9
+# tiles, 4 tiles). Every measurement is below its count; the factor keeps 10% more.
+TILED_FACTOR = 1.1
 # The smallest tile interior considered: at 64 px a tile with conv5_1's 80 px halo already pushes
 # about 12x its interior's pixels through the network; smaller tiles would take hours per job.
 MIN_TILE = 64
@@ -128,7 +125,10 @@ def _activation_bytes(width: int, height: int, layers: Sequence[str], dtype_byte
         elif name.startswith("pool"):
             kept += size + (size // dtype_bytes * INDEX_BYTES if pool == "max" else 0)
         largest = max(largest, size)
-    return kept + 2 * largest
+    # The Grams and losses run in fp32 (nst/losses.py): below fp32, one of the transients is an fp32
+    # copy (measured bf16 untiled: 1.31 GiB at 1024×768 and 4.60 at 2048×1536 beside counts of 1.30
+    # and 4.62 without this, 1.39 and 4.99 with it).
+    return kept + 2 * largest + largest * (max(1, 4 // dtype_bytes) - 1)
 
 
 def _map_bytes(width: int, height: int, layer: str, dtype_bytes: int) -> int:
@@ -144,18 +144,25 @@ def _picture_bytes(width: int, height: int, optimizer: str, content_layer: str) 
 def _tiled_bytes(width: int, height: int, layers: Sequence[str], dtype_bytes: int, pool: str, tiling: Tiling) -> float:
     """The activations a tiled step keeps at its peak. Without a split, one tile's whole depth. With
     one: the larger of one tile's shallow part (beside the split's full map, pass 1, or its
-    gradient, pass 2) and the deep part on the whole map (the map, its gradient, the deep activations)."""
+    gradient, pass 2) and the deep part on the whole map (the map, its gradient, the deep activations).
+    A tile's pass 2 also holds the gradients it is given at its captured layers and one copy of the
+    largest of them (see TiledLoss._tile_gradient)."""
     tiled_layers = [tiling.split] if tiling.split is not None else list(layers)
-    tiled_layers += [name for name in layers if tiling.is_shallow(name)]
+    captured = [name for name in layers if tiling.is_shallow(name)]
+    tiled_layers += captured
     # Tiles come in a few shapes (inner ones and those at the picture's edges): one estimate each.
     shapes = {(t.outer[2] - t.outer[0], t.outer[3] - t.outer[1]) for t in tiling.tiles(width, height)}
-    tile = max(_activation_bytes(w, h, tiled_layers, dtype_bytes, pool) for w, h in shapes)
+
+    def tile_bytes(w: int, h: int) -> float:
+        given = [_map_bytes(w, h, name, dtype_bytes) for name in captured]
+        return _activation_bytes(w, h, tiled_layers, dtype_bytes, pool) + sum(given) + max(given, default=0)
+
+    tile = max(tile_bytes(w, h) for w, h in shapes)
     if tiling.split is None:
         return tile
     split_map = _map_bytes(width, height, tiling.split, dtype_bytes)
     deep = _deep_phase_bytes(width, height, layers, dtype_bytes, pool, tiling.split, tiling.boundary)
-    phases = sorted((tile + split_map, deep))
-    return phases[1] + HELD_SHARE * phases[0]
+    return max(tile + split_map, deep)
 
 
 @dataclass(frozen=True)

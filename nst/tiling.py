@@ -38,6 +38,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping, Sequence
 
+from .allocator import release_freed
 from .params import VGG19_LAYERS
 
 GRID = 16  # VGG-19 pools four times before conv5_1: 2**4 px of input per position there
@@ -372,6 +373,7 @@ class TiledLoss:
         needs_deep = bool(deep) or content_is_deep
         swept = _sweep(self.model, image, p.pool, self.dtype, tiling, self.check_cancel, shallow, p.content_layer,
                        shallow_target, keep=tiling.split if needs_deep else None)
+        release_freed(image.device)  # pass 1's tile blocks, before the deep phase peaks (nst/allocator.py)
         grams_now = _normalised(swept.sums, width, height)
         zero = image.new_zeros(())
         content = swept.squared_error / content_target.numel() if shallow_target is not None else zero
@@ -396,6 +398,7 @@ class TiledLoss:
         if with_grad and deep_loss is not None:
             deep_loss.backward()  # frees the deep part's activations; leaves dL/d(map)
             split_grad = split_map.grad
+            release_freed(image.device)  # the deep phase's blocks, before pass 2's tiles
         return _Pass1((content, style, tv, total), grams_now, split_grad)
 
     def _deep_terms(self, found, style_layers, content_layer, content_target, style_grams):
@@ -467,6 +470,8 @@ class TiledLoss:
             tile_grad = self._tile_gradient(tile, image, content_target, multipliers, first.split_grad)
             if tile_grad is not None:
                 tile.pixels(grad).add_(tile_grad)
+            del tile_grad
+            release_freed(image.device)  # this tile's blocks, before the next tile's
         if self.params.tv_weight:
             grad.add_(self._tv_gradient(image))
         image.grad = grad

@@ -168,11 +168,13 @@ def test_a_job_in_tiles_gives_the_result_of_the_whole_picture(model, layers):
     assert memory.need((128, 96), budget, params.layers, params.content_layer).tiling.split is not None
     tiled = stylize(content, style, params, model=model, max_memory=budget)
     assert whole.stats.tiles == (1,) and tiled.stats.tiles[0] > 1
-    assert abs(tiled.stats.total_loss - whole.stats.total_loss) <= 1e-4 * whole.stats.total_loss
-    difference = np.abs(np.asarray(tiled.image, dtype=float) - np.asarray(whole.image, dtype=float))
     # The gradients agree to ~1e-7; Adam's normalised steps (about lr whatever the gradient's size) turn
-    # that into a few 8-bit levels where a pixel's gradient changes sign between steps: a few pixels, a
-    # small mean. A wrong tile would move the loss and most pixels.
+    # that into a full step the other way wherever a pixel's gradient is near zero (the pictures' flat
+    # areas) and its sign differs: a few 8-bit levels on a few pixels, a small mean, and the loss off by
+    # about 1e-4 (measured 1.1e-4 cut at pool1 in two tiles, whatever the seed). A wrong tile (no halo:
+    # the gradient off by over 1%, see above) would move most pixels.
+    assert abs(tiled.stats.total_loss - whole.stats.total_loss) <= 5e-4 * whole.stats.total_loss
+    difference = np.abs(np.asarray(tiled.image, dtype=float) - np.asarray(whole.image, dtype=float))
     assert difference.mean() < 1.0 and (difference > 1).mean() < 0.2
 
 
@@ -191,7 +193,8 @@ def test_lbfgs_steps_in_tiles_like_the_whole_picture(model):
 def test_cancel_is_checked_between_tiles(model):
     from nst import memory
 
-    params = StyleParams(epochs=1, size=128, seed=3, schedule="single", **SHALLOW)
+    # fp32 as the estimate below: "auto" is bf16 on a CPU with AVX512-BF16, whose step needs half
+    params = StyleParams(epochs=1, size=128, seed=3, schedule="single", precision="fp32", **SHALLOW)
     budget = memory.step_bytes((128, 96), params.layers, params.content_layer) - 1
     polls = []
 
