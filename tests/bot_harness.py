@@ -88,13 +88,15 @@ def time_budget(steps: int, weights_file: Path) -> float:
 
 
 def config_values(tmp_path: Path, weights_file: Path, **sections: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The raw config for tests: small jobs, quick status edits, one CPU worker, data under tmp_path,
+    """The raw config for tests: small jobs of every step, quick status edits, one CPU worker, data under tmp_path,
     attachments from the fake's CDN, precision from NST_TEST_PRECISION; ``sections`` override or add keys."""
     raw: dict[str, dict[str, Any]] = {
         "bot": {"data_dir": str(tmp_path / "data"), "status_interval": 0.2, "shutdown_grace": 5.0, "log_level": "INFO",
                 "attachment_hosts": FAKE_CDN_HOSTS, "preview_interval": 0},  # previews: on in their own tests
         "engine": {"weights": str(weights_file), "devices": ["cpu"], "cpu_threads": 1, "precision": PRECISION},
-        "defaults": {"epochs": 8, "size": 48},
+        # every step (stop_tolerance 0): a long job that converged early (fast CPUs, bf16) would end
+        # before a test cancels it, restarts the bot under it or sees its previews
+        "defaults": {"epochs": 8, "size": 48, "stop_tolerance": 0},
         "caps": {"max_epochs": 400, "max_size": 128},
     }
     for name, values in sections.items():
