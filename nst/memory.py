@@ -42,10 +42,11 @@ FIXED_BYTES = 192 * 1024**2
 # A tiled step cut at a pooling has two phases that do not overlap (the deep part on the whole map;
 # one tile's shallow part) and gives the C heap's freed blocks back between them and between tiles
 # (nst/allocator.py), so the larger phase counts. Measured against FIXED_BYTES + the larger phase +
-# the pictures (2-core x86-64, glibc, 2 steps, 4:3): 0.25 / 0.35 GiB at 512×384 (4 tiles, pool2),
-# 0.82 / 0.85 and 0.49 / 0.54 at 1024×768 (4 tiles pool2, 12 tiles pool3), 1.20 / 1.47, 1.09 / 1.28,
-# 1.70 / 1.76 and 2.75 / 2.96 GiB at 2048×1536 (20 tiles pool3, the same with two deep segments, 9
-# tiles, 4 tiles). Every measurement is below its count; the factor keeps 10% more.
+# the pictures (2-core x86-64, glibc, fp32, 2 steps, 4:3): 0.25 / 0.35 GiB at 512×384 (4 tiles cut
+# at pool2), 0.37 / 0.49 (4 whole-depth tiles); 0.82 / 0.85 and 0.49 / 0.55 at 1024×768 (4 tiles
+# at pool2, 12 at pool3), 1.14 / 1.33 (2 tiles at pool1); 1.20 / 1.47, 1.09 / 1.28, 1.70 / 1.74 and
+# 2.75 / 2.92 GiB at 2048×1536 (20 tiles at pool3, the same with two deep segments, 9 tiles, 4
+# tiles). Every measurement is below its count; the factor keeps 10% more.
 TILED_FACTOR = 1.1
 # The smallest tile interior considered: at 64 px a tile with conv5_1's 80 px halo already pushes
 # about 12x its interior's pixels through the network; smaller tiles would take hours per job.
