@@ -18,11 +18,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nst.params import VGG19_LAYERS  # noqa: E402
+from nst.params import VGG19_LAYERS, layer_channels  # noqa: E402
 
 # Dense bf16 tensor-core peaks in TFLOP/s, from the vendors' datasheets (no sparsity).
 BF16_PEAKS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10": 125.0, "4090": 165.0}
-CHANNELS = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
 
 
 def step_flops(width: int, height: int, last: str = "conv5_1",
@@ -36,7 +35,7 @@ def step_flops(width: int, height: int, last: str = "conv5_1",
         if name.startswith("pool"):
             w, h = w // 2, h // 2
         elif name.startswith("conv"):
-            out_ch = CHANNELS[int(name[4])]
+            out_ch = layer_channels(name)
             convs += 2 * 9 * in_ch * out_ch * w * h
             if name in style_layers:
                 grams += 2 * 2 * out_ch * out_ch * w * h

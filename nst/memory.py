@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from .errors import ParamError
-from .params import VGG19_LAYERS
-from .tiling import Tiling, boundaries, channels, layer_scale, split_points
+from .params import VGG19_LAYERS, layer_channels
+from .tiling import Tiling, boundaries, layer_scale, split_points
 
 INDEX_BYTES = 8  # max pooling keeps int64 indices for its backward
 PIXEL_BYTES = 3 * 4  # one fp32 RGB pixel
@@ -126,15 +126,15 @@ def _activation_bytes(width: int, height: int, layers: Sequence[str], dtype_byte
         elif name.startswith("pool"):
             kept += size + (size // dtype_bytes * INDEX_BYTES if pool == "max" else 0)
         largest = max(largest, size)
-    # The Grams and losses run in fp32 (nst/losses.py): below fp32, one of the transients is an fp32
-    # copy (measured bf16 untiled: 1.31 GiB at 1024×768 and 4.60 at 2048×1536 beside counts of 1.30
-    # and 4.62 without this, 1.39 and 4.99 with it).
-    return kept + 2 * largest + largest * (max(1, 4 // dtype_bytes) - 1)
+    # One transient in the activations' dtype, one in fp32, where the Grams and losses run
+    # (nst/losses.py): under bf16 it is twice as wide (measured bf16 untiled: 1.31 GiB at 1024×768
+    # and 4.60 at 2048×1536 beside counts of 1.30 and 4.62 with both in bf16, 1.39 and 4.99 so).
+    return kept + largest + largest * max(4, dtype_bytes) // dtype_bytes
 
 
 def _map_bytes(width: int, height: int, layer: str, dtype_bytes: int) -> int:
     scale = layer_scale(layer)
-    return channels(layer) * (height // scale) * (width // scale) * dtype_bytes
+    return layer_channels(layer) * (height // scale) * (width // scale) * dtype_bytes
 
 
 def _picture_bytes(width: int, height: int, optimizer: str, content_layer: str) -> float:

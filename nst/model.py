@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ParamError, WeightsError
-from .params import VGG19_LAYERS
+from .params import VGG19_LAYERS, layer_channels
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,6 @@ COMPACT_LAST_LAYER = "conv5_1"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DOWNLOAD_TIMEOUT_S = 60.0
-
-_CHANNELS = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
 
 OFFLINE_HELP = (
     "VGG-19 weights are not available: {reason}. Style transfer needs them. Choose one of: "
@@ -116,7 +114,7 @@ def _conv_layout(last_layer: str) -> list[tuple[int, str, int, int]]:
     layout, in_ch = [], 3
     for index, name in enumerate(VGG19_LAYERS[: VGG19_LAYERS.index(last_layer) + 1]):
         if name.startswith("conv"):
-            out_ch = _CHANNELS[int(name[4])]
+            out_ch = layer_channels(name)
             layout.append((index, name, in_ch, out_ch))
             in_ch = out_ch
     return layout

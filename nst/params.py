@@ -27,6 +27,12 @@ def _vgg19_layer_names() -> tuple[str, ...]:
 
 
 VGG19_LAYERS: tuple[str, ...] = _vgg19_layer_names()
+_VGG19_CHANNELS = (64, 128, 256, 512, 512)  # each block's output channels
+
+
+def layer_channels(layer: str) -> int:
+    """Channels of a VGG-19 layer's output (a conv, ReLU or pooling of its block)."""
+    return _VGG19_CHANNELS[int(layer[4]) - 1]
 
 # VGG-19 pools four times before conv5_1: a side shorter than 16 px vanishes before the last style layer.
 MIN_SIDE = 16

@@ -39,10 +39,9 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping, Sequence
 
 from .allocator import release_freed
-from .params import VGG19_LAYERS
+from .params import VGG19_LAYERS, layer_channels
 
 GRID = 16  # VGG-19 pools four times before conv5_1: 2**4 px of input per position there
-_CHANNELS = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
 # A frozen network's backward computes input gradients only (no weight gradients): about 1.2 forwards.
 # Measured on the 2-core x86-64 CPU, one torch thread, 512×384 fp32, CPU time, random weights: up to
 # conv5_1 a forward took 1.95 s, a forward and backward 4.33 s; up to pool3 1.07 s and 2.51 s.
@@ -53,11 +52,6 @@ def layer_scale(layer: str) -> int:
     """Input pixels per position of ``layer`` (one side): 2 to the number of poolings before it, included."""
     index = VGG19_LAYERS.index(layer)
     return 2 ** sum(1 for name in VGG19_LAYERS[: index + 1] if name.startswith("pool"))
-
-
-def channels(layer: str) -> int:
-    """Channels of a VGG-19 layer's output."""
-    return _CHANNELS[int(layer[4])]
 
 
 def _deepest(layers: Sequence[str]) -> str:
@@ -115,7 +109,7 @@ def conv_macs(first: int, last: int) -> float:
     for name in VGG19_LAYERS[:last]:
         if not name.startswith("conv"):
             continue
-        out_channels = channels(name)
+        out_channels = layer_channels(name)
         if VGG19_LAYERS.index(name) >= first:
             total += in_channels * out_channels * 9 / layer_scale(name) ** 2
         in_channels = out_channels
@@ -252,11 +246,6 @@ def _full_map(part, width: int, height: int, scale: int):
     return torch.empty(shape, dtype=part.dtype, device=part.device, memory_format=memory_format)
 
 
-def _deep_forward(model, split_map, split: str, layers: Sequence[str], pool: str, dtype) -> dict:
-    """The network after ``split`` on the whole map of ``split``: {layer: activation} for ``layers``."""
-    return model(split_map, layers, pool, dtype, start_after=split)
-
-
 @dataclass
 class _Sweep:
     """Pass 1's sums over the tiles: unnormalised Grams ΣFᵀF of the shallow style layers, the shallow
@@ -299,7 +288,7 @@ def features(model, image, layer: str, pool: str, dtype, tiling: Tiling, check_c
         return _sweep(model, image, pool, dtype, tiling, check_cancel, keep=layer).full.float()
     split_map = _sweep(model, image, pool, dtype, tiling, check_cancel, keep=tiling.split).full
     with torch.no_grad():
-        return _deep_forward(model, split_map, tiling.split, [layer], pool, dtype)[layer].float()
+        return model(split_map, [layer], pool, dtype, start_after=tiling.split)[layer].float()
 
 
 def _gram_norms(layers: Sequence[str], width: int, height: int, channels: Mapping[str, int]) -> dict[str, float]:
@@ -324,7 +313,7 @@ def grams(model, image, layers: Sequence[str], pool: str, dtype, tiling: Tiling,
     out = _normalised(swept.sums, width, height)
     if deep:
         with torch.no_grad():
-            found = _deep_forward(model, swept.full, tiling.split, deep, pool, dtype)
+            found = model(swept.full, deep, pool, dtype, start_after=tiling.split)
         out.update({layer: gram(found[layer]) for layer in deep})
     return {layer: out[layer] for layer in layers}
 
