@@ -62,11 +62,24 @@ async def test_health_flips_while_a_worker_is_replaced_and_metrics_move(fake, tm
         assert metric(text, "nst_job_steps_per_second_count") == 1
         assert metric(text, "nst_event_loop_lag_seconds_count") > 0
 
+        # The replacement is held until the 503 has been seen: on a fast CPU a replacement can be ready
+        # between two polls, and the window this test checks would pass unseen.
+        release = asyncio.Event()
+        replace = bot.executor._replace
+
+        def held_replace(worker):
+            async def later():
+                await release.wait()
+                replace(worker)
+            asyncio.get_running_loop().create_task(later())
+
+        bot.executor._replace = held_replace
         os.kill(bot.executor._workers[0].process.pid, signal.SIGKILL)
         async def unhealthy():
             status, body = await get(base + "/healthz")
             return status == 503 and "worker 0 (cpu)" in body
         assert await until(unhealthy, timeout=10)
+        release.set()
         async def healthy():
             return (await get(base + "/healthz"))[0] == 200
         assert await until(healthy, timeout=60)
