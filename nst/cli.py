@@ -247,11 +247,17 @@ def _run_animation(args: argparse.Namespace, params: StyleParams, clip, output: 
         bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} steps [{elapsed}{postfix}]",
     )
 
+    shown_frame = [0]
+
     def on_progress(progress) -> None:
         bar.total = progress.total
+        # A new frame is shown at once; within a frame tqdm paces the redraws (a fast CPU would
+        # otherwise finish a frame between two of them and the bar would skip it).
+        new_frame = progress.frame != shown_frame[0]
+        shown_frame[0] = progress.frame
         bar.set_postfix_str(
             f"frame {progress.frame}/{progress.frames} · ETA {_duration(progress.eta)} · loss {progress.total_loss:.4g}",
-            refresh=False,
+            refresh=new_frame,
         )
         bar.update(progress.step - bar.n)
 
