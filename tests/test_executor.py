@@ -219,7 +219,7 @@ def wait_until_dead(pid: int, timeout: float = 10.0) -> None:
         try:
             if proc_stat(pid)[0] in ("Z", "X"):
                 return
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # gone: reaped before the open, or between open and read
             return
         time.sleep(0.005)
     raise AssertionError(f"process {pid} still alive {timeout:.0f} s after SIGKILL")
