@@ -784,6 +784,8 @@ def _decode_video(data: bytes, max_pixels: int, max_frames: int, max_total: int,
             if not container.streams.video:
                 raise ImageError(f"the {name} is a media file without a video track")
             stream = container.streams.video[0]
+            # read while the container is open: PyAV 18 refuses a closed container's stream
+            rate = float(stream.average_rate) if stream.average_rate else None
             size = (stream.codec_context.width, stream.codec_context.height)
             declared = stream.frames or 1  # 0 when the container does not say: counted while decoding
             _check_frames(name, size, declared, max_pixels, max_frames, max_total)
@@ -802,12 +804,11 @@ def _decode_video(data: bytes, max_pixels: int, max_frames: int, max_total: int,
     if not frames:
         raise ImageError(f"the {name} is a video without any frames")
     _check_frames(name, frames[0].size, len(frames), max_pixels, max_frames, max_total)
-    return Animation(tuple(frames), _video_durations(stamps, stream), 0)
+    return Animation(tuple(frames), _video_durations(stamps, rate), 0)
 
 
-def _video_durations(stamps: list[float | None], stream) -> tuple[int, ...]:
-    rate = float(stream.average_rate) if stream.average_rate else 1000 / DEFAULT_FRAME_MS
-    default = max(1, round(1000 / rate))
+def _video_durations(stamps: list[float | None], rate: float | None) -> tuple[int, ...]:
+    default = max(1, round(1000 / rate)) if rate else DEFAULT_FRAME_MS
     if any(s is None for s in stamps):
         return (default,) * len(stamps)
     gaps = [round((b - a) * 1000) for a, b in zip(stamps, stamps[1:])]
