@@ -100,7 +100,7 @@ def run_row(side: int, budget: str | None, precision: str, steps: int, device: s
     return {
         "size": f"{result.stats.size[0]}×{result.stats.size[1]}", "side": side, "budget": budget or "none",
         "precision": f"{precision} ({result.stats.dtype})", "tiles": result.stats.tiles[-1],
-        "cut": _cut(tiling) if tiling else "", "work": tiling.work(*result.stats.size) if tiling else 1.0,
+        "cut": _cut(tiling) if tiling else "", "work": needs.work,
         "peak": peak, "estimate": needs.bytes,
         "wall": marks[-1][0] - previous[0], "cpu": marks[-1][1] - previous[1],
     }

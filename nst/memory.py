@@ -146,11 +146,12 @@ def _tiled_bytes(width: int, height: int, layers: Sequence[str], dtype_bytes: in
     """The activations a tiled step keeps at its peak. Without a split, one tile's whole depth. With
     one: the larger of one tile's shallow part (beside the split's full map, pass 1, or its
     gradient, pass 2) and the deep part on the whole map (the map, its gradient, the deep activations).
-    A tile's pass 2 also holds the gradients it is given at its captured layers and one copy of the
-    largest of them (see TiledLoss._tile_gradient)."""
+    A tile's pass 2 also holds the gradients it is given at its captured layers and the split, each
+    over the tile's whole map, and one copy of the largest of them (see TiledLoss._tile_gradient)."""
     tiled_layers = [tiling.split] if tiling.split is not None else list(layers)
     captured = [name for name in layers if tiling.is_shallow(name)]
     tiled_layers += captured
+    captured += [tiling.split] if tiling.split is not None else []
     # Tiles come in a few shapes (inner ones and those at the picture's edges): one estimate each.
     shapes = {(t.outer[2] - t.outer[0], t.outer[3] - t.outer[1]) for t in tiling.tiles(width, height)}
 
@@ -169,10 +170,12 @@ def _tiled_bytes(width: int, height: int, layers: Sequence[str], dtype_bytes: in
 @dataclass(frozen=True)
 class Need:
     """What one step at a level needs: ``bytes`` at its peak beyond the loaded model; ``tiling`` None
-    (the whole picture at once) or the tiles that fit."""
+    (the whole picture at once) or the tiles that fit; ``work`` the step's cost relative to an
+    untiled one's (:meth:`Tiling.work`)."""
 
     bytes: int
     tiling: Tiling | None = None
+    work: float = 1.0
 
 
 def step_bytes(
@@ -252,9 +255,9 @@ def need(
         for tiling in _tilings(size, layers, split, min_tile, boundary):
             needed = step_bytes(size, tiling=tiling, **estimate)
             if needed <= budget:
-                work = tiling.work(*size)
+                work = tiling.work(*size, dtype_bytes, layers)
                 if best is None or work < best[0]:
-                    best = (work, Need(needed, tiling))
+                    best = (work, Need(needed, tiling, work))
                 break
         else:
             if least is None or needed < least[0]:

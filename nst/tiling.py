@@ -42,10 +42,77 @@ from .allocator import release_freed
 from .params import VGG19_LAYERS, layer_channels
 
 GRID = 16  # VGG-19 pools four times before conv5_1: 2**4 px of input per position there
-# A frozen network's backward computes input gradients only (no weight gradients): about 1.2 forwards.
-# Measured on the 2-core x86-64 CPU, one torch thread, 512×384 fp32, CPU time, random weights: up to
-# conv5_1 a forward took 1.95 s, a forward and backward 4.33 s; up to pool3 1.07 s and 2.51 s.
-BACKWARD_COST = 1.2
+
+# What each layer of VGG-19 costs, forward and backward (input gradients only: the weights are frozen),
+# in ms of CPU time per megapixel of the picture; by activation bytes: 4 (fp32) and 2 (bf16, and
+# fp16 where a GPU runs it: not measured, the nearest table). Only ratios are used: which cut of the
+# network costs least, and a tiled step's cost beside an untiled one's. Measured by
+# `python bench/layer_costs.py --threads 1 --repeats 3 --python` (1024×768) on a 2-core AMD EPYC with
+# AVX512-BF16. Not the layers' multiply-adds: the first block (3 and 64 channels at every pixel) is
+# bound by memory traffic and costs several times its share of the arithmetic, more so in bf16, which
+# speeds the wide deep convolutions up far more than the shallow ones.
+LAYER_COST: dict[int, dict[str, tuple[float, float]]] = {
+    4: {  # fp32
+        "conv1_1": (184, 202), "relu1_1": (134, 166), "conv1_2": (773, 805), "relu1_2": (119, 142),
+        "pool1": (104, 131), "conv2_1": (383, 358), "relu2_1": (59, 71), "conv2_2": (707, 710), "relu2_2": (61, 71),
+        "pool2": (45, 80), "conv3_1": (351, 331), "relu3_1": (29, 36), "conv3_2": (702, 706), "relu3_2": (31, 37),
+        "conv3_3": (675, 673), "relu3_3": (29, 35), "conv3_4": (670, 683), "relu3_4": (30, 36), "pool3": (6, 43),
+        "conv4_1": (346, 361), "relu4_1": (3, 5), "conv4_2": (715, 724), "relu4_2": (3, 17), "conv4_3": (710, 713),
+        "relu4_3": (3, 4), "conv4_4": (689, 714), "relu4_4": (3, 4), "pool4": (3, 6), "conv5_1": (171, 168),
+        "relu5_1": (1, 1), "conv5_2": (164, 165), "relu5_2": (1, 1), "conv5_3": (166, 165), "relu5_3": (1, 1),
+        "conv5_4": (169, 168), "relu5_4": (1, 1), "pool5": (1, 1),
+    },
+    2: {  # bf16
+        "conv1_1": (80, 114), "relu1_1": (92, 78), "conv1_2": (389, 389), "relu1_2": (71, 79), "pool1": (77, 88),
+        "conv2_1": (162, 163), "relu2_1": (35, 39), "conv2_2": (326, 352), "relu2_2": (35, 39), "pool2": (13, 43),
+        "conv3_1": (164, 166), "relu3_1": (18, 5), "conv3_2": (321, 321), "relu3_2": (3, 18), "conv3_3": (322, 336),
+        "relu3_3": (3, 5), "conv3_4": (325, 346), "relu3_4": (3, 5), "pool3": (4, 11), "conv4_1": (164, 165),
+        "relu4_1": (2, 3), "conv4_2": (327, 333), "relu4_2": (2, 3), "conv4_3": (328, 333), "relu4_3": (2, 3),
+        "conv4_4": (324, 327), "relu4_4": (2, 2), "pool4": (2, 5), "conv5_1": (80, 82), "relu5_1": (0, 1),
+        "conv5_2": (80, 81), "relu5_2": (1, 1), "conv5_3": (80, 81), "relu5_3": (1, 1), "conv5_4": (80, 81),
+        "relu5_4": (1, 1), "pool5": (1, 1),
+    },
+}
+
+# What each layer's Gram matrix costs as a style layer, forward and backward (nst.losses.gram: fp32
+# accumulation, the backward's matmul in the features' dtype), in the same units, from the same run.
+# A tiled step pays it as an untiled one does (pass 1 sums the Grams, pass 2 runs the backward's
+# matmul per tile), so it only dilutes the ratio of the network's costs.
+GRAM_COST: dict[int, dict[str, tuple[float, float]]] = {
+    4: {  # fp32
+        "conv1_1": (115, 309), "relu1_1": (130, 224), "conv1_2": (117, 228), "relu1_2": (120, 227),
+        "pool1": (29, 55), "conv2_1": (96, 163), "relu2_1": (95, 149), "conv2_2": (93, 149), "relu2_2": (94, 154),
+        "pool2": (24, 37), "conv3_1": (87, 138), "relu3_1": (86, 121), "conv3_2": (98, 176), "relu3_2": (88, 122),
+        "conv3_3": (86, 117), "relu3_3": (86, 120), "conv3_4": (87, 121), "relu3_4": (87, 120), "pool3": (23, 29),
+        "conv4_1": (98, 124), "relu4_1": (87, 101), "conv4_2": (86, 97), "relu4_2": (97, 128), "conv4_3": (85, 93),
+        "relu4_3": (84, 93), "conv4_4": (98, 97), "relu4_4": (85, 99), "pool4": (22, 24), "conv5_1": (22, 25),
+        "relu5_1": (21, 23), "conv5_2": (22, 24), "relu5_2": (21, 24), "conv5_3": (22, 24), "relu5_3": (22, 24),
+        "conv5_4": (22, 24), "relu5_4": (21, 23), "pool5": (6, 6),
+    },
+    2: {  # bf16
+        "conv1_1": (309, 114), "relu1_1": (235, 98), "conv1_2": (248, 99), "relu1_2": (235, 99), "pool1": (60, 23),
+        "conv2_1": (156, 67), "relu2_1": (158, 68), "conv2_2": (157, 68), "relu2_2": (166, 76), "pool2": (27, 13),
+        "conv3_1": (94, 42), "relu3_1": (92, 41), "conv3_2": (90, 41), "relu3_2": (120, 41), "conv3_3": (121, 41),
+        "relu3_3": (117, 42), "conv3_4": (97, 42), "relu3_4": (91, 41), "pool3": (23, 11), "conv4_1": (89, 40),
+        "relu4_1": (87, 40), "conv4_2": (87, 40), "relu4_2": (91, 40), "conv4_3": (87, 39), "relu4_3": (87, 40),
+        "conv4_4": (87, 39), "relu4_4": (88, 40), "pool4": (22, 11), "conv5_1": (22, 11), "relu5_1": (22, 11),
+        "conv5_2": (22, 11), "relu5_2": (22, 11), "conv5_3": (22, 11), "relu5_3": (22, 11), "conv5_4": (22, 11),
+        "relu5_4": (22, 11), "pool5": (6, 4),
+    },
+}
+
+
+def segment_cost(first: int, last: int, dtype_bytes: int = 4) -> tuple[float, float]:
+    """(forward, backward) cost of VGG19_LAYERS[first:last] per megapixel of the picture (LAYER_COST)."""
+    table = LAYER_COST[4 if dtype_bytes >= 4 else 2]
+    costs = [table[name] for name in VGG19_LAYERS[first:last]]
+    return sum(c[0] for c in costs), sum(c[1] for c in costs)
+
+
+def gram_cost(layers: Sequence[str], dtype_bytes: int = 4) -> float:
+    """The Gram matrices of style ``layers``, forward and backward, per megapixel (GRAM_COST)."""
+    table = GRAM_COST[4 if dtype_bytes >= 4 else 2]
+    return sum(sum(table[layer]) for layer in layers)
 
 
 def layer_scale(layer: str) -> int:
@@ -99,21 +166,6 @@ def boundaries(layers: Sequence[str], split: str | None) -> list[str]:
         return []
     deepest = VGG19_LAYERS.index(_deepest(layers))
     return [name for name in VGG19_LAYERS[VGG19_LAYERS.index(split) + 1 : deepest] if name.startswith("relu")]
-
-
-def conv_macs(first: int, last: int) -> float:
-    """Multiply-adds per input pixel of the convolutions at VGG19_LAYERS[first:last] (the network's
-    work is almost all there)."""
-    total = 0.0
-    in_channels = 3
-    for name in VGG19_LAYERS[:last]:
-        if not name.startswith("conv"):
-            continue
-        out_channels = layer_channels(name)
-        if VGG19_LAYERS.index(name) >= first:
-            total += in_channels * out_channels * 9 / layer_scale(name) ** 2
-        in_channels = out_channels
-    return total
 
 
 @dataclass(frozen=True)
@@ -195,19 +247,21 @@ class Tiling:
                 out.append(Tile((x0, y0, x1, y1), outer))
         return out
 
-    def work(self, width: int, height: int) -> float:
-        """A tiled step's work relative to an untiled step's (convolution multiply-adds): the tiled part
-        runs twice (pass 1's forward, pass 2's forward and backward) on its tiles' pixels with their
-        halos; the deep part once, forward and backward, as untiled (with a :attr:`boundary`, its first
-        segment's forward once more). An untiled step is one forward and one backward of everything."""
+    def work(self, width: int, height: int, dtype_bytes: int = 4, style_layers: Sequence[str] = ()) -> float:
+        """A tiled step's cost relative to an untiled step's (:func:`segment_cost`): the tiled part runs
+        twice (pass 1's forward, pass 2's forward and backward) on its tiles' pixels with their halos;
+        the deep part once, forward and backward, as untiled (with a :attr:`boundary`, its first
+        segment's forward once more). An untiled step is one forward and one backward of everything.
+        Both pay the Gram matrices of ``style_layers`` alike (:func:`gram_cost`)."""
         last = VGG19_LAYERS.index(self.deepest) + 1
         cut = VGG19_LAYERS.index(self.split) + 1 if self.split is not None else last
         inflation = sum(t.outer_pixels for t in self.tiles(width, height)) / (width * height)
-        shallow, deep = conv_macs(0, cut), conv_macs(cut, last)
-        tiled = shallow * inflation * (2 + BACKWARD_COST) + deep * (1 + BACKWARD_COST)
+        (shallow_f, shallow_b), (deep_f, deep_b) = segment_cost(0, cut, dtype_bytes), segment_cost(cut, last, dtype_bytes)
+        tiled = (2 * shallow_f + shallow_b) * inflation + deep_f + deep_b
         if self.boundary is not None:  # the first deep segment's forward runs again in the backward
-            tiled += conv_macs(cut, VGG19_LAYERS.index(self.boundary) + 1)
-        return tiled / ((shallow + deep) * (1 + BACKWARD_COST))
+            tiled += segment_cost(cut, VGG19_LAYERS.index(self.boundary) + 1, dtype_bytes)[0]
+        grams = gram_cost(style_layers, dtype_bytes)
+        return (tiled + grams) / (shallow_f + shallow_b + deep_f + deep_b + grams)
 
 
 CheckCancel = Callable[[], None]
@@ -482,7 +536,13 @@ class TiledLoss:
 
     def _tile_gradient(self, tile: Tile, image, content_target, multipliers, split_grad):
         """Pass 2 for one tile: the gradient of the full objective (without tv) with respect to the
-        tile's pixels, through its shallow part (the deep part's share arrives as ``split_grad``)."""
+        tile's pixels, through its shallow part (the deep part's share arrives as ``split_grad``).
+
+        Each captured layer gets its gradient over the tile's whole map (zero in the halo), laid out
+        as the layer's own output, and the backward starts from those maps: backpropagating through a
+        crop instead costs a zero-filled copy per layer in the default layout, and adding that to the
+        channels-last gradient flowing down from the deeper layers ran at a fraction of the speed
+        (measured at 2048×1536 bf16 in 6 tiles: 3.6 s of 47 s a step in such adds)."""
         import torch
 
         p, tiling = self.params, self.tiling
@@ -495,25 +555,26 @@ class TiledLoss:
         memory_format = torch.channels_last if channels_last else torch.contiguous_format  # as the picture's
         pixels = tile.pixels(image).detach().contiguous(memory_format=memory_format).requires_grad_(True)
         found = self.model(pixels, layers, p.pool, self.dtype)
-        outputs, grads = [], []
+        grads = {layer: torch.zeros_like(found[layer]) for layer in layers}  # zeros_like keeps the layout
+
+        def interior_grad(layer):
+            return tile.crop(grads[layer], layer_scale(layer))
+
         for layer, multiplier in multipliers.items():
-            interior = tile.crop(found[layer], layer_scale(layer))
+            interior = tile.crop(found[layer], layer_scale(layer)).detach()
             n, c, h, w = interior.shape
-            flat = interior.detach().permute(0, 2, 3, 1).reshape(n, h * w, c)
+            flat = interior.permute(0, 2, 3, 1).reshape(n, h * w, c)
             d_flat = torch.bmm(flat, multiplier.to(flat.dtype))  # as losses._Gram.backward, in F's dtype
-            outputs.append(interior)
-            grads.append(d_flat.reshape(n, h, w, c).permute(0, 3, 1, 2))
+            interior_grad(layer).add_(d_flat.reshape(n, h, w, c).permute(0, 3, 1, 2))
         if shallow_content:
-            interior = tile.crop(found[p.content_layer], layer_scale(p.content_layer))
-            target = tile.place(content_target, layer_scale(p.content_layer), interior.shape)
-            d_content = p.content_weight * 2.0 * (interior.detach().float() - target) / content_target.numel()
-            outputs.append(interior)
-            grads.append(d_content.to(interior.dtype))
+            layer = p.content_layer
+            interior = tile.crop(found[layer], layer_scale(layer)).detach()
+            target = tile.place(content_target, layer_scale(layer), interior.shape)
+            interior_grad(layer).add_(p.content_weight * 2.0 * (interior.float() - target) / content_target.numel())
         if split:
-            interior = tile.crop(found[split], layer_scale(split))
-            outputs.append(interior)
-            grads.append(tile.place(split_grad, layer_scale(split), interior.shape))
-        torch.autograd.backward(outputs, grads)
+            part = interior_grad(split)
+            part.add_(tile.place(split_grad, layer_scale(split), part.shape))
+        torch.autograd.backward([found[layer] for layer in layers], [grads[layer] for layer in layers])
         return pixels.grad
 
     def _tv_gradient(self, image):

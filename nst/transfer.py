@@ -584,7 +584,7 @@ def stylize(
     blend = the_plan.blend
     init_style = max(zip(blend, range(len(styles))))[1]  # the most weighted style starts init=style
     levels = the_plan.levels
-    eta = _Eta(the_plan, [_work(need, level) for need, level in zip(needs, levels)])
+    eta = _Eta(the_plan, [need.work for need in needs])
     total = the_plan.total_steps
     done = 0  # steps over the whole schedule
     level_steps: list[int] = []
@@ -708,10 +708,6 @@ def _memory_needs(
     dtype_bytes = 4 if dtype is None else torch.finfo(dtype).bits // 8
     return memory.check_fits(sizes, budget, params.layers, params.content_layer,
                              dtype_bytes=dtype_bytes, optimizer=optimizer, pool=params.pool)
-
-
-def _work(need: memory.Need, level) -> float:
-    return need.tiling.work(*level.size) if need.tiling is not None else 1.0
 
 
 def _enlarged(content: Image.Image, size: int) -> Image.Image:

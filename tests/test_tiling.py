@@ -9,8 +9,9 @@ import torch
 from conftest import make_content, make_style
 from nst import images
 from nst.errors import Cancelled
-from nst.params import StyleParams
-from nst.tiling import BACKWARD_COST, GRID, Tiling, boundaries, conv_macs, features, halo_for, reach, split_points
+from nst.params import VGG19_LAYERS, StyleParams
+from nst.tiling import (GRAM_COST, GRID, LAYER_COST, Tiling, boundaries, features, gram_cost, halo_for, reach, segment_cost,
+                        split_points)
 from nst.transfer import Objective, stylize
 
 # Shallow layers: a 16 px halo, so 64 px tiles save memory on a tiny picture (conv5_1's 80 px halo
@@ -93,20 +94,35 @@ def test_the_cut_comes_from_the_layers_in_use():
         Tiling.for_layers(64, SHALLOW["style_layers"], "pool3")  # nothing deep is in use after pool3
 
 
-def test_a_cut_costs_less_than_the_whole_depth_and_larger_tiles_less_than_smaller():
+@pytest.mark.parametrize("dtype_bytes", [4, 2])
+def test_a_cut_costs_less_than_the_whole_depth_and_larger_tiles_less_than_smaller(dtype_bytes):
     layers = StyleParams().layers
     cut, whole_depth = Tiling.for_layers(512, layers, "pool3"), Tiling.for_layers(512, layers)
-    assert cut.work(2048, 1536) < whole_depth.work(2048, 1536)
-    assert Tiling.for_layers(1024, layers, "pool3").work(2048, 1536) < cut.work(2048, 1536)
+    assert cut.work(2048, 1536, dtype_bytes) < whole_depth.work(2048, 1536, dtype_bytes)
+    assert Tiling.for_layers(1024, layers, "pool3").work(2048, 1536, dtype_bytes) < cut.work(2048, 1536, dtype_bytes)
     # one tile without a halo: the shallow part costs a forward more, the deep part as untiled
-    shallow, deep = conv_macs(0, 19), conv_macs(19, 29)  # up to pool3, then up to conv5_1
-    one = Tiling.for_layers(2048, layers, "pool3").work(2048, 1536)
-    backward = BACKWARD_COST
-    assert one == pytest.approx((shallow * (2 + backward) + deep * (1 + backward)) / ((shallow + deep) * (1 + backward)))
+    (shallow_f, shallow_b), (deep_f, deep_b) = segment_cost(0, 19, dtype_bytes), segment_cost(19, 29, dtype_bytes)  # to pool3, to conv5_1
+    untiled = shallow_f + shallow_b + deep_f + deep_b
+    one = Tiling.for_layers(2048, layers, "pool3").work(2048, 1536, dtype_bytes)
+    assert one == pytest.approx((untiled + shallow_f) / untiled)
     assert 1.0 < one < 1.5
     # recomputing the deep part up to relu4_2 costs that segment's forward once more
-    recomputed = Tiling.for_layers(2048, layers, "pool3", "relu4_2").work(2048, 1536)
-    assert recomputed - one == pytest.approx(conv_macs(19, 23) / ((shallow + deep) * (1 + backward)))
+    recomputed = Tiling.for_layers(2048, layers, "pool3", "relu4_2").work(2048, 1536, dtype_bytes)
+    assert recomputed - one == pytest.approx(segment_cost(19, 23, dtype_bytes)[0] / untiled)
+    # the style layers' Grams cost both steps the same: they bring the ratio towards 1
+    style = StyleParams().style_layers
+    grams = gram_cost(style, dtype_bytes)
+    with_grams = Tiling.for_layers(2048, layers, "pool3").work(2048, 1536, dtype_bytes, style)
+    assert with_grams == pytest.approx((untiled + shallow_f + grams) / (untiled + grams)) and 1.0 < with_grams < one
+
+
+@pytest.mark.parametrize("costs", [LAYER_COST, GRAM_COST], ids=["layers", "grams"])
+def test_the_cost_tables_cover_every_layer_in_both_precisions(costs):
+    assert set(costs) == {4, 2}
+    for table in costs.values():  # a ReLU deep in the network rounds to 0 ms per megapixel
+        assert list(table) == list(VGG19_LAYERS) and all(f >= 0 and b >= 0 and f + b > 0 for f, b in table.values())
+    assert segment_cost(0, 0) == (0, 0) and segment_cost(3, 5) == tuple(map(sum, zip(*[LAYER_COST[4][n] for n in VGG19_LAYERS[3:5]])))
+    assert gram_cost([]) == 0 and gram_cost(["conv1_1", "conv2_1"], 2) == sum(GRAM_COST[2]["conv1_1"]) + sum(GRAM_COST[2]["conv2_1"])
 
 
 def test_the_deep_part_is_cut_in_two_at_a_relu_after_the_split():
