@@ -237,11 +237,15 @@ def _tilings(size: tuple[int, int], layers: Sequence[str], split: str | None, mi
 def need(
     size: tuple[int, int], budget: int | None, layers: Sequence[str], content_layer: str, *,
     dtype_bytes: int = 4, optimizer: str = "adam", pool: str = "max", min_tile: int = MIN_TILE,
+    style_layers: Sequence[str] | None = None,
 ) -> Need:
     """The whole picture if it fits ``budget`` (None: no budget), else, of the tilings that fit, the
-    one with the least work (:meth:`Tiling.work`): for each cut of the network (each pooling before
-    the deepest layer in use, and none), the largest tiles that fit. Raises ParamError naming the
-    size, the budget and the smallest need when none fits."""
+    one with the least work (:meth:`Tiling.work`, which also counts the Grams of ``style_layers``;
+    None: every layer but the content layer): for each cut of the network (each pooling before the
+    deepest layer in use, and none), the largest tiles that fit. Raises ParamError naming the size,
+    the budget and the smallest need when none fits."""
+    if style_layers is None:
+        style_layers = [layer for layer in layers if layer != content_layer]
     estimate = dict(layers=layers, content_layer=content_layer, dtype_bytes=dtype_bytes, optimizer=optimizer, pool=pool)
     whole = step_bytes(size, **estimate)
     if budget is None or whole <= budget:
@@ -255,7 +259,7 @@ def need(
         for tiling in _tilings(size, layers, split, min_tile, boundary):
             needed = step_bytes(size, tiling=tiling, **estimate)
             if needed <= budget:
-                work = tiling.work(*size, dtype_bytes, layers)
+                work = tiling.work(*size, dtype_bytes, style_layers)
                 if best is None or work < best[0]:
                     best = (work, Need(needed, tiling, work))
                 break
@@ -274,13 +278,14 @@ def need(
 
 def check_fits(
     sizes: Sequence[tuple[int, int]], budget: int | None, layers: Sequence[str], content_layer: str, *,
-    dtype_bytes: int = 4, optimizer: str = "adam", pool: str = "max",
+    dtype_bytes: int = 4, optimizer: str = "adam", pool: str = "max", style_layers: Sequence[str] | None = None,
 ) -> list[Need]:
     """:func:`need` for each level's size (``budget`` None: no limit). The largest is judged first, so
     a refusal names the job's own size."""
     needs = {size: None for size in sizes}
     for size in sorted(needs, key=lambda s: s[0] * s[1], reverse=True):
-        needs[size] = need(size, budget, layers, content_layer, dtype_bytes=dtype_bytes, optimizer=optimizer, pool=pool)
+        needs[size] = need(size, budget, layers, content_layer, dtype_bytes=dtype_bytes, optimizer=optimizer, pool=pool,
+                           style_layers=style_layers)
     return [needs[size] for size in sizes]
 
 

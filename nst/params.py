@@ -239,6 +239,11 @@ class StyleParams:
         """Every layer the loss reads, style and content."""
         return tuple(dict.fromkeys((*self.style_layers, self.content_layer)))
 
+    @property
+    def gram_layers(self) -> tuple[str, ...]:
+        """The layers whose Gram matrices the loss computes: the style layers, none at style_weight 0."""
+        return tuple(self.style_layers) if self.style_weight else ()
+
 
 def parse_value(name: str, value: Any) -> Any:
     """Turn text (or an already typed value) into the field's type; raise ParamError naming the field."""

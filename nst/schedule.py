@@ -127,11 +127,34 @@ def check_runnable(
         budget = memory.parse_budget(max_memory)
         if budget is None:
             return
-        memory.check_fits(
-            sizes, budget, params.layers,
-            params.content_layer, dtype_bytes=memory.dtype_bytes_for(params.precision),
-            optimizer="adam" if params.schedule == "reference" else params.optimizer, pool=params.pool,
-        )
+        _needs(sizes, budget, params)
+
+
+def _needs(sizes, budget: int | None, params: StyleParams) -> list:
+    from . import memory
+
+    return memory.check_fits(
+        sizes, budget, params.layers, params.content_layer, dtype_bytes=memory.dtype_bytes_for(params.precision),
+        optimizer="adam" if params.schedule == "reference" else params.optimizer, pool=params.pool,
+        style_layers=params.gram_layers,
+    )
+
+
+def level_work(the_plan: Plan, params: StyleParams, max_memory: int | float | str | None = None) -> list[float]:
+    """Each level's step cost relative to an untiled step under the memory budget ``max_memory``
+    (:meth:`nst.tiling.Tiling.work`; 1.0 for a level that fits whole, and for every level when no
+    budget is given: the device's own default is only known where the job runs), as the engine's ETA
+    prices the levels: a queue's planned work. Raises as :func:`check_runnable` when a level cannot
+    fit. No torch."""
+    sizes = [level.size for level in the_plan.levels]
+    if max_memory is None:
+        return [1.0] * len(sizes)
+    from . import memory
+
+    budget = memory.parse_budget(max_memory)
+    if budget is None:
+        return [1.0] * len(sizes)
+    return [need.work for need in _needs(sizes, budget, params)]
 
 
 def plan(content_size: tuple[int, int], style_sizes: Sequence[tuple[int, int]], params: StyleParams) -> Plan:

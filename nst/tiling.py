@@ -398,7 +398,7 @@ class TiledLoss:
         self.check_cancel = check_cancel
 
     def _style_layers(self) -> list[str]:
-        return list(self.params.style_layers) if self.params.style_weight else []
+        return list(self.params.gram_layers)
 
     def _pass1(self, image, content_target, style_grams, with_grad: bool) -> _Pass1:
         import torch

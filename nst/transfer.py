@@ -706,8 +706,8 @@ def _memory_needs(
 ) -> list[memory.Need]:
     """Per size: the whole picture, or the tiles that fit ``budget``; raises ParamError when none fit."""
     dtype_bytes = 4 if dtype is None else torch.finfo(dtype).bits // 8
-    return memory.check_fits(sizes, budget, params.layers, params.content_layer,
-                             dtype_bytes=dtype_bytes, optimizer=optimizer, pool=params.pool)
+    return memory.check_fits(sizes, budget, params.layers, params.content_layer, dtype_bytes=dtype_bytes,
+                             optimizer=optimizer, pool=params.pool, style_layers=params.gram_layers)
 
 
 def _enlarged(content: Image.Image, size: int) -> Image.Image:

@@ -216,6 +216,32 @@ def test_planned_work_prices_steps_as_the_engines_eta_does():
     assert planned_work(the_plan, work=[1.5]) == level.steps * (96 * 64 * 1.5 + OVERHEAD_PIXELS)  # tiled
 
 
+
+def test_a_jobs_planned_work_prices_its_tiled_levels_under_the_operators_budget():
+    import io
+
+    from PIL import Image
+
+    from bot.core.fairqueue import job_work
+    from nst.params import StyleParams
+    from nst.schedule import level_work, plan
+
+    def png(size):
+        out = io.BytesIO()
+        Image.new("RGB", size, (90, 120, 200)).save(out, "PNG")
+        return out.getvalue()
+
+    params = StyleParams(size=1024, epochs=20)
+    the_plan = plan((1024, 768), [(256, 256)], params)
+    untiled = [1.0] * len(the_plan.levels)
+    assert level_work(the_plan, params) == untiled and level_work(the_plan, params, "unlimited") == untiled
+    tiled = level_work(the_plan, params, "1.5GiB")  # 1024×768 needs about 2.1 GiB whole in fp32: tiles
+    assert tiled[-1] > 1.0 and tiled[:-1] == untiled[:-1]  # the coarser levels fit whole
+    content, style = png((1024, 768)), png((256, 256))
+    assert job_work(content, [style], params) == planned_work(the_plan)
+    assert job_work(content, [style], params, max_memory="1.5GiB") == planned_work(the_plan, tiled) > planned_work(the_plan)
+
+
 # ------------------------------------------------------------------------------------------ quotas
 
 EVENING = dt.datetime(2026, 12, 3, 20, 48, 10, tzinfo=dt.timezone.utc).timestamp()  # 3 h 11 min 50 s to midnight

@@ -41,20 +41,24 @@ REFRESH_EVERY = 60.0  # seconds between re-reads of today's usage and of who is 
 Member = tuple[int, "int | None"]  # (user, server; None: direct messages)
 
 
-def job_work(content: bytes, styles: Sequence[bytes], params: Any, frames: int = 1) -> float:
+def job_work(content: bytes, styles: Sequence[bytes], params: Any, frames: int = 1,
+             max_memory: int | str | None = None) -> float:
     """A job's planned work in pixel-steps (scheduling.planned_work), from its images' sizes (their
-    headers only) and its parameters; an animation counts each frame as a still. 0 when it cannot be
-    planned (the worker then says what is wrong)."""
+    headers only) and its parameters, its tiled levels priced as the engine prices them under the
+    operator's memory budget (engine.max_memory; None: the worker's device decides, unknown here);
+    an animation counts each frame as a still. 0 when it cannot be planned (the worker then says
+    what is wrong)."""
     from PIL import Image
 
-    from nst.schedule import plan
+    from nst.schedule import level_work, plan
 
     try:
         sizes = []
         for data in (content, *styles):
             with Image.open(io.BytesIO(data)) as image:
                 sizes.append(image.size)
-        return scheduling.planned_work(plan(sizes[0], sizes[1:], params)) * max(1, frames)
+        the_plan = plan(sizes[0], sizes[1:], params)
+        return scheduling.planned_work(the_plan, level_work(the_plan, params, max_memory)) * max(1, frames)
     except Exception:  # noqa: BLE001 - a clip Pillow cannot open, say: no estimate, never a refusal
         return 0.0
 

@@ -244,7 +244,7 @@ class JobService:
                                        max_memory=config.engine.max_memory, init_image=init_image)
         if params.seed is None:  # pick it here, so the result and Details can say how to get it again
             params = params.replace(seed=self._fresh_seed(None))
-        work = await asyncio.to_thread(job_work, content, styles, params, checked.frames)
+        work = await asyncio.to_thread(job_work, content, styles, params, checked.frames, config.engine.max_memory)
         job = self._style_job(request, content, styles, params, init_image, work)
         self.fair.admitted(job.job_id, job.user_id, job.guild_id, role_ids, slow is not None)  # before it is ordered
         try:
