@@ -37,12 +37,12 @@ from .transfer import (
     Objective,
     Progress,
     Result,
-    _check_finite,
-    _finished,
-    _pictures,
-    _Step,
+    Step,
+    check_finite,
     choose_optimizer,
     default_model,
+    finished_picture,
+    pictures_for,
     stylize,
 )
 
@@ -250,7 +250,7 @@ class _LaterFrames:
         self.plan = plan(animation.size, [s.size for s in styles], params)
         self.size = self.plan.levels[-1].size
         self.styles = styles
-        first_pictures = _pictures(animation.frames[0], styles, self.plan, params)
+        first_pictures = pictures_for(animation.frames[0], styles, self.plan, params)
         # colors=match recolours the style to the content: the first frame's colours serve the whole clip
         style_ts = [self._tensor(s) for s in first_pictures.styles_at(self.plan.levels[-1].style_sizes)]
         self.previous_content = self._tensor(first_pictures.content_at(self.size))
@@ -275,7 +275,7 @@ class _LaterFrames:
 
     def stylize(self, index: int, clip: _ClipProgress, should_stop) -> tuple[Image.Image, float, int]:
         clip.start_frame(index + 1, self.finished_steps)
-        pictures = _pictures(self.animation.frames[index], self.styles, self.plan, self.params)
+        pictures = pictures_for(self.animation.frames[index], self.styles, self.plan, self.params)
         content = self._tensor(pictures.content_at(self.size))
         objective = _with_content(self.objective, self.model, content, self.params, self.dtype)
         # The raw change of the content makes a worse start than the previous picture as it is (1.19-1.58x
@@ -287,10 +287,10 @@ class _LaterFrames:
         mask = _unchanged_mask(self.previous_content, content)
         with torch.no_grad():
             start_loss = float(objective(pixels).total)
-        _check_finite(start_loss, clip.done)
+        check_finite(start_loss, clip.done)
         weight = self.params.temporal_weight * start_loss / HOLD_SCALE**2
         temporal = _TemporalObjective(objective, carried, mask, weight)
-        step = _Step(pixels, temporal, self.params, self.optimizer, self.previous_loss)
+        step = Step(pixels, temporal, self.params, self.optimizer, self.previous_loss)
         clip.mark()
         taken = 0
         for taken in range(1, self.params.frame_steps + 1):
@@ -299,18 +299,18 @@ class _LaterFrames:
             total = step().total.detach()
             # one host read a step (later frames are short; the ETA and the stopping rule need it)
             loss, reached = torch.stack([total, temporal.last_objective]).tolist()
-            _check_finite(loss, clip.done + 1)
+            check_finite(loss, clip.done + 1)
             clip.later_step(loss, taken)
             if self.target is not None and reached <= self.target:
                 break
         with torch.no_grad():
             pixels.clamp_(0.0, 1.0)
             final = float(objective(pixels).total)
-        _check_finite(final, clip.done)
+        check_finite(final, clip.done)
         self.finished_steps += taken
         self.previous, self.previous_content = pixels.detach(), content
         self.previous_loss = final
-        return _finished(pixels, pictures, self.size), final, taken
+        return finished_picture(pixels, pictures, self.size), final, taken
 
 
 def _with_content(objective: Objective, model: VGGFeatures, content: torch.Tensor, params: StyleParams, dtype) -> Objective:

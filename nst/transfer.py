@@ -278,7 +278,7 @@ def choose_optimizer(params: StyleParams, device: torch.device) -> str:
     return "adam" if params.schedule == "reference" else params.optimizer
 
 
-class _Step:
+class Step:
     """One optimisation step of either optimiser; returns the loss terms of the iterate before it."""
 
     def __init__(
@@ -444,7 +444,7 @@ def prepare_images(content: Image.Image, style: Image.Image, params: StyleParams
 
 
 @dataclass
-class _Pictures:
+class Pictures:
     """The full-size content and styles after colour handling, resized per level on demand."""
 
     content: Image.Image
@@ -466,7 +466,7 @@ def _resized(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     return image.resize(tuple(size), resample)
 
 
-def _pictures(content: Image.Image, styles: Sequence[Image.Image], the_plan: Plan, params: StyleParams) -> _Pictures:
+def pictures_for(content: Image.Image, styles: Sequence[Image.Image], the_plan: Plan, params: StyleParams) -> Pictures:
     final = the_plan.levels[-1]
     content_full = images.fit_within(content, params.size)
     if content_full.mode != "RGB":
@@ -474,14 +474,14 @@ def _pictures(content: Image.Image, styles: Sequence[Image.Image], the_plan: Pla
     styles_full = [_resized(images.to_image(images.to_tensor(s)) if s.mode != "RGB" else s, size)
                    for s, size in zip(styles, final.style_sizes)]
     if params.colors == "style":
-        return _Pictures(content_full, styles_full, content_full, params.colors)
+        return Pictures(content_full, styles_full, content_full, params.colors)
     content_t = images.to_tensor(content_full)
     if params.colors == "match":
         matched = [images.to_image(color.match_colors(images.to_tensor(s), content_t)) for s in styles_full]
-        return _Pictures(content_full, matched, content_full, params.colors)
+        return Pictures(content_full, matched, content_full, params.colors)
     grey_content = color.luminance(content_t)
     greys = [images.to_image(color.match_luminance(color.luminance(images.to_tensor(s)), grey_content)) for s in styles_full]
-    return _Pictures(images.to_image(grey_content), greys, content_full, params.colors)
+    return Pictures(images.to_image(grey_content), greys, content_full, params.colors)
 
 
 def _initial_image(kind: str, content: torch.Tensor, style_image: Image.Image, seed: int, memory_format) -> torch.Tensor:
@@ -580,7 +580,7 @@ def stylize(
     if target.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes for hundreds of steps: let cuDNN pick
 
-    pictures = _pictures(content, styles, the_plan, params)
+    pictures = pictures_for(content, styles, the_plan, params)
     blend = the_plan.blend
     init_style = max(zip(blend, range(len(styles))))[1]  # the most weighted style starts init=style
     levels = the_plan.levels
@@ -596,7 +596,7 @@ def stylize(
 
     def preview(level_size: tuple[int, int]) -> None:
         nonlocal last_preview, previewed
-        on_preview(done, images.fit_within(_finished(pixels, pictures, level_size), PREVIEW_SIDE))
+        on_preview(done, images.fit_within(finished_picture(pixels, pictures, level_size), PREVIEW_SIDE))
         last_preview, previewed = clock(), True
 
     def to_device(image: Image.Image) -> torch.Tensor:
@@ -623,7 +623,7 @@ def stylize(
             pixels = _initial_image(params.init, content_t, style_for_init, seed, memory_format)
         else:
             pixels = _upsampled(pixels, coarse_content, content_t, memory_format)
-        step_fn = _Step(pixels, objective, params, optimizer, previous_loss)
+        step_fn = Step(pixels, objective, params, optimizer, previous_loss)
         stopper = EarlyStop(the_plan.stop_tolerance)
         history = torch.empty((level.steps, 4), device=target)
         read_upto = 0  # history rows already on the host
@@ -640,7 +640,7 @@ def stylize(
             if last_of_level or readback.due(taken - read_upto, now - last_read):
                 rows = history[read_upto:taken].tolist()  # the one host sync for these steps
                 for row in rows:
-                    _check_finite(row[3], done)
+                    check_finite(row[3], done)
                     if stopper.update(row[3]):
                         stop_level = True
                 eta.add(li, taken - read_upto, now - last_read)
@@ -673,8 +673,8 @@ def stylize(
 
     with torch.no_grad():
         final = objective(pixels).values()
-    _check_finite(final[3], done)
-    result = _finished(pixels, pictures, levels[-1].size)
+    check_finite(final[3], done)
+    result = finished_picture(pixels, pictures, levels[-1].size)
     stats = Stats(
         seconds=clock() - started,
         steps=done,
@@ -747,11 +747,11 @@ def _from_init_image(init_image, style_sizes, pictures, params, blend, model, dt
     objective = Objective(model, content_t, style_ts, params, dtype, blend, tiling, check_cancel)
     pixels = start.to(device).contiguous(memory_format=memory_format)
     loss = objective(pixels).values()[3]
-    _check_finite(loss, 0)
+    check_finite(loss, 0)
     return pixels, content_t, loss
 
 
-def _finished(pixels: torch.Tensor, pictures: _Pictures, size: tuple[int, int]) -> Image.Image:
+def finished_picture(pixels: torch.Tensor, pictures: Pictures, size: tuple[int, int]) -> Image.Image:
     """The picture as delivered: for colors=content, the optimised luma with the content's chroma."""
     image = pixels.detach().clamp(0.0, 1.0)
     if pictures.colors == "content":
@@ -760,7 +760,8 @@ def _finished(pixels: torch.Tensor, pictures: _Pictures, size: tuple[int, int]) 
     return images.to_image(image)
 
 
-def _check_finite(total: float, step: int) -> None:
+def check_finite(total: float, step: int) -> None:
+    """Refuse a diverged optimisation (a NaN or infinite loss at ``step``) with what to change."""
     if not math.isfinite(total):
         raise NSTError(
             f"the optimisation diverged (loss is {total}) at step {step}; "

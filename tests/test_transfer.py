@@ -286,7 +286,7 @@ def test_lbfgs_iterates_stay_in_range_so_the_delivered_picture_scores_as_reporte
 
 def _first_move(previous_loss, **params):
     """How far the first step moves a pixel, on a toy objective with one start loss."""
-    from nst.transfer import LossTerms, _Step
+    from nst.transfer import LossTerms, Step
 
     pixels = torch.full((1, 3, 8, 8), 0.5, requires_grad=True)
 
@@ -295,7 +295,7 @@ def _first_move(previous_loss, **params):
         return LossTerms(zero, zero, zero, ((x - 0.9) ** 2).mean())
 
     start = objective(pixels).total.item()
-    step = _Step(pixels, objective, StyleParams(**params), "adam", None if previous_loss is None else previous_loss(start))
+    step = Step(pixels, objective, StyleParams(**params), "adam", None if previous_loss is None else previous_loss(start))
     step()
     return (pixels.detach() - 0.5).abs().max().item(), step.settings
 
