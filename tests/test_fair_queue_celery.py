@@ -12,32 +12,12 @@ import redis
 
 from bot.executor.jobqueue import ACTIVE, HELD
 from bot_harness import IMAGES, command, make_world, reply_to, time_budget
-from redis_harness import Worker, redis_server
-from test_celery_bot import TOKEN_A, BotProcess, answered, bot_config
-
-try:
-    from fake_discord import FakeDiscord
-except ImportError:
-    from tests.fake_discord import FakeDiscord
-
-import pytest
+from redis_harness import Worker
+# the fixtures too: one Redis per module, a fresh fake Discord and an empty Redis per test
+from test_celery_bot import TOKEN_A, BotProcess, answered, bot_config, fake, redis_url  # noqa: F401
 
 LONG = "--epochs 100 --size 64"
 SHORT = "--epochs 2"
-
-
-@pytest.fixture(scope="module")
-def redis_url():
-    with redis_server() as url:
-        yield url
-
-
-@pytest.fixture
-async def fake(redis_url):
-    redis.Redis.from_url(redis_url).flushall()
-    async with FakeDiscord() as server:
-        yield server
-        server.assert_clean()
 
 
 def policy(path, name: str, **caps):
