@@ -121,18 +121,19 @@ def check_runnable(
     sizes = [level.size for level in the_plan.levels]
     if init_size is not None:
         sizes = [sizes[-1], tuple(init_size)]
-    if max_memory is not None:
-        from . import memory  # no torch: nst.memory imports it only to ask a device for its default
-
-        budget = memory.parse_budget(max_memory)
-        if budget is None:
-            return
-        _needs(sizes, budget, params)
+    _needs(sizes, max_memory, params)
 
 
-def _needs(sizes, budget: int | None, params: StyleParams) -> list:
-    from . import memory
+def _needs(sizes: Sequence[tuple[int, int]], max_memory: int | float | str | None, params: StyleParams) -> list | None:
+    """nst.memory.check_fits for ``sizes`` under the budget ``max_memory``; None when there is none
+    (not given, or ``unlimited``)."""
+    if max_memory is None:
+        return None
+    from . import memory  # no torch: nst.memory imports it only to ask a device for its default
 
+    budget = memory.parse_budget(max_memory)
+    if budget is None:
+        return None
     return memory.check_fits(
         sizes, budget, params.layers, params.content_layer, dtype_bytes=memory.dtype_bytes_for(params.precision),
         optimizer="adam" if params.schedule == "reference" else params.optimizer, pool=params.pool,
@@ -146,15 +147,8 @@ def level_work(the_plan: Plan, params: StyleParams, max_memory: int | float | st
     budget is given: the device's own default is only known where the job runs), as the engine's ETA
     prices the levels: a queue's planned work. Raises as :func:`check_runnable` when a level cannot
     fit. No torch."""
-    sizes = [level.size for level in the_plan.levels]
-    if max_memory is None:
-        return [1.0] * len(sizes)
-    from . import memory
-
-    budget = memory.parse_budget(max_memory)
-    if budget is None:
-        return [1.0] * len(sizes)
-    return [need.work for need in _needs(sizes, budget, params)]
+    needs = _needs([level.size for level in the_plan.levels], max_memory, params)
+    return [need.work for need in needs] if needs is not None else [1.0] * len(the_plan.levels)
 
 
 def plan(content_size: tuple[int, int], style_sizes: Sequence[tuple[int, int]], params: StyleParams) -> Plan:

@@ -102,17 +102,19 @@ GRAM_COST: dict[int, dict[str, tuple[float, float]]] = {
 }
 
 
+def _measured(costs: dict[int, dict[str, tuple[float, float]]], dtype_bytes: int) -> dict[str, tuple[float, float]]:
+    return costs[4 if dtype_bytes >= 4 else 2]
+
+
 def segment_cost(first: int, last: int, dtype_bytes: int = 4) -> tuple[float, float]:
     """(forward, backward) cost of VGG19_LAYERS[first:last] per megapixel of the picture (LAYER_COST)."""
-    table = LAYER_COST[4 if dtype_bytes >= 4 else 2]
-    costs = [table[name] for name in VGG19_LAYERS[first:last]]
+    costs = [_measured(LAYER_COST, dtype_bytes)[name] for name in VGG19_LAYERS[first:last]]
     return sum(c[0] for c in costs), sum(c[1] for c in costs)
 
 
 def gram_cost(layers: Sequence[str], dtype_bytes: int = 4) -> float:
     """The Gram matrices of style ``layers``, forward and backward, per megapixel (GRAM_COST)."""
-    table = GRAM_COST[4 if dtype_bytes >= 4 else 2]
-    return sum(sum(table[layer]) for layer in layers)
+    return sum(sum(_measured(GRAM_COST, dtype_bytes)[layer]) for layer in layers)
 
 
 def layer_scale(layer: str) -> int:
@@ -397,9 +399,6 @@ class TiledLoss:
         self.tiling = tiling
         self.check_cancel = check_cancel
 
-    def _style_layers(self) -> list[str]:
-        return list(self.params.gram_layers)
-
     def _pass1(self, image, content_target, style_grams, with_grad: bool) -> _Pass1:
         import torch
         import torch.nn.functional as F
@@ -408,7 +407,7 @@ class TiledLoss:
 
         p, tiling = self.params, self.tiling
         height, width = image.shape[-2:]
-        style_layers = self._style_layers()
+        style_layers = list(self.params.gram_layers)
         shallow = [layer for layer in style_layers if tiling.is_shallow(layer)]
         deep = [layer for layer in style_layers if not tiling.is_shallow(layer)]
         content_is_deep = bool(p.content_weight) and not tiling.is_shallow(p.content_layer)
@@ -523,7 +522,7 @@ class TiledLoss:
     def _feature_multipliers(self, grams_now, style_grams, width, height) -> dict:
         """Per shallow style layer, M with dL/dF = F·M for F of shape (h·w, C): M = (g + gᵀ)/norm, g = dL/dG."""
         p = self.params
-        layers = [layer for layer in self._style_layers() if self.tiling.is_shallow(layer)]
+        layers = [layer for layer in self.params.gram_layers if self.tiling.is_shallow(layer)]
         channels_of = {layer: grams_now[layer].shape[-1] for layer in layers}
         norms = _gram_norms(layers, width, height, channels_of)
         weights = dict(zip(p.style_layers, p.style_layer_weights))

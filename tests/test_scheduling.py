@@ -216,7 +216,6 @@ def test_planned_work_prices_steps_as_the_engines_eta_does():
     assert planned_work(the_plan, work=[1.5]) == level.steps * (96 * 64 * 1.5 + OVERHEAD_PIXELS)  # tiled
 
 
-
 def test_a_jobs_planned_work_prices_its_tiled_levels_under_the_operators_budget():
     import io
 
